@@ -1,0 +1,2 @@
+//! The standard cogs of tourbillon.
+#![warn(missing_docs)]

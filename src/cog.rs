@@ -1,0 +1,274 @@
+//! Cogs: what a train is made of.
+
+use std::fmt;
+
+use crate::context::{Context, Next};
+use crate::event::EventId;
+use crate::sources::Fired;
+use crate::Core;
+
+/// What a cog is for; the train counts supplies to know when all are exhausted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Brings data in by binding to loop events (files, sockets, timers).
+    Supply,
+    /// Takes one datum and yields none, one or many.
+    Step,
+    /// Writes data out; reports `event_done` once it is written.
+    Drain,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Supply => "supply",
+            Role::Step => "step",
+            Role::Drain => "drain",
+        })
+    }
+}
+
+/// How a cog answers `finish`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// Everything is flushed down the train and released: go on with the next cog.
+    Done,
+    /// Work is still in flight (bytes to write, acks to wait for); the cog
+    /// calls [`Context::finished`] when it is through. Its bindings stay
+    /// until then; the finish deadline bounds the wait.
+    Pending,
+}
+
+/// One gear of a train: takes one datum and yields none, one or many through
+/// [`Context::emit`], and may bind to loop events through its [`Context`].
+///
+/// Every method but [`process`](Cog::process) has a default that does
+/// nothing, so a cog implements only the broadcasts it handles. Methods are
+/// generic over what follows the cog (`N`) so that a train built at compile
+/// time is one static call chain the compiler can inline; the same cog also
+/// works in a train built at run time (see [`DynCog`](crate::DynCog)).
+///
+/// A plain closure `FnMut(D) -> Option<D>` is a cog.
+///
+/// ```
+/// use tourbillon::{Cog, Context, Next};
+///
+/// /// Doubles every number, and says so when printed.
+/// struct Double;
+///
+/// impl Cog<u64> for Double {
+///     fn process<N: Next<u64> + ?Sized>(&mut self, n: u64, ctx: &mut Context<'_, u64, N>) {
+///         ctx.emit(n * 2)
+///     }
+///     fn describe(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("double")
+///     }
+/// }
+/// ```
+pub trait Cog<D>: 'static {
+    /// Takes one datum; yields through `ctx.emit`, or drops with `ctx.discard`.
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>);
+
+    /// Called once, in train order, when the loop starts: bind sources here.
+    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        let _ = ctx;
+    }
+
+    /// A source this cog bound fired; `key` is what the cog gave when binding.
+    fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
+        let _ = (key, fired, ctx);
+    }
+
+    /// Broadcast: event `id` is finished (written by a drain, or dropped).
+    fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, ctx: &mut Context<'_, D, N>) {
+        let _ = (id, ctx);
+    }
+
+    /// Broadcast: event `old` lives on as `new` (merged or split).
+    fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, ctx: &mut Context<'_, D, N>) {
+        let _ = (old, new, ctx);
+    }
+
+    /// Broadcast: a congested cog downstream has room again.
+    fn resume<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        let _ = ctx;
+    }
+
+    /// Flush what you hold down the train and release your bindings. New
+    /// bindings are refused once this returns [`Finish::Done`].
+    fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
+        let _ = ctx;
+        Finish::Done
+    }
+
+    /// The last call a cog gets, after every cog of every train finished.
+    fn done(&mut self, core: &mut Core) {
+        let _ = core;
+    }
+
+    /// True while this cog cannot take more data; supplies stop reading and
+    /// wait for `resume`. Never drop data instead.
+    fn congested(&self) -> bool {
+        false
+    }
+
+    /// What this cog is for.
+    fn role(&self) -> Role {
+        Role::Step
+    }
+
+    /// Renders the cog with its settings, for `Display` of a train.
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(short_type_name::<Self>())
+    }
+}
+
+/// `std::any::type_name` without the module paths.
+pub(crate) fn short_type_name<T: ?Sized>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    match base.rfind("::") {
+        Some(i) => &full[i + 2..],
+        None => full,
+    }
+}
+
+impl<D: 'static, F> Cog<D> for F
+where
+    F: FnMut(D) -> Option<D> + 'static,
+{
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        let id = ctx.id_of(&datum);
+        match self(datum) {
+            Some(d) => ctx.emit(d),
+            None => {
+                if let Some(id) = id {
+                    ctx.event_done(id)
+                }
+            }
+        }
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("closure")
+    }
+}
+
+/// Renders a cog through [`Cog::describe`].
+pub(crate) struct Described<'a, D, C: ?Sized>(pub(crate) &'a C, pub(crate) std::marker::PhantomData<D>);
+
+impl<D, C: Cog<D>> fmt::Display for Described<'_, D, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.describe(f)
+    }
+}
+
+/// A cog with a name of your choosing in the train's listing.
+#[derive(Debug)]
+pub struct Named<C> {
+    name: String,
+    cog: C,
+}
+
+/// Gives `cog` a name for the train's listing (closures print as `closure`).
+pub fn named<C>(name: impl Into<String>, cog: C) -> Named<C> {
+    Named { name: name.into(), cog }
+}
+
+impl<D: 'static, C: Cog<D>> Cog<D> for Named<C> {
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        self.cog.process(datum, ctx)
+    }
+    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        self.cog.start(ctx)
+    }
+    fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
+        self.cog.fire(key, fired, ctx)
+    }
+    fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, ctx: &mut Context<'_, D, N>) {
+        self.cog.event_done(id, ctx)
+    }
+    fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, ctx: &mut Context<'_, D, N>) {
+        self.cog.event_rename(old, new, ctx)
+    }
+    fn resume<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        self.cog.resume(ctx)
+    }
+    fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
+        self.cog.finish(ctx)
+    }
+    fn done(&mut self, core: &mut Core) {
+        self.cog.done(core)
+    }
+    fn congested(&self) -> bool {
+        self.cog.congested()
+    }
+    fn role(&self) -> Role {
+        self.cog.role()
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Applies a function to every datum.
+pub struct Map<F>(pub(crate) F);
+/// Keeps the data a predicate accepts; the others are reported done.
+pub struct Filter<F>(pub(crate) F);
+/// Yields any number of data for each datum.
+pub struct FlatMap<F>(pub(crate) F);
+
+impl<F> fmt::Debug for Map<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("map")
+    }
+}
+impl<F> fmt::Debug for Filter<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("filter")
+    }
+}
+impl<F> fmt::Debug for FlatMap<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("flat_map")
+    }
+}
+
+impl<D: 'static, F: FnMut(D) -> D + 'static> Cog<D> for Map<F> {
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        ctx.emit((self.0)(datum))
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("map")
+    }
+}
+
+impl<D: 'static, F: FnMut(&D) -> bool + 'static> Cog<D> for Filter<F> {
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        if (self.0)(&datum) {
+            ctx.emit(datum)
+        } else {
+            ctx.discard(&datum)
+        }
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("filter")
+    }
+}
+
+impl<D: 'static, F: FnMut(D, &mut dyn FnMut(D)) + 'static> Cog<D> for FlatMap<F> {
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        let id = ctx.id_of(&datum);
+        let mut yielded = false;
+        (self.0)(datum, &mut |d| {
+            yielded = true;
+            ctx.emit(d)
+        });
+        if let (false, Some(id)) = (yielded, id) {
+            ctx.event_done(id)
+        }
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("flat_map")
+    }
+}

@@ -1,0 +1,274 @@
+//! The handle a cog gets in its callbacks: the loop's core, what follows the
+//! cog in its train, and the train's accessors.
+
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use inotify::WatchMask;
+use mio::Interest;
+
+use crate::accessor::IdGetter;
+use crate::core::{Broadcast, CogPhase, Notice};
+use crate::event::EventId;
+use crate::sources::{CogAddr, CogRemote, FdId, ImmediateId, SignalId, Target, TimerId, WatchId};
+use crate::{Core, Error};
+
+/// What follows a cog in its train: where [`Context::emit`] sends data.
+///
+/// Implemented by the train's links; cogs only name it as a bound.
+pub trait Next<D> {
+    /// Hands one datum to the rest of the train.
+    fn push(&mut self, datum: D, core: &mut Core, train: &TrainShared<D>);
+    /// True if a cog in the rest of the train is congested.
+    fn congested(&self) -> bool;
+}
+
+/// What every cog of a train shares: the train's index and id accessor.
+pub struct TrainShared<D> {
+    pub(crate) index: u32,
+    pub(crate) ids: Option<IdGetter<D>>,
+}
+
+impl<D> TrainShared<D> {
+    pub(crate) fn id_of(&self, datum: &D) -> Option<EventId> {
+        self.ids.as_ref().and_then(|g| g.get(datum))
+    }
+}
+
+impl<D> std::fmt::Debug for TrainShared<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainShared")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D, N: ?Sized> std::fmt::Debug for Context<'_, D, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("train", &self.train.index)
+            .field("cog", &self.cog)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A context whose rest-of-train is a trait object (trains built at run time).
+pub type DynContext<'a, D> = Context<'a, D, dyn Next<D> + 'a>;
+
+/// The handle a cog gets in every callback.
+///
+/// Bindings made here are the cog's: their events come back to
+/// [`Cog::fire`](crate::Cog::fire) with the `key` given, and the runtime
+/// releases them when the cog finishes. They are refused
+/// ([`Error::Finishing`]) once the cog's `finish` is complete.
+pub struct Context<'a, D, N: ?Sized> {
+    pub(crate) core: &'a mut Core,
+    pub(crate) next: &'a mut N,
+    pub(crate) train: &'a TrainShared<D>,
+    pub(crate) cog: u32,
+}
+
+impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
+    pub(crate) fn new(core: &'a mut Core, next: &'a mut N, train: &'a TrainShared<D>, cog: u32) -> Self {
+        Context { core, next, train, cog }
+    }
+
+    /// Sends one datum down the train.
+    #[inline]
+    pub fn emit(&mut self, datum: D) {
+        self.next.push(datum, self.core, self.train)
+    }
+
+    /// True while a cog downstream cannot take more: stop reading and wait
+    /// for [`Cog::resume`](crate::Cog::resume).
+    pub fn congested(&self) -> bool {
+        self.next.congested()
+    }
+
+    /// Drops a datum for good, reporting it done so durable supplies advance.
+    pub fn discard(&mut self, datum: &D) {
+        if let Some(id) = self.id_of(datum) {
+            self.event_done(id)
+        }
+    }
+
+    /// The datum's id, through the train's id accessor (if it has one).
+    #[inline]
+    pub fn id_of(&self, datum: &D) -> Option<EventId> {
+        self.train.id_of(datum)
+    }
+
+    /// Broadcasts `event_done(id)` to every cog of this train (after the
+    /// current callback returns).
+    pub fn event_done(&mut self, id: EventId) {
+        self.notify(Notice::Cast(Broadcast::EventDone(id)))
+    }
+
+    /// Broadcasts `event_rename(old, new)` to every cog of this train.
+    pub fn event_rename(&mut self, old: EventId, new: EventId) {
+        self.notify(Notice::Cast(Broadcast::EventRename(old, new)))
+    }
+
+    /// Tells the cogs of this train that this cog has room again (broadcasts `resume`).
+    pub fn resume_upstream(&mut self) {
+        self.notify(Notice::Cast(Broadcast::Resume))
+    }
+
+    fn notify(&mut self, notice: Notice) {
+        self.core.notices.push_back((self.train.index, notice))
+    }
+
+    /// Where this cog sits.
+    pub fn addr(&self) -> CogAddr {
+        CogAddr {
+            train: self.train.index,
+            cog: self.cog,
+        }
+    }
+
+    /// The loop's core, for what this context does not wrap. Bindings made
+    /// on the core directly belong to closures, not to this cog.
+    pub fn core(&mut self) -> &mut Core {
+        self.core
+    }
+
+    /// A fresh event id.
+    pub fn next_event_id(&mut self) -> EventId {
+        self.core.next_event_id()
+    }
+
+    /// The loop's clock.
+    pub fn now(&self) -> Instant {
+        self.core.now()
+    }
+
+    /// Asks the whole escapement to finish (every train, in order).
+    pub fn finish_all(&mut self) {
+        self.core.finish()
+    }
+
+    /// A supply says it has nothing more to bring; when every supply of the
+    /// escapement has said so, the escapement finishes (batch mode).
+    pub fn exhausted(&mut self) {
+        self.notify(Notice::Exhausted(self.cog))
+    }
+
+    /// Ends a [`Finish::Pending`](crate::Finish::Pending): this cog is through.
+    pub fn finished(&mut self) {
+        let addr = self.addr();
+        if let Some(phase) = self
+            .core
+            .cog_phases
+            .get_mut(addr.train as usize)
+            .and_then(|t| t.get_mut(addr.cog as usize))
+        {
+            if *phase == CogPhase::Pending {
+                *phase = CogPhase::Finished;
+                self.notify(Notice::Finished(addr.cog));
+            }
+        }
+    }
+
+    fn target(&self, key: u64) -> Result<Target, Error> {
+        let addr = self.addr();
+        self.core.check_bind(Some(addr))?;
+        Ok(Target::Cog { addr, key })
+    }
+
+    /// Queues an immediate event for the next turn.
+    pub fn enqueue(&mut self, key: u64) -> Result<ImmediateId, Error> {
+        let target = self.target(key)?;
+        Ok(self.core.immediates.enqueue(target))
+    }
+
+    /// Takes a queued immediate event back.
+    pub fn dequeue(&mut self, id: ImmediateId) -> bool {
+        self.core.dequeue(id)
+    }
+
+    /// Watches `fd` for `interest` (edge-triggered: drain until `WouldBlock`).
+    pub fn register(&mut self, fd: &impl AsRawFd, interest: Interest, key: u64) -> Result<FdId, Error> {
+        let target = self.target(key)?;
+        self.core.bind_fd(fd.as_raw_fd(), interest, target)
+    }
+
+    /// Changes the interest of a registered fd.
+    pub fn reregister(&mut self, id: FdId, interest: Interest) -> Result<(), Error> {
+        self.core.reregister(id, interest)
+    }
+
+    /// Stops watching an fd.
+    pub fn unregister(&mut self, id: FdId) -> bool {
+        self.core.unregister(id)
+    }
+
+    /// Watches a path through inotify; fails if inotify is not usable.
+    pub fn watch(&mut self, path: impl AsRef<Path>, mask: WatchMask, key: u64) -> Result<WatchId, Error> {
+        let target = self.target(key)?;
+        self.core.bind_watch(path.as_ref(), mask, None, target)
+    }
+
+    /// Watches a path through inotify, or by polling every `interval`.
+    pub fn watch_or_poll(
+        &mut self,
+        path: impl AsRef<Path>,
+        mask: WatchMask,
+        interval: Duration,
+        key: u64,
+    ) -> Result<WatchId, Error> {
+        let target = self.target(key)?;
+        self.core.bind_watch(path.as_ref(), mask, Some(interval), target)
+    }
+
+    /// Removes a watch.
+    pub fn unwatch(&mut self, id: WatchId) -> bool {
+        self.core.unwatch(id)
+    }
+
+    /// Fires on each delivery of `signal`.
+    pub fn on_signal(&mut self, signal: i32, key: u64) -> Result<SignalId, Error> {
+        let target = self.target(key)?;
+        self.core.bind_signal(signal, target)
+    }
+
+    /// Removes a signal binding.
+    pub fn off_signal(&mut self, id: SignalId) -> bool {
+        self.core.off_signal(id)
+    }
+
+    /// Fires once, `delay` from now.
+    pub fn after(&mut self, delay: Duration, key: u64) -> Result<TimerId, Error> {
+        let deadline = self.now() + delay;
+        self.at(deadline, key)
+    }
+
+    /// Fires once at `deadline`.
+    pub fn at(&mut self, deadline: Instant, key: u64) -> Result<TimerId, Error> {
+        let target = self.target(key)?;
+        Ok(self.core.timers.arm(deadline, None, target))
+    }
+
+    /// Fires every `period` until cancelled.
+    pub fn every(&mut self, period: Duration, key: u64) -> Result<TimerId, Error> {
+        let target = self.target(key)?;
+        let first = self.now() + period;
+        Ok(self.core.timers.arm(first, Some(period), target))
+    }
+
+    /// Cancels a timer in O(1).
+    pub fn cancel(&mut self, id: TimerId) -> bool {
+        self.core.cancel(id)
+    }
+
+    /// Moves a timer to a new deadline.
+    pub fn reschedule(&mut self, id: TimerId, deadline: Instant) -> bool {
+        self.core.reschedule(id, deadline)
+    }
+
+    /// A handle other threads use to send messages to this cog; they arrive
+    /// as [`Fired::Message`](crate::Fired::Message) with `key`.
+    pub fn remote(&self, key: u64) -> CogRemote {
+        CogRemote::new(self.core.remote(), self.addr(), key)
+    }
+}

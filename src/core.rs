@@ -1,0 +1,468 @@
+//! The loop's shared state and the binding API closures and cogs use.
+
+use std::collections::VecDeque;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use inotify::WatchMask;
+use mio::unix::SourceFd;
+use mio::Interest;
+
+use crate::event::EventId;
+use crate::sources::fd::FdSlot;
+use crate::sources::immediate::Immediates;
+use crate::sources::remote::Inbox;
+use crate::sources::signals::SignalSources;
+use crate::sources::timer::Timers;
+use crate::sources::watch::Watches;
+use crate::sources::{
+    CogAddr, FdId, Fired, ImmediateId, Ready, Remote, SignalId, Target, TimerId, WatchEvent, WatchId,
+};
+use crate::token::{Key, Slab};
+use crate::Error;
+
+pub(crate) type Callback = Box<dyn FnMut(&mut Core, Fired)>;
+
+/// Where the loop is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Supplies bring data in; anything may bind.
+    Running,
+    /// `finish` is going through the trains: cogs flush and release, and a
+    /// cog whose finish is complete may not bind anything new.
+    Finishing,
+    /// `done` was delivered; the loop returns.
+    Done,
+}
+
+/// Where one cog is in the finish protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CogPhase {
+    Running,
+    /// Its `finish` returned [`Finish::Pending`](crate::Finish::Pending).
+    Pending,
+    Finished,
+}
+
+/// A broadcast to every cog of a train that handles it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Broadcast {
+    /// [`Cog::event_done`](crate::Cog::event_done).
+    EventDone(EventId),
+    /// [`Cog::event_rename`](crate::Cog::event_rename): old, new.
+    EventRename(EventId, EventId),
+    /// [`Cog::resume`](crate::Cog::resume).
+    Resume,
+}
+
+/// What is queued for a train: a broadcast, or the loop's own bookkeeping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Notice {
+    Cast(Broadcast),
+    /// Internal: a pending cog completed its finish.
+    Finished(u32),
+    /// Internal: a supply has nothing more to bring.
+    Exhausted(u32),
+}
+
+/// The loop's state apart from the trains: sources, bindings, phase.
+///
+/// Closures bound to the loop receive `&mut Core`; cogs reach it through
+/// their [`Context`](crate::Context). Every binding returns an id that
+/// cancels it; ids are generational, so a stale id does nothing.
+pub struct Core {
+    pub(crate) registry: mio::Registry,
+    pub(crate) fds: Slab<FdSlot>,
+    pub(crate) timers: Timers,
+    pub(crate) immediates: Immediates,
+    pub(crate) watches: Watches,
+    pub(crate) signals: SignalSources,
+    pub(crate) inbox: Inbox,
+    pub(crate) calls: Slab<Option<Callback>>,
+    pub(crate) notices: VecDeque<(u32, Notice)>,
+    pub(crate) phase: Phase,
+    pub(crate) cog_phases: Vec<Vec<CogPhase>>,
+    pub(crate) finish_requested: bool,
+    pub(crate) finish_deadline: Duration,
+    next_id: u64,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("phase", &self.phase)
+            .field("fds", &self.fds.len())
+            .field("timers", &self.timers.live())
+            .field("watches", &self.watches.slots.len())
+            .field("inotify", &self.inotify())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    pub(crate) fn new(
+        registry: mio::Registry,
+        watches: Watches,
+        signals: SignalSources,
+        inbox: Inbox,
+        finish_deadline: Duration,
+    ) -> Core {
+        Core {
+            registry,
+            fds: Slab::default(),
+            timers: Timers::default(),
+            immediates: Immediates::default(),
+            watches,
+            signals,
+            inbox,
+            calls: Slab::default(),
+            notices: VecDeque::new(),
+            phase: Phase::Running,
+            cog_phases: Vec::new(),
+            finish_requested: false,
+            finish_deadline,
+            next_id: 0,
+        }
+    }
+
+    // ---- state -------------------------------------------------------------
+
+    /// Where the loop is in its life.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether inotify is usable. When false, watch paths with
+    /// [`watch_or_poll`](Self::watch_or_poll) or poll them yourself.
+    pub fn inotify(&self) -> bool {
+        self.watches.inotify.is_some()
+    }
+
+    /// The loop's clock.
+    pub fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// A fresh event id, unique within this process run.
+    pub fn next_event_id(&mut self) -> EventId {
+        self.next_id += 1;
+        EventId(self.next_id)
+    }
+
+    /// Starts the graceful finish: `finish` through every train in order,
+    /// then `done`, then [`Escapement::run`](crate::Escapement::run) returns.
+    pub fn finish(&mut self) {
+        if self.phase == Phase::Running {
+            self.finish_requested = true;
+        }
+    }
+
+    /// A handle other threads use to run work on this loop.
+    pub fn remote(&self) -> Remote {
+        self.inbox.remote.clone()
+    }
+
+    // ---- closure bindings ------------------------------------------------
+
+    fn call(&mut self, f: impl FnMut(&mut Core, Fired) + 'static) -> Result<Target, Error> {
+        self.check_bind(None)?;
+        Ok(Target::Call(self.calls.insert(Some(Box::new(f)))))
+    }
+
+    fn call_once(&mut self, f: impl FnOnce(&mut Core) + 'static) -> Result<Target, Error> {
+        let mut f = Some(f);
+        self.call(move |core, _| {
+            if let Some(f) = f.take() {
+                f(core)
+            }
+        })
+    }
+
+    /// Runs `f` at the next turn of the loop.
+    pub fn enqueue(&mut self, f: impl FnOnce(&mut Core) + 'static) -> Result<ImmediateId, Error> {
+        let target = self.call_once(f)?;
+        Ok(self.immediates.enqueue(target))
+    }
+
+    /// Takes a queued immediate event back; false if it already ran or was dequeued.
+    pub fn dequeue(&mut self, id: ImmediateId) -> bool {
+        match self.immediates.dequeue(id) {
+            Some(target) => {
+                self.drop_target(target);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Calls `f` whenever `fd` becomes ready for `interest`. Edge-triggered:
+    /// `f` must read or write until `WouldBlock`, or re-queue itself.
+    pub fn register(
+        &mut self,
+        fd: &impl AsRawFd,
+        interest: Interest,
+        mut f: impl FnMut(&mut Core, FdId, Ready) + 'static,
+    ) -> Result<FdId, Error> {
+        let target = self.call(move |core, fired| {
+            if let Fired::Ready(id, ready) = fired {
+                f(core, id, ready)
+            }
+        })?;
+        self.bind_fd(fd.as_raw_fd(), interest, target)
+    }
+
+    /// Changes the interest of a registered fd.
+    pub fn reregister(&mut self, id: FdId, interest: Interest) -> Result<(), Error> {
+        let slot = self.fds.get(id.0).ok_or(Error::Stale)?;
+        self.registry
+            .reregister(&mut SourceFd(&slot.fd), id.0.token(), interest)
+            .map_err(|source| Error::Io {
+                what: format!("re-registering fd {}", slot.fd),
+                source,
+            })
+    }
+
+    /// Stops watching an fd (the fd itself stays open); false if it was not registered.
+    pub fn unregister(&mut self, id: FdId) -> bool {
+        let Some(slot) = self.fds.remove(id.0) else {
+            return false;
+        };
+        // ENOENT/EBADF: the fd was closed first, which removed it from epoll.
+        let _ = self.registry.deregister(&mut SourceFd(&slot.fd));
+        self.drop_target(slot.target);
+        true
+    }
+
+    /// Calls `f` for every inotify event on `path` that `mask` selects.
+    /// Fails when inotify is not usable; see [`watch_or_poll`](Self::watch_or_poll).
+    pub fn watch(
+        &mut self,
+        path: impl AsRef<Path>,
+        mask: WatchMask,
+        f: impl FnMut(&mut Core, WatchId, WatchEvent) + 'static,
+    ) -> Result<WatchId, Error> {
+        let target = self.watch_call(f)?;
+        self.bind_watch(path.as_ref(), mask, None, target)
+    }
+
+    /// Like [`watch`](Self::watch), but polls the path's metadata every
+    /// `interval` when inotify is not usable or the watch cannot be added.
+    pub fn watch_or_poll(
+        &mut self,
+        path: impl AsRef<Path>,
+        mask: WatchMask,
+        interval: Duration,
+        f: impl FnMut(&mut Core, WatchId, WatchEvent) + 'static,
+    ) -> Result<WatchId, Error> {
+        let target = self.watch_call(f)?;
+        self.bind_watch(path.as_ref(), mask, Some(interval), target)
+    }
+
+    fn watch_call(&mut self, mut f: impl FnMut(&mut Core, WatchId, WatchEvent) + 'static) -> Result<Target, Error> {
+        self.call(move |core, fired| {
+            if let Fired::Watch(id, event) = fired {
+                f(core, id, event)
+            }
+        })
+    }
+
+    /// Removes a watch; false if it was already gone.
+    pub fn unwatch(&mut self, id: WatchId) -> bool {
+        match self.watches.remove(id) {
+            Some((target, timer)) => {
+                if let Some(timer) = timer {
+                    self.timers.cancel(timer);
+                }
+                self.drop_target(target);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Calls `f` each time `signal` is delivered to the process.
+    pub fn on_signal(&mut self, signal: i32, mut f: impl FnMut(&mut Core, i32) + 'static) -> Result<SignalId, Error> {
+        let target = self.call(move |core, fired| {
+            if let Fired::Signal(_, sig) = fired {
+                f(core, sig)
+            }
+        })?;
+        self.bind_signal(signal, target)
+    }
+
+    /// Removes a signal binding; false if it was already gone.
+    pub fn off_signal(&mut self, id: SignalId) -> bool {
+        match self.signals.handlers.remove(id.0) {
+            Some((_, target)) => {
+                self.drop_target(target);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs `f` once, `delay` from now.
+    pub fn after(&mut self, delay: Duration, f: impl FnOnce(&mut Core) + 'static) -> Result<TimerId, Error> {
+        self.at(self.now() + delay, f)
+    }
+
+    /// Runs `f` once at `deadline`.
+    pub fn at(&mut self, deadline: Instant, f: impl FnOnce(&mut Core) + 'static) -> Result<TimerId, Error> {
+        let target = self.call_once(f)?;
+        Ok(self.timers.arm(deadline, None, target))
+    }
+
+    /// Runs `f` every `period`, first `period` from now, until cancelled.
+    pub fn every(
+        &mut self,
+        period: Duration,
+        mut f: impl FnMut(&mut Core, TimerId) + 'static,
+    ) -> Result<TimerId, Error> {
+        let target = self.call(move |core, fired| {
+            if let Fired::Timer(id) = fired {
+                f(core, id)
+            }
+        })?;
+        Ok(self.timers.arm(self.now() + period, Some(period), target))
+    }
+
+    /// Cancels a timer in O(1); false if it already fired (one-shot) or was cancelled.
+    pub fn cancel(&mut self, id: TimerId) -> bool {
+        match self.timers.cancel(id) {
+            Some(target) => {
+                self.drop_target(target);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves an armed timer to a new deadline without re-binding it.
+    pub fn reschedule(&mut self, id: TimerId, deadline: Instant) -> bool {
+        self.timers.rearm(id, deadline)
+    }
+
+    /// Live timers, and the entries of the timer heap (live and stale):
+    /// the second stays within a constant factor of the first.
+    pub fn timer_counts(&self) -> (usize, usize) {
+        (self.timers.live(), self.timers.heap_len())
+    }
+
+    // ---- bindings for any target ----------------------------------------
+
+    /// Refuses bindings after the binder's part of `finish` is complete.
+    pub(crate) fn check_bind(&self, cog: Option<CogAddr>) -> Result<(), Error> {
+        let ok = match (self.phase, cog) {
+            (Phase::Running, _) => true,
+            (Phase::Done, _) => false,
+            (Phase::Finishing, None) => false,
+            (Phase::Finishing, Some(addr)) => self.cog_phase(addr) != CogPhase::Finished,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Finishing)
+        }
+    }
+
+    pub(crate) fn cog_phase(&self, addr: CogAddr) -> CogPhase {
+        self.cog_phases
+            .get(addr.train as usize)
+            .and_then(|t| t.get(addr.cog as usize))
+            .copied()
+            .unwrap_or(CogPhase::Running)
+    }
+
+    pub(crate) fn bind_fd(&mut self, fd: RawFd, interest: Interest, target: Target) -> Result<FdId, Error> {
+        let key = self.fds.insert(FdSlot { fd, target });
+        match self.registry.register(&mut SourceFd(&fd), key.token(), interest) {
+            Ok(()) => Ok(FdId(key)),
+            Err(source) => {
+                self.fds.remove(key);
+                self.drop_target(target);
+                Err(Error::Io {
+                    what: format!("registering fd {fd}"),
+                    source,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn bind_watch(
+        &mut self,
+        path: &Path,
+        mask: WatchMask,
+        poll: Option<Duration>,
+        target: Target,
+    ) -> Result<WatchId, Error> {
+        let err = match self.watches.add_inotify(path, mask, target) {
+            Ok(id) => return Ok(id),
+            Err(e) => e,
+        };
+        match poll {
+            Some(interval) => {
+                if self.inotify() {
+                    log::debug!("watching {} by polling: {err}", path.display());
+                }
+                let now = self.now();
+                let timers = &mut self.timers;
+                Ok(self.watches.add_poll(path, mask, target, |key| {
+                    timers.arm(now + interval, Some(interval), Target::PollWatch(key))
+                }))
+            }
+            None => {
+                self.drop_target(target);
+                Err(Error::Watch {
+                    path: path.to_path_buf(),
+                    source: err,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn bind_signal(&mut self, signal: i32, target: Target) -> Result<SignalId, Error> {
+        if let Err(source) = self.signals.ensure(signal) {
+            self.drop_target(target);
+            return Err(Error::Signal { signal, source });
+        }
+        Ok(SignalId(self.signals.handlers.insert((signal, target))))
+    }
+
+    /// Frees the callback behind a target that no binding uses any more.
+    pub(crate) fn drop_target(&mut self, target: Target) {
+        if let Target::Call(key) = target {
+            self.calls.remove(key);
+        }
+    }
+
+    /// Removes every binding a cog holds: it finished.
+    pub(crate) fn release(&mut self, addr: CogAddr) {
+        for key in self.fds.keys_where(|s| s.target.is_cog(addr)) {
+            self.unregister(FdId(key));
+        }
+        for key in self.timers.slots.keys_where(|s| s.target.is_cog(addr)) {
+            self.timers.cancel(TimerId(key));
+        }
+        for key in self.immediates.slots.keys_where(|t| t.is_cog(addr)) {
+            self.immediates.dequeue(ImmediateId(key));
+        }
+        for key in self.watches.slots.keys_where(|s| s.target.is_cog(addr)) {
+            self.unwatch(WatchId(key));
+        }
+        for key in self.signals.handlers.keys_where(|(_, t)| t.is_cog(addr)) {
+            self.signals.handlers.remove(key);
+        }
+    }
+
+    pub(crate) fn take_call(&mut self, key: Key) -> Option<Callback> {
+        self.calls.get_mut(key).and_then(Option::take)
+    }
+
+    /// Puts a callback back after it ran, unless its binding went meanwhile.
+    pub(crate) fn restore_call(&mut self, key: Key, f: Callback) {
+        if let Some(slot) = self.calls.get_mut(key) {
+            *slot = Some(f);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! # tourbillon
+//!
+//! An event-loop runtime for daemons that process streams of events.
+//!
+//! One process has one [`Escapement`]: the event loop, over mio. It
+//! multiplexes immediate events, fd readiness, inotify watches, POSIX
+//! signals, timers and work handed in from other threads, and drives
+//! [`Train`]s of [`Cog`]s. A cog takes one datum and yields none, one or
+//! many; supplies bring data in, drains write it out. Cogs reach into data
+//! only through [accessors](accessor), so one cog works on any data shape.
+//!
+//! Shutdown follows the finish/done protocol: `finish` goes through each
+//! train in order (every cog flushes what it holds down the train and
+//! releases its bindings), then every cog gets `done`, then
+//! [`Escapement::run`] returns.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use tourbillon::{Cog, Context, Escapement, Next, Role, Train};
+//!
+//! /// A supply that emits 1..=n on the loop's first turn, then is exhausted.
+//! struct Count(u64);
+//! impl Cog<u64> for Count {
+//!     fn role(&self) -> Role { Role::Supply }
+//!     fn start<N: Next<u64> + ?Sized>(&mut self, ctx: &mut Context<'_, u64, N>) {
+//!         ctx.enqueue(0).unwrap();
+//!     }
+//!     fn fire<N: Next<u64> + ?Sized>(&mut self, _: u64, _: tourbillon::Fired, ctx: &mut Context<'_, u64, N>) {
+//!         for n in 1..=self.0 { ctx.emit(n) }
+//!         ctx.exhausted();
+//!     }
+//!     fn process<N: Next<u64> + ?Sized>(&mut self, n: u64, ctx: &mut Context<'_, u64, N>) { ctx.emit(n) }
+//! }
+//!
+//! # fn main() -> Result<(), tourbillon::Error> {
+//! let seen = Arc::new(Mutex::new(Vec::new()));
+//! let sink = Arc::clone(&seen);
+//! let mut esc = Escapement::builder().graceful_signals(false).build()?;
+//! esc.add_train(
+//!     Train::new("demo")
+//!         .cog(Count(5))
+//!         .filter(|n| n % 2 == 1)
+//!         .map(move |n| { sink.lock().unwrap().push(n); n }),
+//! );
+//! esc.run()?;
+//! assert_eq!(*seen.lock().unwrap(), vec![1, 3, 5]);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod accessor;
+mod cog;
+mod context;
+mod core;
+mod error;
+mod escapement;
+mod event;
+pub mod logging;
+pub mod sources;
+mod token;
+mod train;
+
+pub use crate::accessor::{Getter, IdGetter, IdSetter, Setter};
+pub use crate::cog::{named, Cog, Filter, Finish, FlatMap, Map, Named, Role};
+pub use crate::context::{Context, DynContext, Next, TrainShared};
+pub use crate::core::{Broadcast, Core, Phase};
+pub use crate::error::Error;
+pub use crate::escapement::{Builder, Escapement, Exit};
+pub use crate::event::{Event, EventId};
+pub use crate::sources::{
+    CogAddr, CogRemote, FdId, Fired, ImmediateId, Ready, Remote, SignalId, TimerId, WatchEvent, WatchId,
+};
+pub use crate::train::{Chain, CogInfo, DynChain, DynCog, End, Link, Train};
+pub use inotify::{EventMask, WatchMask};
+pub use mio::Interest;
+
+#[doc(hidden)]
+pub use log as __log;

@@ -1,0 +1,496 @@
+//! Trains: ordered lists of cogs, composed at compile time (one static call
+//! chain) or at run time (boxed cogs, for trains built from config).
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::accessor::IdGetter;
+use crate::cog::{Cog, Described, Filter, FlatMap, Map, Role};
+use crate::context::{Context, DynContext, Next, TrainShared};
+use crate::core::{Broadcast, Notice};
+use crate::sources::Fired;
+use crate::{Core, Finish};
+
+/// One line of a train's listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CogInfo {
+    /// What the cog is for.
+    pub role: Role,
+    /// The cog as it renders itself, with its settings.
+    pub text: String,
+}
+
+/// The cogs of a train, as one chain. Implemented by [`Link`] / [`End`]
+/// (static) and [`DynChain`] (run time); users go through [`Train`].
+pub trait Chain<D>: Next<D> + 'static {
+    /// This chain with `C` appended.
+    type Append<C: Cog<D>>: Chain<D>;
+    /// Appends a cog at position `index`.
+    fn append<C: Cog<D>>(self, cog: C, index: u32) -> Self::Append<C>;
+    /// Calls `start` on every cog, in order.
+    fn start(&mut self, core: &mut Core, train: &TrainShared<D>);
+    /// Routes a fired source to cog `index`.
+    fn fire(&mut self, index: u32, key: u64, fired: Fired, core: &mut Core, train: &TrainShared<D>);
+    /// Delivers a broadcast to every cog, in order.
+    fn notify(&mut self, notice: Broadcast, core: &mut Core, train: &TrainShared<D>);
+    /// Delivers `finish` to cog `index`.
+    fn finish(&mut self, index: u32, core: &mut Core, train: &TrainShared<D>) -> Finish;
+    /// Delivers `done` to every cog, in order.
+    fn done(&mut self, core: &mut Core);
+    /// Lists the cogs.
+    fn describe(&self, out: &mut Vec<CogInfo>);
+}
+
+/// The end of a chain: a datum that falls off it is finished.
+#[derive(Debug, Default)]
+pub struct End;
+
+/// A cog followed by the rest of the chain.
+#[derive(Debug)]
+pub struct Link<C, R> {
+    cog: C,
+    index: u32,
+    rest: R,
+}
+
+impl<D> Next<D> for End {
+    #[inline]
+    fn push(&mut self, datum: D, core: &mut Core, train: &TrainShared<D>) {
+        if let Some(id) = train.id_of(&datum) {
+            core.notices
+                .push_back((train.index, Notice::Cast(Broadcast::EventDone(id))));
+        }
+    }
+    fn congested(&self) -> bool {
+        false
+    }
+}
+
+impl<D: 'static> Chain<D> for End {
+    type Append<C: Cog<D>> = Link<C, End>;
+    fn append<C: Cog<D>>(self, cog: C, index: u32) -> Link<C, End> {
+        Link { cog, index, rest: End }
+    }
+    fn start(&mut self, _: &mut Core, _: &TrainShared<D>) {}
+    fn fire(&mut self, _: u32, _: u64, _: Fired, _: &mut Core, _: &TrainShared<D>) {}
+    fn notify(&mut self, _: Broadcast, _: &mut Core, _: &TrainShared<D>) {}
+    fn finish(&mut self, _: u32, _: &mut Core, _: &TrainShared<D>) -> Finish {
+        Finish::Done
+    }
+    fn done(&mut self, _: &mut Core) {}
+    fn describe(&self, _: &mut Vec<CogInfo>) {}
+}
+
+impl<D, C: Cog<D>, R: Chain<D>> Next<D> for Link<C, R> {
+    #[inline]
+    fn push(&mut self, datum: D, core: &mut Core, train: &TrainShared<D>) {
+        self.cog
+            .process(datum, &mut Context::new(core, &mut self.rest, train, self.index))
+    }
+    fn congested(&self) -> bool {
+        self.cog.congested() || self.rest.congested()
+    }
+}
+
+/// Calls one broadcast on a cog.
+fn deliver<D, C: Cog<D>, N: Next<D> + ?Sized>(cog: &mut C, notice: Broadcast, ctx: &mut Context<'_, D, N>) {
+    match notice {
+        Broadcast::EventDone(id) => cog.event_done(id, ctx),
+        Broadcast::EventRename(old, new) => cog.event_rename(old, new, ctx),
+        Broadcast::Resume => cog.resume(ctx),
+    }
+}
+
+impl<D: 'static, C: Cog<D>, R: Chain<D>> Chain<D> for Link<C, R> {
+    type Append<X: Cog<D>> = Link<C, R::Append<X>>;
+    fn append<X: Cog<D>>(self, cog: X, index: u32) -> Self::Append<X> {
+        Link {
+            cog: self.cog,
+            index: self.index,
+            rest: self.rest.append(cog, index),
+        }
+    }
+    fn start(&mut self, core: &mut Core, train: &TrainShared<D>) {
+        self.cog
+            .start(&mut Context::new(core, &mut self.rest, train, self.index));
+        self.rest.start(core, train)
+    }
+    fn fire(&mut self, index: u32, key: u64, fired: Fired, core: &mut Core, train: &TrainShared<D>) {
+        if index == self.index {
+            self.cog
+                .fire(key, fired, &mut Context::new(core, &mut self.rest, train, self.index))
+        } else {
+            self.rest.fire(index, key, fired, core, train)
+        }
+    }
+    fn notify(&mut self, notice: Broadcast, core: &mut Core, train: &TrainShared<D>) {
+        deliver(
+            &mut self.cog,
+            notice,
+            &mut Context::new(core, &mut self.rest, train, self.index),
+        );
+        self.rest.notify(notice, core, train)
+    }
+    fn finish(&mut self, index: u32, core: &mut Core, train: &TrainShared<D>) -> Finish {
+        if index == self.index {
+            self.cog
+                .finish(&mut Context::new(core, &mut self.rest, train, self.index))
+        } else {
+            self.rest.finish(index, core, train)
+        }
+    }
+    fn done(&mut self, core: &mut Core) {
+        self.cog.done(core);
+        self.rest.done(core)
+    }
+    fn describe(&self, out: &mut Vec<CogInfo>) {
+        out.push(CogInfo {
+            role: self.cog.role(),
+            text: Described(&self.cog, PhantomData::<D>).to_string(),
+        });
+        self.rest.describe(out)
+    }
+}
+
+/// A cog behind a pointer, for trains whose cogs are chosen at run time.
+/// Every [`Cog`] is a `DynCog`.
+pub trait DynCog<D>: 'static {
+    /// [`Cog::process`].
+    fn process_dyn(&mut self, datum: D, ctx: &mut DynContext<'_, D>);
+    /// [`Cog::start`].
+    fn start_dyn(&mut self, ctx: &mut DynContext<'_, D>);
+    /// [`Cog::fire`].
+    fn fire_dyn(&mut self, key: u64, fired: Fired, ctx: &mut DynContext<'_, D>);
+    /// [`Cog::event_done`], [`Cog::event_rename`], [`Cog::resume`].
+    fn notify_dyn(&mut self, notice: Broadcast, ctx: &mut DynContext<'_, D>);
+    /// [`Cog::finish`].
+    fn finish_dyn(&mut self, ctx: &mut DynContext<'_, D>) -> Finish;
+    /// [`Cog::done`].
+    fn done_dyn(&mut self, core: &mut Core);
+    /// [`Cog::congested`].
+    fn congested_dyn(&self) -> bool;
+    /// [`Cog::role`].
+    fn role_dyn(&self) -> Role;
+    /// [`Cog::describe`].
+    fn describe_dyn(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+impl<D, C: Cog<D>> DynCog<D> for C {
+    fn process_dyn(&mut self, datum: D, ctx: &mut DynContext<'_, D>) {
+        self.process(datum, ctx)
+    }
+    fn start_dyn(&mut self, ctx: &mut DynContext<'_, D>) {
+        self.start(ctx)
+    }
+    fn fire_dyn(&mut self, key: u64, fired: Fired, ctx: &mut DynContext<'_, D>) {
+        self.fire(key, fired, ctx)
+    }
+    fn notify_dyn(&mut self, notice: Broadcast, ctx: &mut DynContext<'_, D>) {
+        deliver(self, notice, ctx)
+    }
+    fn finish_dyn(&mut self, ctx: &mut DynContext<'_, D>) -> Finish {
+        self.finish(ctx)
+    }
+    fn done_dyn(&mut self, core: &mut Core) {
+        self.done(core)
+    }
+    fn congested_dyn(&self) -> bool {
+        self.congested()
+    }
+    fn role_dyn(&self) -> Role {
+        self.role()
+    }
+    fn describe_dyn(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.describe(f)
+    }
+}
+
+/// The cogs of a train built at run time.
+pub struct DynChain<D> {
+    cogs: Vec<Box<dyn DynCog<D>>>,
+}
+
+impl<D> fmt::Debug for DynChain<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DynChain({} cogs)", self.cogs.len())
+    }
+}
+
+/// The cogs after position `index` of a [`DynChain`].
+struct DynRest<'a, D> {
+    cogs: &'a mut [Box<dyn DynCog<D>>],
+    index: u32,
+}
+
+impl<D: 'static> DynRest<'_, D> {
+    /// Splits off cog `index` and runs `f` on it with a context over the rest.
+    fn with<R>(
+        cogs: &mut [Box<dyn DynCog<D>>],
+        index: u32,
+        core: &mut Core,
+        train: &TrainShared<D>,
+        f: impl FnOnce(&mut dyn DynCog<D>, &mut DynContext<'_, D>) -> R,
+    ) -> Option<R> {
+        let (cog, rest) = cogs.get_mut(index as usize..)?.split_first_mut()?;
+        let mut rest = DynRest {
+            cogs: rest,
+            index: index + 1,
+        };
+        let mut ctx: DynContext<'_, D> = Context::new(core, &mut rest, train, index);
+        Some(f(cog.as_mut(), &mut ctx))
+    }
+}
+
+impl<D: 'static> Next<D> for DynRest<'_, D> {
+    fn push(&mut self, datum: D, core: &mut Core, train: &TrainShared<D>) {
+        match self.cogs.split_first_mut() {
+            Some((cog, rest)) => {
+                let mut rest = DynRest {
+                    cogs: rest,
+                    index: self.index + 1,
+                };
+                cog.process_dyn(datum, &mut Context::new(core, &mut rest, train, self.index))
+            }
+            None => End.push(datum, core, train),
+        }
+    }
+    fn congested(&self) -> bool {
+        self.cogs.iter().any(|c| c.congested_dyn())
+    }
+}
+
+impl<D: 'static> Next<D> for DynChain<D> {
+    fn push(&mut self, datum: D, core: &mut Core, train: &TrainShared<D>) {
+        DynRest {
+            cogs: &mut self.cogs,
+            index: 0,
+        }
+        .push(datum, core, train)
+    }
+    fn congested(&self) -> bool {
+        self.cogs.iter().any(|c| c.congested_dyn())
+    }
+}
+
+impl<D: 'static> Chain<D> for DynChain<D> {
+    type Append<C: Cog<D>> = DynChain<D>;
+    fn append<C: Cog<D>>(mut self, cog: C, _: u32) -> DynChain<D> {
+        self.cogs.push(Box::new(cog));
+        self
+    }
+    fn start(&mut self, core: &mut Core, train: &TrainShared<D>) {
+        for i in 0..self.cogs.len() as u32 {
+            DynRest::with(&mut self.cogs, i, core, train, |cog, ctx| cog.start_dyn(ctx));
+        }
+    }
+    fn fire(&mut self, index: u32, key: u64, fired: Fired, core: &mut Core, train: &TrainShared<D>) {
+        DynRest::with(&mut self.cogs, index, core, train, |cog, ctx| {
+            cog.fire_dyn(key, fired, ctx)
+        });
+    }
+    fn notify(&mut self, notice: Broadcast, core: &mut Core, train: &TrainShared<D>) {
+        for i in 0..self.cogs.len() as u32 {
+            DynRest::with(&mut self.cogs, i, core, train, |cog, ctx| cog.notify_dyn(notice, ctx));
+        }
+    }
+    fn finish(&mut self, index: u32, core: &mut Core, train: &TrainShared<D>) -> Finish {
+        DynRest::with(&mut self.cogs, index, core, train, |cog, ctx| cog.finish_dyn(ctx)).unwrap_or(Finish::Done)
+    }
+    fn done(&mut self, core: &mut Core) {
+        for cog in &mut self.cogs {
+            cog.done_dyn(core)
+        }
+    }
+    fn describe(&self, out: &mut Vec<CogInfo>) {
+        struct Show<'a, D>(&'a dyn DynCog<D>);
+        impl<D: 'static> fmt::Display for Show<'_, D> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.describe_dyn(f)
+            }
+        }
+        for cog in &self.cogs {
+            out.push(CogInfo {
+                role: cog.role_dyn(),
+                text: Show(cog.as_ref()).to_string(),
+            })
+        }
+    }
+}
+
+/// An ordered list of cogs through which data flows.
+///
+/// Built with [`Train::new`] and [`cog`](Train::cog) (or the closure
+/// shorthands), each cog is a link of one static chain, so a datum passes
+/// through the whole train by direct, inlinable calls. [`Train::dynamic`]
+/// builds one from boxed cogs chosen at run time instead.
+///
+/// ```
+/// use tourbillon::Train;
+///
+/// let train = Train::<u64>::new("numbers")
+///     .filter(|n| n % 2 == 0)
+///     .map(|n| n * 10)
+///     .cog(|n: u64| (n < 1000).then_some(n));
+/// assert_eq!(train.len(), 3);
+/// println!("{train}");
+/// ```
+pub struct Train<D, C = End> {
+    name: String,
+    chain: C,
+    ids: Option<IdGetter<D>>,
+    len: u32,
+}
+
+impl<D: 'static> Train<D, End> {
+    /// An empty train.
+    pub fn new(name: impl Into<String>) -> Self {
+        Train {
+            name: name.into(),
+            chain: End,
+            ids: None,
+            len: 0,
+        }
+    }
+}
+
+impl<D: 'static> Train<D, DynChain<D>> {
+    /// An empty train whose cogs are added at run time with [`push`](Self::push).
+    pub fn dynamic(name: impl Into<String>) -> Self {
+        Train {
+            name: name.into(),
+            chain: DynChain { cogs: Vec::new() },
+            ids: None,
+            len: 0,
+        }
+    }
+
+    /// Appends a boxed cog.
+    pub fn push(&mut self, cog: Box<dyn DynCog<D>>) {
+        self.chain.cogs.push(cog);
+        self.len += 1;
+    }
+}
+
+impl<D: 'static, C: Chain<D>> Train<D, C> {
+    /// Appends a cog.
+    pub fn cog<X: Cog<D>>(self, cog: X) -> Train<D, C::Append<X>> {
+        Train {
+            chain: self.chain.append(cog, self.len),
+            name: self.name,
+            ids: self.ids,
+            len: self.len + 1,
+        }
+    }
+
+    /// Appends a cog that maps every datum.
+    pub fn map<F: FnMut(D) -> D + 'static>(self, f: F) -> Train<D, C::Append<Map<F>>> {
+        self.cog(Map(f))
+    }
+
+    /// Appends a cog that keeps the data `f` accepts (the others are reported done).
+    pub fn filter<F: FnMut(&D) -> bool + 'static>(self, f: F) -> Train<D, C::Append<Filter<F>>> {
+        self.cog(Filter(f))
+    }
+
+    /// Appends a cog that yields any number of data per datum through `emit`.
+    pub fn flat_map<F: FnMut(D, &mut dyn FnMut(D)) + 'static>(self, f: F) -> Train<D, C::Append<FlatMap<F>>> {
+        self.cog(FlatMap(f))
+    }
+
+    /// Sets the id accessor: then data that leave the train (fall off its
+    /// end, or are discarded) are broadcast as `event_done`.
+    pub fn ids(mut self, ids: IdGetter<D>) -> Self {
+        self.ids = Some(ids);
+        self
+    }
+
+    pub(crate) fn take_ids(&mut self) -> Option<IdGetter<D>> {
+        self.ids.take()
+    }
+
+    /// The train's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many cogs it has.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when it has no cog.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Its cogs, in order, as they render themselves.
+    pub fn cogs(&self) -> Vec<CogInfo> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        self.chain.describe(&mut out);
+        out
+    }
+}
+
+impl<D: 'static, C: Chain<D>> fmt::Display for Train<D, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "train {}:", self.name)?;
+        for (i, cog) in self.cogs().iter().enumerate() {
+            writeln!(f, "  {:>2}. {:<6}  {}", i + 1, cog.role, cog.text)?;
+        }
+        Ok(())
+    }
+}
+
+impl<D: 'static, C: Chain<D>> fmt::Debug for Train<D, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Train")
+            .field("name", &self.name)
+            .field("cogs", &self.cogs())
+            .finish()
+    }
+}
+
+/// A train with its data type erased, as the escapement holds it.
+pub(crate) trait AnyTrain {
+    fn name(&self) -> &str;
+    fn len(&self) -> u32;
+    fn listing(&self) -> String;
+    fn start(&mut self, core: &mut Core);
+    fn fire(&mut self, cog: u32, key: u64, fired: Fired, core: &mut Core);
+    fn notify(&mut self, notice: Broadcast, core: &mut Core);
+    fn finish(&mut self, cog: u32, core: &mut Core) -> Finish;
+    fn done(&mut self, core: &mut Core);
+}
+
+/// A train placed in an escapement.
+pub(crate) struct Placed<D, C> {
+    pub(crate) train: Train<D, C>,
+    pub(crate) shared: TrainShared<D>,
+}
+
+impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
+    fn name(&self) -> &str {
+        &self.train.name
+    }
+    fn len(&self) -> u32 {
+        self.train.len
+    }
+    fn listing(&self) -> String {
+        self.train.to_string()
+    }
+    fn start(&mut self, core: &mut Core) {
+        self.train.chain.start(core, &self.shared)
+    }
+    fn fire(&mut self, cog: u32, key: u64, fired: Fired, core: &mut Core) {
+        self.train.chain.fire(cog, key, fired, core, &self.shared)
+    }
+    fn notify(&mut self, notice: Broadcast, core: &mut Core) {
+        self.train.chain.notify(notice, core, &self.shared)
+    }
+    fn finish(&mut self, cog: u32, core: &mut Core) -> Finish {
+        self.train.chain.finish(cog, core, &self.shared)
+    }
+    fn done(&mut self, core: &mut Core) {
+        self.train.chain.done(core)
+    }
+}
