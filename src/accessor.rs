@@ -289,6 +289,23 @@ impl Event {
     }
 }
 
+impl Getter<Event, [u8]> {
+    /// The raw bytes of an [`Event`].
+    pub fn raw() -> Self {
+        Getter::new("raw", |e: &Event| Some(e.raw.as_slice()))
+    }
+}
+
+impl Setter<Event, Vec<u8>> {
+    /// Replaces the raw bytes of an [`Event`].
+    pub fn raw() -> Self {
+        Setter::new("raw", |mut e: Event, raw| {
+            e.raw = raw;
+            e
+        })
+    }
+}
+
 /// Id accessors for bare JSON values that keep the id in a field.
 pub fn json_id_getter(path: &str) -> IdGetter<Value> {
     let p = Path::parse(path);

@@ -1,6 +1,7 @@
 //! Event ids and the JSON event type the config-driven binary uses.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,16 +19,33 @@ impl fmt::Display for EventId {
     }
 }
 
-/// A JSON event: an id and a JSON value (usually an object).
+/// The event type of config-built trains: an id, JSON data, the raw bytes
+/// it came from or goes to, and where it came from.
 ///
 /// Cogs do not touch its fields directly: they take [accessors](crate::accessor),
-/// whose defaults for this type address fields by name or dotted path.
+/// whose defaults for this type address `data` by field name or dotted path
+/// and `raw` as bytes. `raw` is reused: a decoder reads it, an encoder
+/// writes into it, a drain writes it out.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// The event's id.
     pub id: EventId,
-    /// The event's data.
+    /// The event's data (usually a JSON object; `Null` before decoding).
     pub data: Value,
+    /// The bytes the event was read as (a line without its newline), or
+    /// encoded to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub raw: Vec<u8>,
+    /// Where it came from: a file path, a peer address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Arc<str>>,
+    /// Its line number in `origin`, from 1 (0 when not line-based).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub line: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Default for EventId {
@@ -39,6 +57,30 @@ impl Default for EventId {
 impl Event {
     /// An event with this id and data.
     pub fn new(id: EventId, data: Value) -> Event {
-        Event { id, data }
+        Event {
+            id,
+            data,
+            ..Event::default()
+        }
+    }
+
+    /// An event read as `raw` bytes from line `line` of `origin`.
+    pub fn from_raw(id: EventId, raw: Vec<u8>, origin: Option<Arc<str>>, line: u64) -> Event {
+        Event {
+            id,
+            data: Value::Null,
+            raw,
+            origin,
+            line,
+        }
+    }
+
+    /// `origin:line` for messages about this event (`-` when unknown).
+    pub fn place(&self) -> String {
+        match (&self.origin, self.line) {
+            (Some(o), 0) => o.to_string(),
+            (Some(o), n) => format!("{o}:{n}"),
+            (None, _) => "-".into(),
+        }
     }
 }
