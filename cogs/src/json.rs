@@ -1,0 +1,453 @@
+//! JSON: [`JsonDecode`] parses bytes into a [`serde_json::Value`],
+//! [`JsonEncode`] writes a value back out as bytes.
+//!
+//! Malformed input never stops a train: it is counted, logged at most once
+//! per interval (the first at once, in full; then one summary line per
+//! interval), shown to an optional error output, and dropped, wrapped or
+//! passed on as the settings say.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tourbillon::accessor::{Getter, Path, Setter};
+use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Next, Role, TimerId};
+
+use crate::{Counter, Error, LogThrottle, Summary, Verdict};
+
+/// What [`JsonDecode`] does with input that is not JSON.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Drop it (reported done, so durable supplies move on). The default.
+    #[default]
+    Drop,
+    /// Keep it as `{"message": <the input as text>}` (invalid UTF-8 replaced).
+    Wrap,
+    /// Pass it on with the target untouched.
+    Pass,
+}
+
+impl fmt::Display for OnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnError::Drop => "drop",
+            OnError::Wrap => "wrap",
+            OnError::Pass => "pass",
+        })
+    }
+}
+
+/// Settings of [`JsonDecode`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonDecodeSettings {
+    /// Where the JSON text is, for [`Event`]s: `"raw"`, the raw bytes (the
+    /// default), or a field path in `data` whose string value holds it
+    /// (`"message"`, `"/payload/body"`).
+    pub source: String,
+    /// Where the parsed value goes, for [`Event`]s: `"data"`, replacing the
+    /// whole data (the default), or a field path in `data` (`"parsed"`;
+    /// write `"/data"` for a field named `data`).
+    pub target: String,
+    /// Input that is not JSON: `"drop"` (default), `"wrap"` or `"pass"`.
+    pub on_error: OnError,
+    /// A field path in `data` that gets the parse error's text, with
+    /// `wrap` and `pass`. Default: none.
+    pub error_field: Option<String>,
+    /// Seconds between log lines about malformed input: the first is logged
+    /// at once, those that follow are summarized once per interval; 0 logs
+    /// every one. Default 10.
+    pub log_interval: u64,
+}
+
+impl Default for JsonDecodeSettings {
+    fn default() -> Self {
+        JsonDecodeSettings {
+            source: "raw".into(),
+            target: "data".into(),
+            on_error: OnError::Drop,
+            error_field: None,
+            log_interval: 10,
+        }
+    }
+}
+
+/// Why input could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The source accessor found nothing (a missing field, not a string).
+    #[error("nothing to decode at `{0}`")]
+    Missing(String),
+    /// The bytes are not one JSON value.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
+type ErrorOutput<D> = Box<dyn FnMut(&D, &DecodeError)>;
+type Place<D> = Box<dyn Fn(&D) -> String>;
+
+/// Timer key: the summary of held-back log lines is due.
+const SUMMARY: u64 = 1;
+
+/// Parses the bytes of each datum as one JSON value and stores it.
+///
+/// For [`Event`] ([`JsonDecode::new`]) the bytes and the value's place come
+/// from the settings' `source` and `target`; for other data
+/// ([`JsonDecode::with_accessors`]) from accessors. Malformed input: see
+/// the [module docs](self) and [`OnError`]. Hand malformed data to an error
+/// output with [`error_output`](Self::error_output); read the count with
+/// [`malformed`](Self::malformed).
+pub struct JsonDecode<D = Event> {
+    settings: JsonDecodeSettings,
+    source: Getter<D, [u8]>,
+    target: Setter<D, Value>,
+    error_field: Option<Setter<D, Value>>,
+    place: Place<D>,
+    errors: Option<ErrorOutput<D>>,
+    throttle: LogThrottle,
+    summary_timer: Option<TimerId>,
+    malformed: Counter,
+}
+
+impl<D> fmt::Debug for JsonDecode<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonDecode")
+            .field("source", &self.source)
+            .field("target", &self.target)
+            .field("settings", &self.settings)
+            .field("malformed", &self.malformed.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bytes of an [`Event`] that a `source` setting names.
+fn event_bytes(source: &str) -> Getter<Event, [u8]> {
+    if source == "raw" {
+        return Getter::<Event, [u8]>::raw();
+    }
+    let path = Path::parse(source);
+    Getter::new(source, move |e: &Event| {
+        path.get(&e.data).and_then(Value::as_str).map(str::as_bytes)
+    })
+}
+
+/// The value of an [`Event`] that a `source` setting names.
+fn event_value(source: &str) -> Getter<Event, Value> {
+    if source == "data" {
+        return Getter::new("data", |e: &Event| Some(&e.data));
+    }
+    Getter::path(source)
+}
+
+/// The place in an [`Event`] that a `target` setting names.
+fn event_value_setter(target: &str) -> Setter<Event, Value> {
+    if target == "data" {
+        return Setter::new("data", |mut e: Event, v| {
+            e.data = v;
+            e
+        });
+    }
+    Setter::path(target)
+}
+
+fn non_empty(key: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() {
+        return Err(Error::setting(key, "must not be empty"));
+    }
+    Ok(())
+}
+
+impl JsonDecode<Event> {
+    /// Decodes events as the settings say.
+    pub fn new(settings: JsonDecodeSettings) -> Result<Self, Error> {
+        non_empty("source", &settings.source)?;
+        non_empty("target", &settings.target)?;
+        if let Some(field) = &settings.error_field {
+            non_empty("error_field", field)?;
+        }
+        let source = event_bytes(&settings.source);
+        let target = event_value_setter(&settings.target);
+        let error_field = settings.error_field.as_deref().map(Setter::path);
+        let mut decode = JsonDecode::with_accessors(settings, source, target).place(Event::place);
+        decode.error_field = error_field;
+        Ok(decode)
+    }
+}
+
+impl<D: 'static> JsonDecode<D> {
+    /// Decodes what `source` reads into what `target` writes; the settings'
+    /// `source`, `target` and `error_field` are not used (see
+    /// [`error_field`](Self::error_field)).
+    pub fn with_accessors(settings: JsonDecodeSettings, source: Getter<D, [u8]>, target: Setter<D, Value>) -> Self {
+        JsonDecode {
+            throttle: LogThrottle::new(Duration::from_secs(settings.log_interval)),
+            settings,
+            source,
+            target,
+            error_field: None,
+            place: Box::new(|_| "-".into()),
+            errors: None,
+            summary_timer: None,
+            malformed: Counter::default(),
+        }
+    }
+
+    /// Where the parse error's text goes, with `wrap` and `pass`.
+    pub fn error_field(mut self, field: Setter<D, Value>) -> Self {
+        self.error_field = Some(field);
+        self
+    }
+
+    /// How log lines name where a datum came from (for [`Event`]: `origin:line`).
+    pub fn place(mut self, place: impl Fn(&D) -> String + 'static) -> Self {
+        self.place = Box::new(place);
+        self
+    }
+
+    /// Shows every malformed datum to `output`, with why, before it is
+    /// dropped, wrapped or passed on (clone it to keep it).
+    pub fn error_output(mut self, output: impl FnMut(&D, &DecodeError) + 'static) -> Self {
+        self.errors = Some(Box::new(output));
+        self
+    }
+
+    /// The count of malformed data, shared: read it while the train runs.
+    pub fn malformed(&self) -> Counter {
+        self.malformed.clone()
+    }
+
+    fn log_summary(&self, s: Summary) {
+        log::warn!(
+            "{} more malformed JSON input(s) in the last {:.1}s ({} in all)",
+            s.count,
+            s.over.as_secs_f64(),
+            self.throttle.total()
+        );
+    }
+
+    fn reject<N: Next<D> + ?Sized>(&mut self, datum: D, err: DecodeError, ctx: &mut Context<'_, D, N>) {
+        self.malformed.add(1);
+        match self.throttle.hit(ctx.now()) {
+            Verdict::Log { held } => {
+                if let Some(s) = held {
+                    self.log_summary(s);
+                }
+                let id = ctx.id_of(&datum);
+                tourbillon::event_warn!(
+                    IdText(id),
+                    "{}: malformed JSON ({err}); {}{}",
+                    (self.place)(&datum),
+                    match self.settings.on_error {
+                        OnError::Drop => "dropped",
+                        OnError::Wrap => "wrapped",
+                        OnError::Pass => "passed on",
+                    },
+                    match self.settings.log_interval {
+                        0 => String::new(),
+                        n => format!(" (more within {n}s are summarized)"),
+                    }
+                );
+            }
+            Verdict::Hold { due } => {
+                if self.summary_timer.is_none() {
+                    // Refused only while finishing, and finish logs the summary.
+                    self.summary_timer = ctx.at(due, SUMMARY).ok();
+                }
+            }
+        }
+        if let Some(output) = &mut self.errors {
+            output(&datum, &err);
+        }
+        let datum = match self.settings.on_error {
+            OnError::Drop => return ctx.discard(&datum),
+            OnError::Pass => datum,
+            OnError::Wrap => {
+                let text = String::from_utf8_lossy(self.source.get(&datum).unwrap_or_default()).into_owned();
+                let mut message = serde_json::Map::with_capacity(1);
+                message.insert("message".into(), Value::String(text));
+                self.target.set(datum, Value::Object(message))
+            }
+        };
+        let datum = match &self.error_field {
+            Some(field) => field.set(datum, Value::String(err.to_string())),
+            None => datum,
+        };
+        ctx.emit(datum)
+    }
+}
+
+/// An event id for log lines, `-` when the datum has none.
+struct IdText(Option<EventId>);
+
+impl fmt::Display for IdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(id) => id.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+impl<D: 'static> Cog<D> for JsonDecode<D> {
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        let parsed = match self.source.get(&datum) {
+            Some(bytes) => serde_json::from_slice::<Value>(bytes).map_err(DecodeError::Json),
+            None => Err(DecodeError::Missing(self.source.to_string())),
+        };
+        match parsed {
+            Ok(value) => ctx.emit(self.target.set(datum, value)),
+            Err(err) => self.reject(datum, err, ctx),
+        }
+    }
+
+    fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, _: Fired, ctx: &mut Context<'_, D, N>) {
+        if key == SUMMARY {
+            self.summary_timer = None;
+            if let Some(s) = self.throttle.summary(ctx.now()) {
+                self.log_summary(s);
+            }
+        }
+    }
+
+    fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
+        if let Some(s) = self.throttle.flush(ctx.now()) {
+            self.log_summary(s);
+        }
+        Finish::Done
+    }
+
+    fn role(&self) -> Role {
+        Role::Step
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "json_decode source={} target={} on_error={}",
+            self.source, self.target, self.settings.on_error
+        )?;
+        if let Some(field) = &self.error_field {
+            write!(f, " error_field={field}")?;
+        }
+        write!(f, " log_interval={}s", self.settings.log_interval)
+    }
+}
+
+/// Settings of [`JsonEncode`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonEncodeSettings {
+    /// The value to encode, for [`Event`]s: `"data"`, the whole data (the
+    /// default), or a field path in `data`. An absent value encodes as `null`.
+    /// The bytes always go to the event's `raw`.
+    pub source: String,
+}
+
+impl Default for JsonEncodeSettings {
+    fn default() -> Self {
+        JsonEncodeSettings { source: "data".into() }
+    }
+}
+
+/// Where [`JsonEncode`] puts the bytes.
+enum Output<D> {
+    /// A buffer inside the datum, cleared and written again: once it has
+    /// grown to fit, encoding allocates nothing.
+    InPlace {
+        what: String,
+        buffer: fn(&mut D) -> &mut Vec<u8>,
+    },
+    /// A new buffer per datum, sized like the last one, handed to a setter.
+    Setter { target: Setter<D, Vec<u8>>, size: usize },
+}
+
+/// Writes a JSON value of each datum out as compact JSON bytes.
+///
+/// For [`Event`] ([`JsonEncode::new`]) the bytes go to `raw`, reusing its
+/// buffer: decoding leaves the line there and encoding overwrites it, so a
+/// decode-change-encode train allocates no buffer per event.
+pub struct JsonEncode<D = Event> {
+    source: Getter<D, Value>,
+    output: Output<D>,
+}
+
+impl<D> fmt::Debug for JsonEncode<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonEncode")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JsonEncode<Event> {
+    /// Encodes the value the settings name into the event's `raw` bytes.
+    pub fn new(settings: JsonEncodeSettings) -> Result<Self, Error> {
+        non_empty("source", &settings.source)?;
+        Ok(JsonEncode::in_place(
+            event_value(&settings.source),
+            "raw",
+            |e: &mut Event| &mut e.raw,
+        ))
+    }
+}
+
+impl<D: 'static> JsonEncode<D> {
+    /// Encodes what `source` reads into the buffer `buffer` points at,
+    /// reusing it (`what` names it in listings).
+    pub fn in_place(source: Getter<D, Value>, what: &str, buffer: fn(&mut D) -> &mut Vec<u8>) -> Self {
+        JsonEncode {
+            source,
+            output: Output::InPlace {
+                what: what.to_owned(),
+                buffer,
+            },
+        }
+    }
+
+    /// Encodes what `source` reads into a new buffer per datum, given to `target`.
+    pub fn with_setter(source: Getter<D, Value>, target: Setter<D, Vec<u8>>) -> Self {
+        JsonEncode {
+            source,
+            output: Output::Setter { target, size: 64 },
+        }
+    }
+}
+
+fn encode(value: Option<&Value>, buf: &mut Vec<u8>) {
+    // Writing a `Value` into a `Vec` cannot fail: keys are strings, numbers finite.
+    let _ = serde_json::to_writer(buf, value.unwrap_or(&Value::Null));
+}
+
+impl<D: 'static> Cog<D> for JsonEncode<D> {
+    fn process<N: Next<D> + ?Sized>(&mut self, mut datum: D, ctx: &mut Context<'_, D, N>) {
+        match &mut self.output {
+            Output::InPlace { buffer, .. } => {
+                let mut buf = std::mem::take(buffer(&mut datum));
+                buf.clear();
+                encode(self.source.get(&datum), &mut buf);
+                *buffer(&mut datum) = buf;
+            }
+            Output::Setter { target, size } => {
+                let mut buf = Vec::with_capacity(*size);
+                encode(self.source.get(&datum), &mut buf);
+                *size = buf.len();
+                datum = target.set(datum, buf);
+            }
+        }
+        ctx.emit(datum)
+    }
+
+    fn role(&self) -> Role {
+        Role::Step
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "json_encode source={} target=", self.source)?;
+        match &self.output {
+            Output::InPlace { what, .. } => f.write_str(what),
+            Output::Setter { target, .. } => write!(f, "{target}"),
+        }
+    }
+}

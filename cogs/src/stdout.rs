@@ -1,0 +1,287 @@
+//! [`StdoutDrain`]: writes each datum's bytes, plus a newline, to standard
+//! output (or standard error, or any writer).
+//!
+//! Buffered like the [file drain](crate::file): written when the buffer is
+//! full and at the end of every burst, taking the stream's lock once per
+//! write rather than per datum; a datum is reported `event_done` once its
+//! bytes are written. A broken pipe (the reader went away: `| head`) is
+//! logged once and finishes the escapement; what could not be written is
+//! not reported done. Other errors are logged and retried on a timer.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tourbillon::accessor::Getter;
+use tourbillon::{Cog, Context, Event, Finish, Fired, Next, Role};
+
+use crate::file::{Batch, Schedule, FLUSH, RETRY};
+use crate::Error;
+
+/// Which standard stream [`StdoutDrain`] writes to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard output (the default).
+    #[default]
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        })
+    }
+}
+
+/// Settings of [`StdoutDrain`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdoutSettings {
+    /// `"stdout"` (default) or `"stderr"`.
+    pub stream: Stream,
+    /// Bytes buffered before they are written; they are also written at the
+    /// end of every burst of data. At least 1. Default 65536 (64 KiB).
+    pub buffer_bytes: usize,
+    /// Milliseconds between attempts after a failed write (other than a
+    /// broken pipe). At least 1. Default 1000.
+    pub retry_interval_ms: u64,
+}
+
+impl Default for StdoutSettings {
+    fn default() -> Self {
+        StdoutSettings {
+            stream: Stream::Stdout,
+            buffer_bytes: 64 * 1024,
+            retry_interval_ms: 1000,
+        }
+    }
+}
+
+impl StdoutSettings {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.buffer_bytes == 0 {
+            return Err(Error::setting("buffer_bytes", "must be at least 1"));
+        }
+        if self.retry_interval_ms == 0 {
+            return Err(Error::setting("retry_interval_ms", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+enum Output {
+    Stream(Stream),
+    Writer(Box<dyn Write>),
+}
+
+/// Writes each datum's bytes and a newline to standard output; see the [module docs](self).
+pub struct StdoutDrain<D = Event> {
+    settings: StdoutSettings,
+    bytes: Getter<D, [u8]>,
+    output: Output,
+    batch: Batch,
+    schedule: Schedule,
+    failing: Option<Instant>,
+    /// The reader went away: nothing more is written.
+    broken: bool,
+    congested: bool,
+    finishing: bool,
+}
+
+impl<D: 'static> fmt::Debug for StdoutDrain<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StdoutDrain")
+            .field("stream", &self.name())
+            .field("settings", &self.settings)
+            .field("buffered", &self.batch.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StdoutDrain<Event> {
+    /// Writes the `raw` bytes of events.
+    pub fn new(settings: StdoutSettings) -> Result<Self, Error> {
+        StdoutDrain::with_accessor(settings, Getter::<Event, [u8]>::raw())
+    }
+}
+
+impl<D: 'static> StdoutDrain<D> {
+    /// Writes the bytes `bytes` reads (a datum without any is an empty line).
+    pub fn with_accessor(settings: StdoutSettings, bytes: Getter<D, [u8]>) -> Result<Self, Error> {
+        settings.validate()?;
+        Ok(StdoutDrain {
+            output: Output::Stream(settings.stream),
+            batch: Batch::with_capacity(settings.buffer_bytes),
+            schedule: Schedule::new(Duration::from_millis(settings.retry_interval_ms)),
+            settings,
+            bytes,
+            failing: None,
+            broken: false,
+            congested: false,
+            finishing: false,
+        })
+    }
+
+    /// Writes to `writer` instead of the standard stream (a pipe, a socket,
+    /// a test's buffer); it is flushed after every write.
+    pub fn writer(mut self, writer: impl Write + 'static) -> Self {
+        self.output = Output::Writer(Box::new(writer));
+        self
+    }
+
+    fn name(&self) -> &'static str {
+        match self.output {
+            Output::Stream(Stream::Stderr) => "stderr",
+            Output::Stream(Stream::Stdout) => "stdout",
+            Output::Writer(_) => "writer",
+        }
+    }
+
+    fn write(&mut self) -> io::Result<()> {
+        fn all(batch: &mut Batch, mut out: impl Write) -> io::Result<()> {
+            batch.write_to(&mut out)?;
+            out.flush()
+        }
+        match &mut self.output {
+            Output::Stream(Stream::Stdout) => all(&mut self.batch, io::stdout().lock()),
+            Output::Stream(Stream::Stderr) => all(&mut self.batch, io::stderr().lock()),
+            Output::Writer(w) => all(&mut self.batch, w),
+        }
+    }
+
+    /// Writes what is buffered and reports it done; true if all of it is
+    /// (or nothing will ever be: the pipe is broken).
+    fn flush<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> bool {
+        if self.broken {
+            return true;
+        }
+        if self.batch.is_empty() {
+            return true;
+        }
+        match self.write() {
+            Ok(()) => {
+                for id in self.batch.take_ids() {
+                    ctx.event_done(id);
+                }
+                if let Some(since) = self.failing.take() {
+                    log::info!(
+                        "{}: writing again, after failing for {:.1}s",
+                        self.name(),
+                        since.elapsed().as_secs_f64()
+                    );
+                    self.schedule.park(ctx);
+                }
+                if self.congested {
+                    self.congested = false;
+                    ctx.resume_upstream();
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                log::warn!(
+                    "{} is closed (broken pipe): finishing; {} buffered bytes not written, their data not reported done",
+                    self.name(),
+                    self.batch.len()
+                );
+                self.broken = true;
+                self.batch.clear();
+                ctx.finish_all();
+                true
+            }
+            Err(e) => {
+                if self.failing.is_none() {
+                    self.failing = Some(ctx.now());
+                    log::error!(
+                        "{}: cannot write: {e}; holding {} bytes, retrying every {:?}",
+                        self.name(),
+                        self.batch.len(),
+                        self.schedule.interval()
+                    );
+                } else {
+                    log::debug!("{}: cannot write: {e}; retrying", self.name());
+                }
+                self.schedule.retry_soon(ctx);
+                false
+            }
+        }
+    }
+}
+
+impl<D: 'static> Cog<D> for StdoutDrain<D> {
+    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        let name = self.name();
+        self.schedule.start(ctx, name);
+    }
+
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        if self.broken {
+            // Nowhere to write: not done, and not kept either.
+            return;
+        }
+        let id = ctx.id_of(&datum);
+        self.batch.push(self.bytes.get(&datum).unwrap_or_default(), id);
+        drop(datum);
+        if self.batch.len() >= self.settings.buffer_bytes {
+            if self.failing.is_some() {
+                self.congested = true;
+            } else {
+                self.flush(ctx);
+            }
+        } else if !self.schedule.burst(ctx) && self.failing.is_none() {
+            self.flush(ctx);
+        }
+    }
+
+    fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, _: Fired, ctx: &mut Context<'_, D, N>) {
+        match key {
+            FLUSH => {
+                self.schedule.burst_fired();
+                if self.failing.is_none() {
+                    self.flush(ctx);
+                }
+            }
+            RETRY => {
+                let flushed = self.failing.is_none() || self.flush(ctx);
+                if flushed && self.finishing {
+                    ctx.finished();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
+        self.finishing = true;
+        if self.flush(ctx) {
+            Finish::Done
+        } else {
+            Finish::Pending
+        }
+    }
+
+    fn congested(&self) -> bool {
+        self.congested
+    }
+
+    fn role(&self) -> Role {
+        Role::Drain
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stdout stream={} source={} buffer_bytes={} retry_interval_ms={}",
+            self.name(),
+            self.bytes,
+            self.settings.buffer_bytes,
+            self.settings.retry_interval_ms
+        )
+    }
+}
