@@ -57,6 +57,7 @@ mod escapement;
 mod event;
 pub mod logging;
 pub mod sources;
+pub mod store;
 mod token;
 mod train;
 
@@ -70,6 +71,7 @@ pub use crate::event::{Event, EventId};
 pub use crate::sources::{
     CogAddr, CogRemote, FdId, Fired, ImmediateId, Ready, Remote, SignalId, TimerId, WatchEvent, WatchId,
 };
+pub use crate::store::{FsyncPolicy, Store, StoreError, StoreOptions};
 pub use crate::train::{Chain, CogInfo, DynChain, DynCog, End, Link, Train};
 pub use inotify::{EventMask, WatchMask};
 pub use mio::Interest;

@@ -1,0 +1,347 @@
+//! The on-disk format: file headers and record frames.
+//!
+//! Every file starts with a 24-byte header, all integers little-endian:
+//!
+//! | bytes  | field                                                        |
+//! |--------|--------------------------------------------------------------|
+//! | 0..8   | magic: `TBSTCKPT` (checkpoint) or `TBSTLOG\0` (log)          |
+//! | 8..10  | format version, [`FORMAT_VERSION`]                           |
+//! | 10..12 | payload encoding, [`ENCODING_JSON`]                          |
+//! | 12..20 | base seq: the last sequence number the checkpoint covers, or |
+//! |        | the one the log starts after                                 |
+//! | 20..24 | CRC32C of bytes 0..20                                        |
+//!
+//! Then frames, each a 16-byte head and a payload:
+//!
+//! | bytes  | field                                             |
+//! |--------|---------------------------------------------------|
+//! | 0..4   | payload length                                    |
+//! | 4..12  | sequence number                                   |
+//! | 12..16 | CRC32C of bytes 0..12 followed by the payload     |
+//! | 16..   | payload: one serde_json value                     |
+//!
+//! A JSON payload is UTF-8 text with control bytes escaped, so no payload
+//! can contain a frame head with a plausible length: scanning for later
+//! frames after a bad one does not find phantoms inside payloads.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::StoreError;
+
+/// Length of a file header.
+pub(crate) const HEADER_LEN: usize = 24;
+/// Length of a frame head.
+pub(crate) const FRAME_HEAD_LEN: usize = 16;
+/// The format this build writes and reads.
+pub(crate) const FORMAT_VERSION: u16 = 1;
+/// Payloads are serde_json text.
+pub(crate) const ENCODING_JSON: u16 = 1;
+/// The largest payload written or believed when read.
+pub(crate) const MAX_PAYLOAD: usize = 1 << 30;
+
+/// Which of the two files a header belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Checkpoint,
+    Log,
+}
+
+impl Kind {
+    fn magic(self) -> &'static [u8; 8] {
+        match self {
+            Kind::Checkpoint => b"TBSTCKPT",
+            Kind::Log => b"TBSTLOG\0",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Checkpoint => "checkpoint",
+            Kind::Log => "log",
+        }
+    }
+}
+
+/// The header of a new file of `kind` whose base seq is `base`.
+pub(crate) fn encode_header(kind: Kind, base: u64) -> [u8; HEADER_LEN] {
+    let mut header = [0; HEADER_LEN];
+    header[0..8].copy_from_slice(kind.magic());
+    header[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[10..12].copy_from_slice(&ENCODING_JSON.to_le_bytes());
+    header[12..20].copy_from_slice(&base.to_le_bytes());
+    let crc = crc32c::crc32c(&header[0..20]);
+    header[20..24].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Checks the header at the start of `bytes` and returns its base seq.
+pub(crate) fn decode_header(kind: Kind, bytes: &[u8], path: &Path) -> Result<u64, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        offset: 0,
+        reason,
+    };
+    if bytes.len() < HEADER_LEN {
+        return Err(corrupt(format!(
+            "{} header is {} bytes, expected {HEADER_LEN}",
+            kind.name(),
+            bytes.len()
+        )));
+    }
+    if &bytes[0..8] != kind.magic() {
+        return Err(corrupt(format!("not a tourbillon store {} (bad magic)", kind.name())));
+    }
+    let stored = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
+    let computed = crc32c::crc32c(&bytes[0..20]);
+    if stored != computed {
+        return Err(corrupt(format!(
+            "{} header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})",
+            kind.name()
+        )));
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    let encoding = u16::from_le_bytes([bytes[10], bytes[11]]);
+    if version != FORMAT_VERSION || encoding != ENCODING_JSON {
+        return Err(StoreError::Version {
+            path: path.to_path_buf(),
+            version,
+            encoding,
+        });
+    }
+    Ok(u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")))
+}
+
+/// Replaces the contents of `buf` with the frame of `value` numbered `seq`.
+pub(crate) fn encode_frame<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    seq: u64,
+    value: &T,
+    what: &'static str,
+) -> Result<(), StoreError> {
+    buf.clear();
+    buf.resize(FRAME_HEAD_LEN, 0);
+    serde_json::to_writer(&mut *buf, value).map_err(|source| StoreError::Encode { what, seq, source })?;
+    let len = buf.len() - FRAME_HEAD_LEN;
+    if len > MAX_PAYLOAD {
+        buf.clear();
+        return Err(StoreError::TooLarge {
+            what,
+            len,
+            max: MAX_PAYLOAD,
+        });
+    }
+    buf[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    buf[4..12].copy_from_slice(&seq.to_le_bytes());
+    let crc = frame_crc(&buf[0..12], &buf[FRAME_HEAD_LEN..]);
+    buf[12..16].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+fn frame_crc(head: &[u8], payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(head), payload)
+}
+
+/// The parts of a frame head.
+struct Head {
+    len: u64,
+    seq: u64,
+    crc: u32,
+}
+
+fn split_head(head: &[u8; FRAME_HEAD_LEN]) -> Head {
+    Head {
+        len: u64::from(u32::from_le_bytes(head[0..4].try_into().expect("4 bytes"))),
+        seq: u64::from_le_bytes(head[4..12].try_into().expect("8 bytes")),
+        crc: u32::from_le_bytes(head[12..16].try_into().expect("4 bytes")),
+    }
+}
+
+/// What a [`FrameReader`] found next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// The frame at `offset` is whole and its checksum holds; its payload is
+    /// in [`FrameReader::payload`].
+    Frame { offset: u64, seq: u64 },
+    /// The frame at `offset` is torn or damaged.
+    Bad { offset: u64, reason: String },
+    /// The region ends exactly after the previous frame.
+    End,
+}
+
+/// Reads the frames of a byte region of a file, front to back, with
+/// positional reads: the file's cursor is never moved.
+pub(crate) struct FrameReader<'f> {
+    input: BufReader<Region<'f>>,
+    offset: u64,
+    end: u64,
+    payload: Vec<u8>,
+}
+
+impl<'f> FrameReader<'f> {
+    /// Frames of `file` from byte `start` up to byte `end`.
+    pub(crate) fn new(file: &'f File, start: u64, end: u64) -> Self {
+        FrameReader {
+            input: BufReader::with_capacity(64 * 1024, Region { file, pos: start, end }),
+            offset: start,
+            end,
+            payload: Vec::new(),
+        }
+    }
+
+    /// The payload of the last [`Next::Frame`].
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Reads the next frame. After [`Next::Bad`] the reader is spent.
+    pub(crate) fn next(&mut self) -> io::Result<Next> {
+        let offset = self.offset;
+        let left = self.end - offset;
+        if left == 0 {
+            return Ok(Next::End);
+        }
+        let bad = |reason: String| Ok(Next::Bad { offset, reason });
+        if left < FRAME_HEAD_LEN as u64 {
+            return bad(format!("torn frame head ({left} of {FRAME_HEAD_LEN} bytes)"));
+        }
+        let mut raw = [0; FRAME_HEAD_LEN];
+        self.input.read_exact(&mut raw)?;
+        let head = split_head(&raw);
+        let room = left - FRAME_HEAD_LEN as u64;
+        if head.len > room {
+            return bad(format!(
+                "frame length {} runs past the end of the file ({room} bytes left)",
+                head.len
+            ));
+        }
+        if head.len > MAX_PAYLOAD as u64 {
+            return bad(format!(
+                "frame length {} exceeds the {MAX_PAYLOAD} byte limit",
+                head.len
+            ));
+        }
+        self.payload.resize(head.len as usize, 0);
+        self.input.read_exact(&mut self.payload)?;
+        let computed = frame_crc(&raw[0..12], &self.payload);
+        if computed != head.crc {
+            return bad(format!(
+                "frame checksum mismatch (stored {:#010x}, computed {computed:#010x})",
+                head.crc
+            ));
+        }
+        self.offset = offset + FRAME_HEAD_LEN as u64 + head.len;
+        Ok(Next::Frame { offset, seq: head.seq })
+    }
+}
+
+/// A byte range of a file read with `pread`.
+struct Region<'f> {
+    file: &'f File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Region<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Looks for a whole, checksummed frame numbered after `after_seq` that
+/// starts anywhere in `from..end` of `file`, and returns its offset.
+///
+/// This tells a torn tail (nothing valid after the damage: the writer died
+/// while appending) from damage in the middle of a log (valid records
+/// follow, so cutting would silently lose them).
+pub(crate) fn find_later_frame(file: &File, from: u64, end: u64, after_seq: u64) -> io::Result<Option<u64>> {
+    let mut input = BufReader::with_capacity(64 * 1024, Region { file, pos: from, end });
+    let mut window = [0u8; FRAME_HEAD_LEN];
+    let mut filled = 0;
+    let mut offset = from;
+    let mut payload = Vec::new();
+    loop {
+        // Slide a frame-head-sized window over the region one byte at a time.
+        let chunk = input.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(None);
+        }
+        let byte = chunk[0];
+        input.consume(1);
+        if filled < FRAME_HEAD_LEN {
+            window[filled] = byte;
+            filled += 1;
+            if filled < FRAME_HEAD_LEN {
+                continue;
+            }
+        } else {
+            window.copy_within(1.., 0);
+            window[FRAME_HEAD_LEN - 1] = byte;
+            offset += 1;
+        }
+        let head = split_head(&window);
+        let room = end - offset - FRAME_HEAD_LEN as u64;
+        if head.seq <= after_seq || head.len > room || head.len > MAX_PAYLOAD as u64 {
+            continue;
+        }
+        payload.resize(head.len as usize, 0);
+        file.read_exact_at(&mut payload, offset + FRAME_HEAD_LEN as u64)?;
+        if frame_crc(&window[0..12], &payload) == head.crc {
+            return Ok(Some(offset));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(frames: &[(u64, &str)]) -> (File, u64) {
+        let mut file = tempfile::tempfile().unwrap();
+        let mut buf = Vec::new();
+        for (seq, value) in frames {
+            encode_frame(&mut buf, *seq, value, "test").unwrap();
+            file.write_all(&buf).unwrap();
+        }
+        let len = file.metadata().unwrap().len();
+        (file, len)
+    }
+
+    #[test]
+    fn frames_read_back_in_order() {
+        let (file, len) = file_with(&[(1, "a"), (2, "bb")]);
+        let mut reader = FrameReader::new(&file, 0, len);
+        assert_eq!(reader.next().unwrap(), Next::Frame { offset: 0, seq: 1 });
+        assert_eq!(reader.payload(), b"\"a\"");
+        assert_eq!(reader.next().unwrap(), Next::Frame { offset: 19, seq: 2 });
+        assert_eq!(reader.payload(), b"\"bb\"");
+        assert_eq!(reader.next().unwrap(), Next::End);
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let header = encode_header(Kind::Log, 42);
+        assert_eq!(decode_header(Kind::Log, &header, Path::new("log")).unwrap(), 42);
+        assert!(decode_header(Kind::Checkpoint, &header, Path::new("log")).is_err());
+    }
+
+    #[test]
+    fn later_frame_is_found_after_damage() {
+        let (file, len) = file_with(&[(1, "a"), (2, "bb"), (3, "c")]);
+        file.write_all_at(b"X", 18).unwrap();
+        assert_eq!(find_later_frame(&file, 1, len, 1).unwrap(), Some(19));
+        assert_eq!(find_later_frame(&file, 20, len, 2).unwrap(), Some(39));
+        assert_eq!(find_later_frame(&file, 20, len, 3).unwrap(), None);
+    }
+}
