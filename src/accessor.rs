@@ -26,6 +26,7 @@ use crate::event::{Event, EventId};
 
 type GetFn<D, T> = dyn for<'a> Fn(&'a D) -> Option<&'a T> + Send + Sync;
 type SetFn<D, T> = dyn Fn(D, T) -> D + Send + Sync;
+type IdFn<D> = dyn Fn(&D) -> Option<EventId> + Send + Sync;
 
 /// Reads a `T` out of a `D` by reference; `None` when it is absent.
 pub struct Getter<D, T: ?Sized> {
@@ -41,7 +42,7 @@ pub struct Setter<D, T> {
 
 /// Reads the id of a datum.
 pub struct IdGetter<D> {
-    f: Arc<dyn Fn(&D) -> Option<EventId> + Send + Sync>,
+    f: Arc<IdFn<D>>,
 }
 
 /// Writes the id of a datum.

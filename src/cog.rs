@@ -20,7 +20,7 @@ pub enum Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Role::Supply => "supply",
             Role::Step => "step",
             Role::Drain => "drain",
@@ -34,8 +34,9 @@ pub enum Finish {
     /// Everything is flushed down the train and released: go on with the next cog.
     Done,
     /// Work is still in flight (bytes to write, acks to wait for); the cog
-    /// calls [`Context::finished`] when it is through. Its bindings stay
-    /// until then; the finish deadline bounds the wait.
+    /// calls [`Context::finished`] when it is through. The bindings it holds
+    /// stay until then (new ones are refused); the finish deadline bounds
+    /// the wait, and the cogs after it get `finish` only once it is through.
     Pending,
 }
 
@@ -94,8 +95,10 @@ pub trait Cog<D>: 'static {
         let _ = ctx;
     }
 
-    /// Flush what you hold down the train and release your bindings. New
-    /// bindings are refused once this returns [`Finish::Done`].
+    /// Flush what you hold down the train and release your bindings. From
+    /// this call on, new bindings are refused ([`Error::Finishing`](crate::Error::Finishing));
+    /// what the cog holds stays usable while it answers [`Finish::Pending`],
+    /// and the runtime releases it all once the cog is through.
     fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
         let _ = ctx;
         Finish::Done

@@ -60,8 +60,8 @@ pub type DynContext<'a, D> = Context<'a, D, dyn Next<D> + 'a>;
 ///
 /// Bindings made here are the cog's: their events come back to
 /// [`Cog::fire`](crate::Cog::fire) with the `key` given, and the runtime
-/// releases them when the cog finishes. They are refused
-/// ([`Error::Finishing`]) once the cog's `finish` is complete.
+/// releases them when the cog finishes. New bindings are refused
+/// ([`Error::Finishing`]) from the moment the cog gets `finish`.
 pub struct Context<'a, D, N: ?Sized> {
     pub(crate) core: &'a mut Core,
     pub(crate) next: &'a mut N,

@@ -30,7 +30,7 @@ pub enum Phase {
     /// Supplies bring data in; anything may bind.
     Running,
     /// `finish` is going through the trains: cogs flush and release, and a
-    /// cog whose finish is complete may not bind anything new.
+    /// cog that got `finish` may not bind anything new.
     Finishing,
     /// `done` was delivered; the loop returns.
     Done,
@@ -351,13 +351,14 @@ impl Core {
 
     // ---- bindings for any target ----------------------------------------
 
-    /// Refuses bindings after the binder's part of `finish` is complete.
+    /// Refuses new bindings once finishing reached the binder: closures as
+    /// soon as the loop finishes, a cog from the moment it gets `finish`
+    /// (it may keep using, re-arming and re-registering what it holds).
     pub(crate) fn check_bind(&self, cog: Option<CogAddr>) -> Result<(), Error> {
         let ok = match (self.phase, cog) {
             (Phase::Running, _) => true,
-            (Phase::Done, _) => false,
-            (Phase::Finishing, None) => false,
-            (Phase::Finishing, Some(addr)) => self.cog_phase(addr) != CogPhase::Finished,
+            (Phase::Finishing, Some(addr)) => self.cog_phase(addr) == CogPhase::Running,
+            (Phase::Finishing, None) | (Phase::Done, _) => false,
         };
         if ok {
             Ok(())

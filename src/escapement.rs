@@ -31,8 +31,8 @@ const DEADLINE: u64 = 1;
 pub enum Exit {
     /// Every cog finished and got `done`.
     Clean,
-    /// The finish deadline passed; these cogs (`train/cog: description`) had
-    /// not finished. `done` was still delivered to every cog.
+    /// The finish deadline passed; these cogs (`train NAME cog N (description)`,
+    /// counting from 1) had not finished. `done` was still delivered to every cog.
     Deadline(Vec<String>),
 }
 
@@ -127,6 +127,7 @@ impl Builder {
             exhausted: Vec::new(),
             cursors: Vec::new(),
             exit: Exit::Clean,
+            turns: 0,
         })
     }
 }
@@ -170,6 +171,7 @@ pub struct Escapement {
     /// Per train: the next cog to receive `finish`.
     cursors: Vec<u32>,
     exit: Exit,
+    turns: u64,
 }
 
 impl std::fmt::Debug for Escapement {
@@ -234,6 +236,12 @@ impl Escapement {
         index
     }
 
+    /// How many times the loop has polled: an idle loop polls once per
+    /// timer deadline, not in a spin.
+    pub fn turns(&self) -> u64 {
+        self.turns
+    }
+
     /// The trains as readable lists of cogs.
     pub fn listing(&self) -> String {
         self.trains.iter().map(|t| t.listing()).collect::<Vec<_>>().join("\n")
@@ -279,6 +287,7 @@ impl Escapement {
     }
 
     fn poll(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.turns += 1;
         loop {
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => break,
@@ -486,11 +495,10 @@ impl Escapement {
         }
         let mut late = Vec::new();
         for t in 0..self.trains.len() {
-            let listing = self.trains[t].listing();
-            let lines: Vec<&str> = listing.lines().skip(1).collect();
+            let cogs = self.trains[t].cogs();
             for cog in self.cursors[t]..self.trains[t].len() {
-                let text = lines.get(cog as usize).map(|l| l.trim()).unwrap_or("");
-                late.push(format!("{}/{}: {}", self.trains[t].name(), cog + 1, text));
+                let text = cogs.get(cog as usize).map_or("", |c| c.text.as_str());
+                late.push(format!("train {} cog {} ({text})", self.trains[t].name(), cog + 1));
             }
         }
         log::warn!(

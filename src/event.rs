@@ -9,7 +9,7 @@ use serde_json::Value;
 /// The id of one event, unique within a process run (see
 /// [`Core::next_event_id`](crate::Core::next_event_id)). Broadcasts such as
 /// `event_done` name events by id; log lines about an event start with it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EventId(pub u64);
 
@@ -46,12 +46,6 @@ pub struct Event {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
-}
-
-impl Default for EventId {
-    fn default() -> Self {
-        EventId(0)
-    }
 }
 
 impl Event {

@@ -455,6 +455,7 @@ pub(crate) trait AnyTrain {
     fn name(&self) -> &str;
     fn len(&self) -> u32;
     fn listing(&self) -> String;
+    fn cogs(&self) -> Vec<CogInfo>;
     fn start(&mut self, core: &mut Core);
     fn fire(&mut self, cog: u32, key: u64, fired: Fired, core: &mut Core);
     fn notify(&mut self, notice: Broadcast, core: &mut Core);
@@ -477,6 +478,9 @@ impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
     }
     fn listing(&self) -> String {
         self.train.to_string()
+    }
+    fn cogs(&self) -> Vec<CogInfo> {
+        self.train.cogs()
     }
     fn start(&mut self, core: &mut Core) {
         self.train.chain.start(core, &self.shared)

@@ -1,0 +1,111 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tourbillon::{Cog, Context, EventId, Finish, Fired, Next, Role};
+
+/// One escapement per process: tests that build one take this first.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A shared, ordered record of what happened.
+#[derive(Clone, Default)]
+pub struct Journal(Arc<Mutex<Vec<String>>>);
+
+impl Journal {
+    pub fn push(&self, line: impl Into<String>) {
+        self.0.lock().unwrap().push(line.into())
+    }
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn position(&self, line: &str) -> usize {
+        self.lines()
+            .iter()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("`{line}` not in journal {:?}", self.lines()))
+    }
+}
+
+/// A supply that emits `items` in batches on successive turns, then says it is exhausted.
+pub struct VecSupply<D> {
+    pub items: std::vec::IntoIter<D>,
+    pub batch: usize,
+    pub journal: Option<Journal>,
+}
+
+impl<D> VecSupply<D> {
+    pub fn new(items: Vec<D>, batch: usize) -> Self {
+        VecSupply {
+            items: items.into_iter(),
+            batch,
+            journal: None,
+        }
+    }
+}
+
+impl<D: 'static> Cog<D> for VecSupply<D> {
+    fn role(&self) -> Role {
+        Role::Supply
+    }
+    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        ctx.enqueue(0).unwrap();
+    }
+    fn fire<N: Next<D> + ?Sized>(&mut self, _: u64, _: Fired, ctx: &mut Context<'_, D, N>) {
+        for _ in 0..self.batch {
+            match self.items.next() {
+                Some(d) => ctx.emit(d),
+                None => {
+                    ctx.exhausted();
+                    return;
+                }
+            }
+        }
+        ctx.enqueue(0).unwrap();
+    }
+    fn process<N: Next<D> + ?Sized>(&mut self, d: D, ctx: &mut Context<'_, D, N>) {
+        ctx.emit(d)
+    }
+    fn finish<N: Next<D> + ?Sized>(&mut self, _: &mut Context<'_, D, N>) -> Finish {
+        if let Some(j) = &self.journal {
+            j.push("supply:finish")
+        }
+        Finish::Done
+    }
+    fn done(&mut self, _: &mut tourbillon::Core) {
+        if let Some(j) = &self.journal {
+            j.push("supply:done")
+        }
+    }
+}
+
+/// A drain that records what reaches it and reports it done.
+pub struct Collect<D> {
+    pub name: &'static str,
+    pub seen: Arc<Mutex<Vec<D>>>,
+    pub journal: Journal,
+}
+
+impl<D: Clone + std::fmt::Debug + 'static> Cog<D> for Collect<D> {
+    fn role(&self) -> Role {
+        Role::Drain
+    }
+    fn process<N: Next<D> + ?Sized>(&mut self, d: D, ctx: &mut Context<'_, D, N>) {
+        self.journal.push(format!("{}:data {:?}", self.name, d));
+        self.seen.lock().unwrap().push(d.clone());
+        ctx.discard(&d);
+    }
+    fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, _: &mut Context<'_, D, N>) {
+        self.journal.push(format!("{}:event_done {}", self.name, id.0));
+    }
+    fn finish<N: Next<D> + ?Sized>(&mut self, _: &mut Context<'_, D, N>) -> Finish {
+        self.journal.push(format!("{}:finish", self.name));
+        Finish::Done
+    }
+    fn done(&mut self, _: &mut tourbillon::Core) {
+        self.journal.push(format!("{}:done", self.name));
+    }
+}
