@@ -140,6 +140,7 @@ impl<D: 'static, F> Cog<D> for F
 where
     F: FnMut(D) -> Option<D> + 'static,
 {
+    #[inline]
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         let id = ctx.id_of(&datum);
         match self(datum) {
@@ -179,6 +180,7 @@ pub fn named<C>(name: impl Into<String>, cog: C) -> Named<C> {
 }
 
 impl<D: 'static, C: Cog<D>> Cog<D> for Named<C> {
+    #[inline]
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         self.cog.process(datum, ctx)
     }
@@ -238,6 +240,7 @@ impl<F> fmt::Debug for FlatMap<F> {
 }
 
 impl<D: 'static, F: FnMut(D) -> D + 'static> Cog<D> for Map<F> {
+    #[inline]
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         ctx.emit((self.0)(datum))
     }
@@ -247,6 +250,7 @@ impl<D: 'static, F: FnMut(D) -> D + 'static> Cog<D> for Map<F> {
 }
 
 impl<D: 'static, F: FnMut(&D) -> bool + 'static> Cog<D> for Filter<F> {
+    #[inline]
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         if (self.0)(&datum) {
             ctx.emit(datum)
@@ -260,6 +264,7 @@ impl<D: 'static, F: FnMut(&D) -> bool + 'static> Cog<D> for Filter<F> {
 }
 
 impl<D: 'static, F: FnMut(D, &mut dyn FnMut(D)) + 'static> Cog<D> for FlatMap<F> {
+    #[inline]
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         let id = ctx.id_of(&datum);
         let mut yielded = false;
@@ -273,5 +278,98 @@ impl<D: 'static, F: FnMut(D, &mut dyn FnMut(D)) + 'static> Cog<D> for FlatMap<F>
     }
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("flat_map")
+    }
+}
+
+/// A supply that emits the items of an iterator, a batch per loop turn, then
+/// says it is exhausted. Made by [`from_iter`].
+pub struct FromIter<I> {
+    items: I,
+    batch: usize,
+    emitted: u64,
+    waiting: bool,
+}
+
+/// A supply over any iterator: it emits up to 1024 items per loop turn (so
+/// timers, signals and fds are served in between), pauses while the train is
+/// congested, and reports itself exhausted at the end, which lets the
+/// escapement finish when it is the last supply.
+///
+/// ```
+/// use tourbillon::{from_iter, Escapement, Train};
+/// # fn main() -> Result<(), tourbillon::Error> {
+/// let mut esc = Escapement::builder().graceful_signals(false).build()?;
+/// let mut sum = 0;
+/// esc.add_train(Train::new("sum").cog(from_iter(1..=100u64)).map(move |n| { sum += n; n }));
+/// esc.run()?;
+/// # Ok(()) }
+/// ```
+pub fn from_iter<I: IntoIterator>(items: I) -> FromIter<I::IntoIter> {
+    FromIter {
+        items: items.into_iter(),
+        batch: 1024,
+        emitted: 0,
+        waiting: false,
+    }
+}
+
+impl<I> FromIter<I> {
+    /// Sets how many items go out per loop turn (at least one).
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    fn schedule<D, N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if ctx.enqueue(0).is_err() {
+            // The escapement is finishing: nothing more goes out.
+            ctx.exhausted();
+        }
+    }
+}
+
+impl<I> fmt::Debug for FromIter<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FromIter")
+            .field("batch", &self.batch)
+            .field("emitted", &self.emitted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: 'static, I: Iterator<Item = D> + 'static> Cog<D> for FromIter<I> {
+    fn role(&self) -> Role {
+        Role::Supply
+    }
+    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        self.schedule(ctx)
+    }
+    fn fire<N: Next<D> + ?Sized>(&mut self, _: u64, _: Fired, ctx: &mut Context<'_, D, N>) {
+        for _ in 0..self.batch {
+            if ctx.congested() {
+                self.waiting = true;
+                return;
+            }
+            match self.items.next() {
+                Some(d) => {
+                    self.emitted += 1;
+                    ctx.emit(d)
+                }
+                None => return ctx.exhausted(),
+            }
+        }
+        self.schedule(ctx)
+    }
+    fn resume<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if std::mem::take(&mut self.waiting) {
+            self.schedule(ctx)
+        }
+    }
+    #[inline]
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        ctx.emit(datum)
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "from_iter (batch {})", self.batch)
     }
 }

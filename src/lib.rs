@@ -62,7 +62,7 @@ mod token;
 mod train;
 
 pub use crate::accessor::{Getter, IdGetter, IdSetter, Setter};
-pub use crate::cog::{named, Cog, Filter, Finish, FlatMap, Map, Named, Role};
+pub use crate::cog::{from_iter, named, Cog, Filter, Finish, FlatMap, FromIter, Map, Named, Role};
 pub use crate::context::{Context, DynContext, Next, TrainShared};
 pub use crate::core::{Broadcast, Core, Phase};
 pub use crate::error::Error;
@@ -78,3 +78,8 @@ pub use mio::Interest;
 
 #[doc(hidden)]
 pub use log as __log;
+
+/// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
