@@ -11,6 +11,7 @@
 //! | [`json`] | [`JsonDecode`](json::JsonDecode), [`JsonEncode`](json::JsonEncode) | step |
 //! | [`file`](mod@file) | [`FileDrain`](file::FileDrain): appends lines to a file | drain |
 //! | [`stdout`] | [`StdoutDrain`](stdout::StdoutDrain): writes lines to stdout | drain |
+//! | [`tail`] | [`Tail`](tail::Tail): follows files through rotations, checkpointed | supply |
 //!
 //! A tail pipeline by hand, decoding JSON lines and writing them back out:
 //!
@@ -47,6 +48,7 @@ pub mod file;
 pub mod json;
 pub mod lines;
 pub mod stdout;
+pub mod tail;
 
 /// What can go wrong when building the cogs of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,9 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// The state store that keeps a cog's positions could not be opened or read.
+    #[error("state store: {0}")]
+    Store(#[from] tourbillon::StoreError),
 }
 
 impl Error {

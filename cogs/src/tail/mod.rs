@@ -1,0 +1,1399 @@
+//! [`Tail`]: follows files and emits their lines, without losing one.
+//!
+//! # What it follows
+//!
+//! Paths and [glob patterns](TailSettings::include) (`*`, `?`, `[a-z]`,
+//! `**`), minus [excludes](TailSettings::exclude). The tail watches each
+//! file it reads and the directories its patterns look into through the
+//! escapement's inotify, so a file that does not exist yet is read as soon
+//! as it appears, and a new file matching a pattern is picked up at once. A
+//! path that cannot be watched through inotify (inotify off, or out of
+//! watches) is polled every [`poll_interval_ms`](TailSettings::poll_interval_ms)
+//! instead.
+//!
+//! # Which file is which
+//!
+//! A file is its device and inode, checked against a CRC of its first bytes
+//! (so a new file on a reused inode is not mistaken for the old one). Two
+//! paths to one inode (hardlinks) are one file, read once.
+//!
+//! - **Rotation by rename** (logrotate's `create`): the old file, rotated
+//!   away, is read to its end before the new file at the path is read from
+//!   its start; it is closed once it has been quiet for
+//!   [`rotate_wait_ms`](TailSettings::rotate_wait_ms) and all its lines are
+//!   delivered. If the rotated name matches a pattern too, it simply stays
+//!   followed under that name.
+//! - **copytruncate**: a file shorter than the position read, or whose
+//!   first bytes changed, was truncated: a warning, and it is read again
+//!   from the start. (Lines written between the last read and the
+//!   truncation are only in the copy: logrotate's own caveat.)
+//! - **Deletion**: like a rotation; a file of the same name that appears
+//!   later is a new file.
+//! - **Hardlink swaps** (`ln -f new path`): the path now names another
+//!   inode: a rotation.
+//! - **Lost events** (`Q_OVERFLOW`): every pattern is expanded again and
+//!   every file read to its end.
+//!
+//! # Where it starts
+//!
+//! From the [checkpoint](TailSettings::checkpoint_dir) when it knows the
+//! file; else at [`read_from`](TailSettings::read_from) for files present at
+//! start, and at the beginning for files that appear while it runs. A
+//! checkpoint position advances only over lines the train reported done
+//! (`event_done`: written by a drain, or dropped), so a restart after a
+//! crash or `kill -9` repeats at most the lines of one
+//! [checkpoint interval](TailSettings::checkpoint_interval_ms), and never
+//! loses one. This needs an id accessor on the train
+//! ([`Train::ids`](tourbillon::Train::ids)); without one, positions advance
+//! when lines are read.
+//!
+//! # How it reads
+//!
+//! Files are read in turns, at most
+//! [`read_bytes_per_turn`](TailSettings::read_bytes_per_turn) each before
+//! the others get theirs, so one busy file cannot starve the rest. While a
+//! cog downstream is congested nothing is read (nothing is dropped either),
+//! until it says it has room again. Lines are split as the [`lines`](crate::lines)
+//! cog does (maximum length, `\r\n`, UTF-8 policy); a last line without its
+//! newline is held until the newline comes, and emitted at finish or after
+//! [`partial_line_idle_ms`](TailSettings::partial_line_idle_ms).
+//!
+//! In [batch mode](TailSettings::batch) every file is read to its end, then
+//! the tail says it is exhausted and the escapement finishes: every line
+//! goes through the whole train and is flushed before the process exits.
+//!
+//! ```no_run
+//! use tourbillon::{Escapement, Event, Train};
+//! use tourbillon_cogs::stdout::StdoutDrain;
+//! use tourbillon_cogs::tail::{Tail, TailSettings};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings = TailSettings {
+//!     include: vec!["/var/log/app/*.log".into()],
+//!     exclude: vec!["*.gz".into()],
+//!     checkpoint_dir: Some("/var/lib/tourbillon/tail".into()),
+//!     ..TailSettings::default()
+//! };
+//! let mut esc = Escapement::new()?;
+//! esc.add_train(
+//!     Train::new("follow")
+//!         .ids(Event::id_getter())
+//!         .cog(Tail::new(settings)?)
+//!         .cog(StdoutDrain::new(Default::default())?),
+//! );
+//! esc.run()?; // until SIGTERM
+//! # Ok(()) }
+//! ```
+
+mod glob;
+mod position;
+mod tracked;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tourbillon::store::{FsyncPolicy, Store, StoreOptions};
+use tourbillon::{
+    Cog, Context, Core, Event, EventId, EventMask, Finish, Fired, ImmediateId, Next, Role, TimerId, WatchEvent,
+    WatchId, WatchMask,
+};
+
+use self::glob::{Exclude, Expansion, Pattern};
+pub use self::position::Position;
+use self::position::{Acks, Change, Delivered, Mark, Positions, Saved};
+use self::tracked::{read_full_at, Check, Tracked};
+use crate::lines::{LineFlags, LinesSettings};
+use crate::{Counter, Error};
+
+/// Where to start reading a file the checkpoint does not know, among those
+/// present when the tail starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// From the first byte (the default: nothing is skipped).
+    #[default]
+    Beginning,
+    /// From the end: only lines written from now on (a last line still
+    /// being written is read whole).
+    End,
+}
+
+impl fmt::Display for ReadFrom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReadFrom::Beginning => "beginning",
+            ReadFrom::End => "end",
+        })
+    }
+}
+
+/// Settings of [`Tail`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailSettings {
+    /// Files to follow: paths or glob patterns (`*`, `?`, `[a-z]`, `[!a-z]`,
+    /// `**` for any number of directories, `\` to escape). Relative ones are
+    /// taken from the working directory at construction. At least one; no
+    /// default.
+    pub include: Vec<String>,
+    /// Files not to follow, among those `include` matches: a pattern without
+    /// a `/` matches file names (`"*.gz"`), one with a `/` whole paths.
+    /// Default none.
+    pub exclude: Vec<String>,
+    /// Where to start in a file the checkpoint does not know, if it is
+    /// there when the tail starts: `"beginning"` (default) or `"end"`.
+    /// Files that appear later are always read from the beginning.
+    pub read_from: ReadFrom,
+    /// Read every file to its end, then finish (and exit) instead of
+    /// following. Default false.
+    pub batch: bool,
+    /// Milliseconds between two looks at a path that inotify cannot watch
+    /// (inotify unavailable or switched off, or out of watches). At least 1.
+    /// Default 1000.
+    pub poll_interval_ms: u64,
+    /// Bytes read from one file before the other files get their turn. At
+    /// least 1. Default 262144 (256 KiB).
+    pub read_bytes_per_turn: usize,
+    /// Milliseconds a last line without its newline waits for more bytes
+    /// before it is emitted as it is; 0 waits until finish. Default 0.
+    pub partial_line_idle_ms: u64,
+    /// Milliseconds a file rotated away or deleted is kept open, in case
+    /// its writer still appends; it is closed after that once it is read to
+    /// its end and every line of it is delivered. Default 5000.
+    pub rotate_wait_ms: u64,
+    /// Directory of the state store that keeps the positions across
+    /// restarts (created if missing; one tail per directory). Default none:
+    /// nothing is kept, every start goes by `read_from`.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Milliseconds between two saves of the positions: what a restart
+    /// after a crash may read again. At least 1. Default 1000.
+    pub checkpoint_interval_ms: u64,
+    /// First bytes of a file whose checksum tells it from another file on
+    /// the same inode. At least 1. Default 256.
+    pub fingerprint_bytes: usize,
+    /// How lines are split (maximum length, `\r\n`, UTF-8).
+    pub lines: LinesSettings,
+}
+
+impl Default for TailSettings {
+    fn default() -> Self {
+        TailSettings {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            read_from: ReadFrom::Beginning,
+            batch: false,
+            poll_interval_ms: 1000,
+            read_bytes_per_turn: 256 * 1024,
+            partial_line_idle_ms: 0,
+            rotate_wait_ms: 5000,
+            checkpoint_dir: None,
+            checkpoint_interval_ms: 1000,
+            fingerprint_bytes: 256,
+            lines: LinesSettings::default(),
+        }
+    }
+}
+
+impl TailSettings {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.include.is_empty() {
+            return Err(Error::setting("include", "required: at least one path or pattern"));
+        }
+        for (key, value) in [
+            ("poll_interval_ms", self.poll_interval_ms),
+            ("read_bytes_per_turn", self.read_bytes_per_turn as u64),
+            ("checkpoint_interval_ms", self.checkpoint_interval_ms),
+            ("fingerprint_bytes", self.fingerprint_bytes as u64),
+        ] {
+            if value == 0 {
+                return Err(Error::setting(key, "must be at least 1"));
+            }
+        }
+        self.lines.validate().map_err(|e| match e {
+            Error::Setting { key, message } => Error::Setting {
+                key: format!("lines.{key}"),
+                message,
+            },
+            other => other,
+        })
+    }
+}
+
+impl fmt::Display for TailSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "include=[{}]", self.include.join(", "))?;
+        if !self.exclude.is_empty() {
+            write!(f, " exclude=[{}]", self.exclude.join(", "))?;
+        }
+        write!(
+            f,
+            " read_from={} batch={} poll_interval_ms={} read_bytes_per_turn={} partial_line_idle_ms={} \
+             rotate_wait_ms={}",
+            self.read_from,
+            self.batch,
+            self.poll_interval_ms,
+            self.read_bytes_per_turn,
+            self.partial_line_idle_ms,
+            self.rotate_wait_ms
+        )?;
+        match &self.checkpoint_dir {
+            Some(dir) => write!(
+                f,
+                " checkpoint_dir={} checkpoint_interval_ms={}",
+                dir.display(),
+                self.checkpoint_interval_ms
+            )?,
+            None => f.write_str(" checkpoint_dir=none")?,
+        }
+        write!(f, " fingerprint_bytes={} {}", self.fingerprint_bytes, self.lines)
+    }
+}
+
+/// One line the tail hands to its maker.
+#[derive(Clone, Copy, Debug)]
+pub struct TailLine<'a> {
+    /// A fresh id for the datum made from it.
+    pub id: EventId,
+    /// The line, without its ending.
+    pub bytes: &'a [u8],
+    /// The path of the file it was read from (as first found: lines read
+    /// from a rotated file keep the name they were written under).
+    pub origin: &'a Arc<str>,
+    /// Its number in the file, from 1 (with `read_from = "end"`, counted
+    /// from where reading started).
+    pub number: u64,
+    /// What is special about it (cut, replaced UTF-8, no newline).
+    pub flags: LineFlags,
+}
+
+/// Counters of a [`Tail`], readable while it runs.
+#[derive(Clone, Debug, Default)]
+pub struct TailStats {
+    /// Files open now.
+    pub open: Counter,
+    /// Files found and opened, in all.
+    pub found: Counter,
+    /// Files that lost their path (rotated away, deleted, swapped).
+    pub rotated: Counter,
+    /// Files found truncated (copytruncate) and read again from the start.
+    pub truncated: Counter,
+    /// Files closed for good after they were rotated away or deleted.
+    pub closed: Counter,
+    /// Lines emitted.
+    pub lines: Counter,
+    /// Bytes read.
+    pub bytes: Counter,
+    /// Times the patterns were expanded again.
+    pub rescans: Counter,
+    /// Times inotify lost events (`Q_OVERFLOW`).
+    pub overflows: Counter,
+    /// Positions saved to the checkpoint (log records and checkpoints).
+    pub saves: Counter,
+}
+
+type Maker<D> = Box<dyn FnMut(TailLine<'_>) -> D>;
+
+/// Immediate and timer keys; watch keys carry a tag and a serial.
+const PUMP: u64 = 1;
+const RESCAN: u64 = 2;
+const TICK: u64 = 3;
+const IDLE: u64 = 4;
+const FILE_TAG: u64 = 1 << 62;
+const DIR_TAG: u64 = 1 << 61;
+const SERIAL: u64 = DIR_TAG - 1;
+
+/// How long a parked timer waits.
+const PARKED: Duration = Duration::from_secs(24 * 3600);
+/// Log records between two compacting checkpoints of the store.
+const COMPACT_EVERY: usize = 64;
+/// Largest single read.
+const READ_CHUNK: usize = 64 * 1024;
+
+fn file_mask() -> WatchMask {
+    WatchMask::MODIFY | WatchMask::ATTRIB | WatchMask::MOVE_SELF | WatchMask::DELETE_SELF
+}
+
+fn dir_mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::DELETE
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+}
+
+/// A watched directory: the (pattern, part) pairs its entries are matched
+/// against.
+#[derive(Debug)]
+struct Dir {
+    serial: u64,
+    watch: Option<WatchId>,
+    parts: BTreeSet<(usize, usize)>,
+}
+
+/// How a read of one file ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    /// The turn's budget ran out (or a cog got congested): more to read.
+    More,
+    /// At the end of the file.
+    Eof,
+    /// Not read: it waits for another file, or it is gone.
+    Skipped,
+}
+
+/// Follows files and emits one datum per line; see the [module docs](self).
+pub struct Tail<D = Event> {
+    settings: TailSettings,
+    includes: Vec<Pattern>,
+    excludes: Vec<Exclude>,
+    make: Maker<D>,
+    files: Vec<Option<Tracked>>,
+    free: Vec<u32>,
+    by_inode: HashMap<(u64, u64), u32>,
+    by_serial: HashMap<u64, u32>,
+    /// Files waiting for the one with this serial to be read to its end.
+    waiters: HashMap<u64, Vec<u32>>,
+    next_serial: u64,
+    dirs: BTreeMap<PathBuf, Dir>,
+    dir_serials: HashMap<u64, PathBuf>,
+    ready: VecDeque<u32>,
+    pump: Option<ImmediateId>,
+    rescan: Option<ImmediateId>,
+    /// A rescan must also read every file (events were lost).
+    rescan_all: bool,
+    /// Opening a file failed: try again at the next tick.
+    retry_rescan: bool,
+    /// Stopped reading for a congested cog: waiting for `resume`.
+    waiting: bool,
+    buf: Vec<u8>,
+    acks: Acks,
+    store: Option<Store<Saved, Change>>,
+    saved: Positions,
+    forgotten: Vec<(u64, u64)>,
+    logged: usize,
+    tick: Option<TimerId>,
+    idle: Option<TimerId>,
+    idle_due: Option<Instant>,
+    exhausted: bool,
+    finishing: bool,
+    stats: TailStats,
+}
+
+impl<D> fmt::Debug for Tail<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tail")
+            .field("settings", &self.settings)
+            .field("files", &self.files.iter().flatten().collect::<Vec<_>>())
+            .field("in_flight", &self.acks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tail<Event> {
+    /// Emits [`Event`]s: `raw` the line's bytes, `origin` the file's path,
+    /// `line` its number, a fresh id.
+    pub fn new(settings: TailSettings) -> Result<Self, Error> {
+        Tail::with(settings, |line: TailLine<'_>| Event {
+            id: line.id,
+            data: serde_json::Value::Null,
+            raw: line.bytes.to_vec(),
+            origin: Some(Arc::clone(line.origin)),
+            line: line.number,
+        })
+    }
+}
+
+/// The positions saved in a tail's checkpoint directory, for inspection;
+/// fails while a tail has the directory open.
+pub fn saved_positions(dir: impl AsRef<Path>) -> Result<Vec<Position>, Error> {
+    let store = Store::<Saved, Change>::open(dir, StoreOptions::new())?;
+    let positions = position::recover(&store)?;
+    let Saved::V1(all) = position::save(&positions);
+    Ok(all)
+}
+
+impl<D: 'static> Tail<D> {
+    /// Emits what `make` builds from each line. Give the datum the line's
+    /// [`id`](TailLine::id): the tail follows it to know when the line is
+    /// delivered.
+    pub fn with(settings: TailSettings, make: impl FnMut(TailLine<'_>) -> D + 'static) -> Result<Self, Error> {
+        settings.validate()?;
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let includes = settings
+            .include
+            .iter()
+            .map(|p| Pattern::parse(p, &cwd).map_err(|e| Error::setting("include", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let excludes = settings
+            .exclude
+            .iter()
+            .map(|p| Exclude::parse(p, &cwd).map_err(|e| Error::setting("exclude", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (store, saved) = match &settings.checkpoint_dir {
+            Some(dir) => {
+                let store = Store::open(dir, StoreOptions::new().fsync(FsyncPolicy::Always))?;
+                let saved = position::recover(&store)?;
+                (Some(store), saved)
+            }
+            None => (None, Positions::default()),
+        };
+        Ok(Tail {
+            includes,
+            excludes,
+            make: Box::new(make),
+            files: Vec::new(),
+            free: Vec::new(),
+            by_inode: HashMap::new(),
+            by_serial: HashMap::new(),
+            waiters: HashMap::new(),
+            next_serial: 0,
+            dirs: BTreeMap::new(),
+            dir_serials: HashMap::new(),
+            ready: VecDeque::new(),
+            pump: None,
+            rescan: None,
+            rescan_all: false,
+            retry_rescan: false,
+            waiting: false,
+            buf: vec![0; READ_CHUNK.min(settings.read_bytes_per_turn)],
+            acks: Acks::default(),
+            store,
+            saved,
+            forgotten: Vec::new(),
+            logged: 0,
+            tick: None,
+            idle: None,
+            idle_due: None,
+            exhausted: false,
+            finishing: false,
+            stats: TailStats::default(),
+            settings,
+        })
+    }
+
+    /// Its counters, shared: read them while the train runs.
+    pub fn stats(&self) -> TailStats {
+        self.stats.clone()
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &TailSettings {
+        &self.settings
+    }
+
+    fn file(&mut self, slot: u32) -> Option<&mut Tracked> {
+        self.files.get_mut(slot as usize).and_then(Option::as_mut)
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.settings.poll_interval_ms)
+    }
+
+    // ---- finding files ------------------------------------------------------
+
+    fn expand(&self) -> Expansion {
+        let mut exp = Expansion::default();
+        for (i, p) in self.includes.iter().enumerate() {
+            p.expand(i, &mut exp);
+        }
+        exp.files.retain(|f| !self.excludes.iter().any(|e| e.matches(f)));
+        exp
+    }
+
+    /// Expands the patterns and brings the followed files and watched
+    /// directories in line with what they match now.
+    fn rescan<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>, startup: bool) {
+        self.stats.rescans.add(1);
+        let exp = self.expand();
+        let mut found: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
+        for path in &exp.files {
+            if let Ok(m) = std::fs::metadata(path) {
+                found.entry((m.dev(), m.ino())).or_default().push(path.clone());
+            }
+        }
+        // Paths that moved from one file to another: the new file waits
+        // until the old one is read to its end.
+        let mut lost: HashMap<PathBuf, u64> = HashMap::new();
+        let now = ctx.now();
+        for slot in 0..self.files.len() as u32 {
+            let Some(file) = self.file(slot) else { continue };
+            let paths = found.remove(&file.key()).unwrap_or_default();
+            for old in &file.paths {
+                if !paths.contains(old) {
+                    lost.insert(old.clone(), file.serial);
+                }
+            }
+            let was_orphan = file.is_orphan();
+            file.paths = paths;
+            if file.paths.is_empty() && !was_orphan {
+                file.orphan_since = Some(now);
+                log::info!(
+                    "{}: rotated away or deleted; reading it to its end before closing it",
+                    file.origin
+                );
+                self.stats.rotated.add(1);
+                self.queue(slot, ctx);
+            } else if !file.paths.is_empty() && was_orphan {
+                file.orphan_since = None;
+            }
+        }
+        let mut fresh: Vec<(PathBuf, Vec<PathBuf>)> = found
+            .into_values()
+            .map(|mut paths| {
+                paths.sort();
+                (paths[0].clone(), paths)
+            })
+            .collect();
+        fresh.sort();
+        for (path, paths) in fresh {
+            let after = paths.iter().find_map(|p| lost.get(p).copied());
+            self.add(&path, paths, after, startup, ctx);
+        }
+        if !self.settings.batch {
+            self.sync_dirs(exp.dirs, ctx);
+        }
+        if std::mem::take(&mut self.rescan_all) {
+            for slot in 0..self.files.len() as u32 {
+                self.queue(slot, ctx);
+            }
+        }
+    }
+
+    /// Opens a file found at `path` (and `paths`), unless it is one already
+    /// followed under another name.
+    fn add<N: Next<D> + ?Sized>(
+        &mut self,
+        path: &Path,
+        paths: Vec<PathBuf>,
+        after: Option<u64>,
+        startup: bool,
+        ctx: &mut Context<'_, D, N>,
+    ) {
+        let serial = self.next_serial;
+        let mut file = match Tracked::open(path, serial, self.settings.fingerprint_bytes, &self.settings.lines) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                log::error!("{}: cannot open: {e}; trying again in a while", path.display());
+                self.retry_rescan = true;
+                return;
+            }
+        };
+        if let Some(&slot) = self.by_inode.get(&file.key()) {
+            // Renamed between the stat and the open, onto a file we have.
+            if let Some(known) = self.file(slot) {
+                known.paths.extend(paths);
+                known.paths.sort();
+                known.paths.dedup();
+                known.orphan_since = None;
+            }
+            return;
+        }
+        self.next_serial += 1;
+        file.paths = paths;
+        let start = if startup {
+            self.start_mark(&file)
+        } else {
+            log::info!("{}: new file, reading it from the start", file.origin);
+            Ok(Mark::default())
+        };
+        match start {
+            Ok(mark) => file.start_at(mark),
+            Err(e) => {
+                log::error!("{}: cannot read: {e}; trying again in a while", path.display());
+                self.retry_rescan = true;
+                return;
+            }
+        }
+        self.saved.remove(&file.key());
+        if let Some(s) = after.filter(|s| self.by_serial.contains_key(s)) {
+            file.after = Some(s);
+        }
+        let watch = file.path();
+        self.insert(file, &watch, ctx);
+    }
+
+    /// Where a file present at start begins: its checkpoint, else `read_from`.
+    fn start_mark(&self, file: &Tracked) -> std::io::Result<Mark> {
+        match self.saved.get(&file.key()) {
+            Some(saved) if file.is(saved) => {
+                let size = file.file.metadata()?.len();
+                if size < saved.pos {
+                    log::warn!(
+                        "{}: {size} bytes, shorter than the {} saved: truncated while stopped; reading it from the \
+                         start",
+                        file.origin,
+                        saved.pos
+                    );
+                    self.stats.truncated.add(1);
+                    return Ok(Mark::default());
+                }
+                log::debug!("{}: resuming at byte {} (line {})", file.origin, saved.pos, saved.line);
+                Ok(Mark {
+                    pos: saved.pos,
+                    line: saved.line,
+                })
+            }
+            Some(_) => {
+                log::info!(
+                    "{}: not the file the checkpoint knew on this inode (its first bytes differ); reading it from \
+                     the start",
+                    file.origin
+                );
+                Ok(Mark::default())
+            }
+            None => match self.settings.read_from {
+                ReadFrom::Beginning => Ok(Mark::default()),
+                ReadFrom::End => file.end_mark(),
+            },
+        }
+    }
+
+    /// Takes a file in: a slot, a watch (through `path`), a turn to be read.
+    fn insert<N: Next<D> + ?Sized>(&mut self, mut file: Tracked, path: &Path, ctx: &mut Context<'_, D, N>) {
+        if !self.settings.batch {
+            match ctx.watch_or_poll(path, file_mask(), self.poll_interval(), FILE_TAG | file.serial) {
+                Ok(id) => file.watch = Some(id),
+                Err(e) => log::error!("{}: cannot watch: {e}", path.display()),
+            }
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.files.push(None);
+                self.files.len() as u32 - 1
+            }
+        };
+        self.by_inode.insert(file.key(), slot);
+        self.by_serial.insert(file.serial, slot);
+        if let Some(s) = file.after {
+            self.waiters.entry(s).or_default().push(slot);
+        }
+        self.files[slot as usize] = Some(file);
+        self.stats.found.add(1);
+        self.stats.open.add(1);
+        self.queue(slot, ctx);
+    }
+
+    /// Files the checkpoint knows that no pattern matches any more were
+    /// rotated while the tail was stopped: look for them by inode in the
+    /// directories around, and read what is left of them.
+    fn recover_rotated<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if self.saved.is_empty() {
+            return;
+        }
+        let mut dirs: BTreeSet<PathBuf> = self.dirs.keys().cloned().collect();
+        for saved in self.saved.values() {
+            if let Some(parent) = Path::new(&saved.path).parent() {
+                dirs.insert(parent.to_path_buf());
+            }
+        }
+        let by_ino: HashMap<u64, (u64, u64)> = self.saved.keys().map(|&(dev, ino)| (ino, (dev, ino))).collect();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.filter_map(Result::ok) {
+                let Some(&key) = by_ino.get(&entry.ino()) else { continue };
+                let Some(saved) = self.saved.get(&key).cloned() else {
+                    continue;
+                };
+                let serial = self.next_serial;
+                let Ok(mut file) = Tracked::open(
+                    &entry.path(),
+                    serial,
+                    self.settings.fingerprint_bytes,
+                    &self.settings.lines,
+                ) else {
+                    continue;
+                };
+                if file.key() != key || !file.is(&saved) || self.by_inode.contains_key(&key) {
+                    continue;
+                }
+                let size = file.file.metadata().map(|m| m.len()).unwrap_or(0);
+                self.saved.remove(&key);
+                if size <= saved.pos {
+                    self.forgotten.push(key);
+                    continue;
+                }
+                log::info!(
+                    "{}: rotated to {} while stopped; reading its last {} bytes",
+                    saved.path,
+                    entry.path().display(),
+                    size - saved.pos
+                );
+                self.next_serial += 1;
+                file.origin = Arc::from(saved.path.as_str());
+                file.start_at(Mark {
+                    pos: saved.pos,
+                    line: saved.line,
+                });
+                file.paths.clear();
+                file.orphan_since = Some(ctx.now());
+                self.stats.rotated.add(1);
+                let serial = file.serial;
+                self.insert(file, &entry.path(), ctx);
+                // The file now at its old path comes after it.
+                let former = PathBuf::from(&saved.path);
+                for slot in 0..self.files.len() as u32 {
+                    let Some(f) = self.file(slot) else { continue };
+                    if f.serial != serial && f.after.is_none() && f.paths.contains(&former) {
+                        f.after = Some(serial);
+                        self.waiters.entry(serial).or_default().push(slot);
+                    }
+                }
+            }
+        }
+        for (key, saved) in self.saved.drain() {
+            log::debug!("{}: in the checkpoint but not found: forgotten", saved.path);
+            self.forgotten.push(key);
+        }
+    }
+
+    /// Watches the directories `wanted`, and no others.
+    fn sync_dirs<N: Next<D> + ?Sized>(
+        &mut self,
+        wanted: BTreeMap<PathBuf, BTreeSet<(usize, usize)>>,
+        ctx: &mut Context<'_, D, N>,
+    ) {
+        let gone: Vec<PathBuf> = self.dirs.keys().filter(|d| !wanted.contains_key(*d)).cloned().collect();
+        for dir in gone {
+            if let Some(d) = self.dirs.remove(&dir) {
+                self.dir_serials.remove(&d.serial);
+                if let Some(id) = d.watch {
+                    ctx.unwatch(id);
+                }
+            }
+        }
+        for (dir, parts) in wanted {
+            if let Some(d) = self.dirs.get_mut(&dir) {
+                if d.watch.is_some() {
+                    d.parts = parts;
+                    continue;
+                }
+            }
+            let serial = match self.dirs.get(&dir) {
+                Some(d) => d.serial,
+                None => {
+                    self.next_serial += 1;
+                    self.next_serial
+                }
+            };
+            let watch = match ctx.watch_or_poll(&dir, dir_mask(), self.poll_interval(), DIR_TAG | serial) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    log::warn!("{}: cannot watch this directory: {e}", dir.display());
+                    self.retry_rescan = true;
+                    None
+                }
+            };
+            self.dir_serials.insert(serial, dir.clone());
+            self.dirs.insert(dir, Dir { serial, watch, parts });
+        }
+    }
+
+    fn request_rescan<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if self.rescan.is_none() && !self.finishing {
+            self.rescan = ctx.enqueue(RESCAN).ok();
+        }
+    }
+
+    /// Whether the entry `name` of the watched `dir` could change what the
+    /// patterns match.
+    fn matters(&self, dir: &Path, name: &std::ffi::OsStr) -> bool {
+        let Some(d) = self.dirs.get(dir) else { return true };
+        let path = dir.join(name);
+        d.parts
+            .iter()
+            .any(|&(p, part)| self.includes[p].entry_matters(part, name))
+            || self.by_inode.values().any(|&slot| {
+                self.files[slot as usize]
+                    .as_ref()
+                    .is_some_and(|f| f.paths.contains(&path))
+            })
+    }
+
+    // ---- reading ------------------------------------------------------------
+
+    /// Gives a file a turn to be read.
+    fn queue<N: Next<D> + ?Sized>(&mut self, slot: u32, ctx: &mut Context<'_, D, N>) {
+        let Some(file) = self.file(slot) else { return };
+        if file.queued || file.after.is_some() {
+            return;
+        }
+        file.queued = true;
+        self.ready.push_back(slot);
+        if !self.waiting {
+            self.schedule_pump(ctx);
+        }
+    }
+
+    fn schedule_pump<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if self.pump.is_none() && !self.finishing {
+            self.pump = ctx.enqueue(PUMP).ok();
+        }
+    }
+
+    /// One turn: each file queued gets to read its share.
+    fn pump<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        for _ in 0..self.ready.len() {
+            if ctx.congested() {
+                self.waiting = true;
+                break;
+            }
+            let Some(slot) = self.ready.pop_front() else { break };
+            let Some(file) = self.file(slot) else { continue };
+            file.queued = false;
+            match self.read(slot, ctx) {
+                Read::More => {
+                    if let Some(file) = self.file(slot) {
+                        file.queued = true;
+                        self.ready.push_back(slot);
+                    }
+                }
+                Read::Eof => self.reached_eof(slot, ctx),
+                Read::Skipped => {}
+            }
+        }
+        self.acks_moved();
+        if !self.ready.is_empty() && !self.waiting {
+            self.schedule_pump(ctx);
+        }
+        self.maybe_exhausted(ctx);
+    }
+
+    /// Reads one file for one turn, emitting its lines.
+    fn read<N: Next<D> + ?Sized>(&mut self, slot: u32, ctx: &mut Context<'_, D, N>) -> Read {
+        let fingerprint = self.settings.fingerprint_bytes;
+        let Some(file) = self.file(slot) else {
+            return Read::Skipped;
+        };
+        if file.after.is_some() {
+            return Read::Skipped;
+        }
+        if std::mem::take(&mut file.at_eof) {
+            // Woken after reaching the end: is it still the file we read?
+            match file.check(fingerprint) {
+                Ok(Check::Same) => {}
+                Ok(Check::Truncated { size }) => self.truncated(slot, size, ctx),
+                Err(e) => {
+                    log::error!("{}: cannot read: {e}", file.origin);
+                    return Read::Skipped;
+                }
+            }
+        }
+        let mut budget = self.settings.read_bytes_per_turn;
+        loop {
+            let Some(file) = self.files[slot as usize].as_mut() else {
+                return Read::Skipped;
+            };
+            let want = budget.min(self.buf.len());
+            let n = match read_full_at(&file.file, &mut self.buf[..want], file.pos) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::error!("{}: cannot read: {e}", file.origin);
+                    return Read::Skipped;
+                }
+            };
+            if n == 0 {
+                match file.file.metadata() {
+                    Ok(m) if m.len() < file.pos => {
+                        let size = m.len();
+                        self.truncated(slot, size, ctx);
+                        continue;
+                    }
+                    _ => return Read::Eof,
+                }
+            }
+            self.feed(slot, n, ctx);
+            budget -= n;
+            if n < want {
+                return Read::Eof;
+            }
+            if budget == 0 || ctx.congested() {
+                return Read::More;
+            }
+        }
+    }
+
+    /// Splits the `n` bytes just read into `buf` and emits the lines.
+    fn feed<N: Next<D> + ?Sized>(&mut self, slot: u32, n: usize, ctx: &mut Context<'_, D, N>) {
+        let Tail {
+            files,
+            buf,
+            make,
+            acks,
+            stats,
+            ..
+        } = self;
+        let Some(file) = files[slot as usize].as_mut() else {
+            return;
+        };
+        let mut data = &buf[..n];
+        let mut start = file.pos;
+        file.pos += n as u64;
+        stats.bytes.add(n as u64);
+        if std::mem::take(&mut file.skip_newline) && data.first() == Some(&b'\n') {
+            data = &data[1..];
+            start += 1;
+        }
+        let before = file.line;
+        // The lines up to the last newline end where it does; what follows
+        // it is held (or cut, if too long) and restarts from there.
+        let (complete, rest) = match data.iter().rposition(|&b| b == b'\n') {
+            Some(i) => data.split_at(i + 1),
+            None => (&data[..0], data),
+        };
+        let mut emit = Emitter {
+            slot,
+            file_line: &mut file.line,
+            epoch: file.epoch,
+            origin: &file.origin,
+            last_seq: &mut file.last_seq,
+            in_flight: &mut file.in_flight,
+            make,
+            acks,
+            ctx,
+        };
+        if !complete.is_empty() {
+            file.splitter.push(complete, |bytes, flags| emit.line(bytes, flags));
+            let mark = Mark {
+                pos: start + complete.len() as u64,
+                line: *emit.file_line,
+            };
+            if !emit.mark(mark) {
+                file.committed = mark;
+                file.dirty = true;
+            }
+        }
+        if !rest.is_empty() {
+            file.splitter.push(rest, |bytes, flags| emit.line(bytes, flags));
+        }
+        stats.lines.add(file.line - before);
+        file.partial_since = (file.splitter.partial_len() > 0).then(Instant::now);
+        if file.partial_since.is_some() && self.settings.partial_line_idle_ms > 0 {
+            self.arm_idle(ctx);
+        }
+    }
+
+    /// Emits the line a file holds without its newline, if any; `idle`:
+    /// because no byte came for a while (the newline may still come).
+    fn flush_partial<N: Next<D> + ?Sized>(&mut self, slot: u32, idle: bool, ctx: &mut Context<'_, D, N>) {
+        let Tail {
+            files,
+            make,
+            acks,
+            stats,
+            ..
+        } = self;
+        let Some(file) = files[slot as usize].as_mut() else {
+            return;
+        };
+        file.partial_since = None;
+        let mut emit = Emitter {
+            slot,
+            file_line: &mut file.line,
+            epoch: file.epoch,
+            origin: &file.origin,
+            last_seq: &mut file.last_seq,
+            in_flight: &mut file.in_flight,
+            make,
+            acks,
+            ctx,
+        };
+        let had = file.splitter.take_partial(|bytes, flags| emit.line(bytes, flags));
+        if had {
+            file.skip_newline = idle;
+            stats.lines.add(1);
+            let mark = Mark {
+                pos: file.pos,
+                line: *emit.file_line,
+            };
+            if !emit.mark(mark) {
+                file.committed = mark;
+                file.dirty = true;
+            }
+        }
+    }
+
+    /// A file is shorter than what was read, or its first bytes changed.
+    fn truncated<N: Next<D> + ?Sized>(&mut self, slot: u32, size: u64, ctx: &mut Context<'_, D, N>) {
+        // The held partial line was the end of the old contents.
+        self.flush_partial(slot, false, ctx);
+        let fingerprint = self.settings.fingerprint_bytes;
+        let Some(file) = self.file(slot) else { return };
+        log::warn!(
+            "{}: truncated ({size} bytes, {} were read): reading it again from the start",
+            file.origin,
+            file.pos
+        );
+        file.restart();
+        let mut head = vec![0; fingerprint];
+        if let Ok(n) = read_full_at(&file.file, &mut head, 0) {
+            file.head.bytes.extend_from_slice(&head[..n]);
+            file.head.crc = crc32c::crc32c(&head[..n]);
+        }
+        self.stats.truncated.add(1);
+    }
+
+    /// A file was read to its end: files waiting for it may start; a file
+    /// rotated away may be closed.
+    fn reached_eof<N: Next<D> + ?Sized>(&mut self, slot: u32, ctx: &mut Context<'_, D, N>) {
+        let Some(file) = self.file(slot) else { return };
+        file.at_eof = true;
+        let serial = file.serial;
+        if let Some(waiting) = self.waiters.remove(&serial) {
+            for w in waiting {
+                if let Some(f) = self.file(w) {
+                    f.after = None;
+                }
+                self.queue(w, ctx);
+            }
+        }
+    }
+
+    /// Moves committed positions over what the train delivered.
+    fn acks_moved(&mut self) {
+        let files = &mut self.files;
+        self.acks.pop(|Delivered { slot, epoch, mark }| {
+            let Some(file) = files.get_mut(slot as usize).and_then(Option::as_mut) else {
+                return;
+            };
+            file.in_flight -= 1;
+            if let Some(mark) = mark.filter(|_| epoch == file.epoch) {
+                file.committed = mark;
+                file.dirty = true;
+            }
+        });
+    }
+
+    /// In batch mode: once every file is read to its end, emit the partial
+    /// lines and say so.
+    fn maybe_exhausted<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if !self.settings.batch || self.exhausted || !self.ready.is_empty() || self.rescan.is_some() {
+            return;
+        }
+        for slot in 0..self.files.len() as u32 {
+            self.flush_partial(slot, false, ctx);
+        }
+        self.exhausted = true;
+        log::debug!("every file was read to its end");
+        ctx.exhausted();
+    }
+
+    fn arm_idle<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        let due = ctx.now() + Duration::from_millis(self.settings.partial_line_idle_ms);
+        if self.idle_due.is_some_and(|d| d <= due) {
+            return;
+        }
+        if let Some(id) = self.idle {
+            if ctx.reschedule(id, due) {
+                self.idle_due = Some(due);
+            }
+        }
+    }
+
+    /// Emits the partial lines that waited long enough.
+    fn idle_fired<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        let idle = Duration::from_millis(self.settings.partial_line_idle_ms);
+        let now = ctx.now();
+        self.idle_due = None;
+        let mut next: Option<Instant> = None;
+        for slot in 0..self.files.len() as u32 {
+            let Some(since) = self.file(slot).and_then(|f| f.partial_since) else {
+                continue;
+            };
+            if since + idle <= now {
+                self.flush_partial(slot, true, ctx);
+            } else {
+                next = Some(next.map_or(since + idle, |n: Instant| n.min(since + idle)));
+            }
+        }
+        if let Some(id) = self.idle {
+            let due = next.unwrap_or(now + PARKED);
+            ctx.reschedule(id, due);
+            self.idle_due = next;
+        }
+    }
+
+    // ---- housekeeping -------------------------------------------------------
+
+    /// Saves the positions that moved: one log record; a whole checkpoint
+    /// (compacting the log) every so often, and when `compact`.
+    fn save(&mut self, compact: bool) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        // Forgotten before set, as the store replays a change.
+        let forget = std::mem::take(&mut self.forgotten);
+        for key in &forget {
+            self.saved.remove(key);
+        }
+        let mut set = Vec::new();
+        for file in self.files.iter_mut().flatten() {
+            if std::mem::take(&mut file.dirty) {
+                let p = file.position();
+                self.saved.insert(p.key(), p.clone());
+                set.push(p);
+            }
+        }
+        if !set.is_empty() || !forget.is_empty() {
+            match store.log(&Change::V1 { set, forget }) {
+                Ok(_) => {
+                    self.logged += 1;
+                    self.stats.saves.add(1);
+                }
+                Err(e) => log::error!("tail: cannot save positions: {e}"),
+            }
+        }
+        if (compact && self.logged > 0) || self.logged >= COMPACT_EVERY {
+            match store.checkpoint(&position::save(&self.saved)) {
+                Ok(_) => {
+                    self.logged = 0;
+                    self.stats.saves.add(1);
+                }
+                Err(e) => log::error!("tail: cannot write the checkpoint: {e}"),
+            }
+        }
+    }
+
+    /// Every checkpoint interval: save, look again at files rotated away,
+    /// close those that are through.
+    fn tick<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        self.acks_moved();
+        self.save(false);
+        if std::mem::take(&mut self.retry_rescan) {
+            self.request_rescan(ctx);
+        }
+        let wait = Duration::from_millis(self.settings.rotate_wait_ms);
+        let now = ctx.now();
+        for slot in 0..self.files.len() as u32 {
+            let Some(file) = self.file(slot) else { continue };
+            let Some(since) = file.orphan_since else { continue };
+            if !file.at_eof || now < since + wait {
+                // Polling cannot see writes to a file no path names: look.
+                self.queue(slot, ctx);
+                continue;
+            }
+            if file.splitter.partial_len() > 0 {
+                self.flush_partial(slot, false, ctx);
+            }
+            if self.file(slot).is_some_and(|f| f.in_flight == 0) {
+                self.close(slot, ctx);
+            }
+        }
+    }
+
+    /// Closes a file rotated away for good: it is read and delivered.
+    fn close<N: Next<D> + ?Sized>(&mut self, slot: u32, ctx: &mut Context<'_, D, N>) {
+        let Some(file) = self.files[slot as usize].take() else {
+            return;
+        };
+        if let Some(id) = file.watch {
+            ctx.unwatch(id);
+        }
+        self.by_inode.remove(&file.key());
+        self.by_serial.remove(&file.serial);
+        if let Some(waiting) = self.waiters.remove(&file.serial) {
+            for w in waiting {
+                if let Some(f) = self.file(w) {
+                    f.after = None;
+                }
+                self.queue(w, ctx);
+            }
+        }
+        self.forgotten.push(file.key());
+        self.free.push(slot);
+        self.stats.open.set(self.stats.open.get().saturating_sub(1));
+        self.stats.closed.add(1);
+        log::info!("{}: closed after rotation, every line delivered", file.origin);
+    }
+
+    fn on_file_event<N: Next<D> + ?Sized>(&mut self, serial: u64, event: &WatchEvent, ctx: &mut Context<'_, D, N>) {
+        let Some(&slot) = self.by_serial.get(&serial) else {
+            return;
+        };
+        if event.mask.contains(EventMask::IGNORED) {
+            // The kernel dropped the watch (the file is gone for good).
+            if let Some(file) = self.file(slot) {
+                file.watch = None;
+            }
+            return;
+        }
+        let moved = EventMask::ATTRIB | EventMask::MOVE_SELF | EventMask::DELETE_SELF | EventMask::CREATE;
+        if event.mask.intersects(moved) {
+            self.request_rescan(ctx);
+        }
+        self.queue(slot, ctx);
+    }
+
+    fn on_dir_event<N: Next<D> + ?Sized>(&mut self, serial: u64, event: &WatchEvent, ctx: &mut Context<'_, D, N>) {
+        let Some(dir) = self.dir_serials.get(&serial).cloned() else {
+            return;
+        };
+        if event.mask.contains(EventMask::IGNORED) {
+            if let Some(d) = self.dirs.get_mut(&dir) {
+                d.watch = None;
+            }
+            self.request_rescan(ctx);
+            return;
+        }
+        let relevant = match &event.name {
+            Some(name) if !event.polled => self.matters(&dir, name),
+            _ => true,
+        };
+        if relevant {
+            self.request_rescan(ctx);
+        }
+    }
+}
+
+/// What emitting one line needs, split off the tail's fields.
+struct Emitter<'a, 'c, D, N: ?Sized> {
+    slot: u32,
+    file_line: &'a mut u64,
+    epoch: u32,
+    origin: &'a Arc<str>,
+    last_seq: &'a mut Option<u64>,
+    in_flight: &'a mut u64,
+    make: &'a mut Maker<D>,
+    acks: &'a mut Acks,
+    ctx: &'a mut Context<'c, D, N>,
+}
+
+impl<D, N: Next<D> + ?Sized> Emitter<'_, '_, D, N> {
+    fn line(&mut self, bytes: &[u8], flags: LineFlags) {
+        *self.file_line += 1;
+        let id = self.ctx.next_event_id();
+        let datum = (self.make)(TailLine {
+            id,
+            bytes,
+            origin: self.origin,
+            number: *self.file_line,
+            flags,
+        });
+        if let Some(id) = self.ctx.id_of(&datum) {
+            *self.last_seq = Some(self.acks.push(id, self.slot, self.epoch));
+            *self.in_flight += 1;
+        }
+        self.ctx.emit(datum);
+    }
+
+    /// Sets the file's restart mark on its last line in flight; false if
+    /// none is (then the mark holds now).
+    fn mark(&mut self, mark: Mark) -> bool {
+        self.last_seq.is_some_and(|seq| self.acks.mark(seq, mark))
+    }
+}
+
+impl<D: 'static> Cog<D> for Tail<D> {
+    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        let interval = Duration::from_millis(self.settings.checkpoint_interval_ms);
+        match ctx.every(interval, TICK) {
+            Ok(id) => self.tick = Some(id),
+            Err(e) => log::error!("tail: cannot bind its timer ({e}); positions will be saved only at the end"),
+        }
+        if self.settings.partial_line_idle_ms > 0 {
+            self.idle = ctx.after(PARKED, IDLE).ok();
+        }
+        if !self.settings.batch && !ctx.core().inotify() {
+            log::info!(
+                "tail: inotify is not usable; polling every {} ms",
+                self.settings.poll_interval_ms
+            );
+        }
+        self.rescan(ctx, true);
+        self.recover_rotated(ctx);
+        if self.files.is_empty() && !self.settings.batch {
+            log::info!(
+                "tail: no file matches {} yet; waiting for one",
+                self.settings.include.join(", ")
+            );
+        }
+        self.schedule_pump(ctx);
+    }
+
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        ctx.emit(datum)
+    }
+
+    fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
+        match (key, fired) {
+            (PUMP, _) => {
+                self.pump = None;
+                self.pump(ctx);
+            }
+            (RESCAN, _) => {
+                self.rescan = None;
+                self.rescan(ctx, false);
+                self.maybe_exhausted(ctx);
+            }
+            (TICK, _) => self.tick(ctx),
+            (IDLE, _) => self.idle_fired(ctx),
+            (key, Fired::Watch(_, event)) => {
+                if event.mask.contains(EventMask::Q_OVERFLOW) {
+                    if !self.rescan_all {
+                        log::warn!("tail: inotify lost events (queue overflow): looking at every file again");
+                        self.stats.overflows.add(1);
+                    }
+                    self.rescan_all = true;
+                    self.request_rescan(ctx);
+                } else if key & FILE_TAG != 0 {
+                    self.on_file_event(key & SERIAL, &event, ctx);
+                } else if key & DIR_TAG != 0 {
+                    self.on_dir_event(key & SERIAL, &event, ctx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, _: &mut Context<'_, D, N>) {
+        if self.acks.done(id) {
+            self.acks_moved();
+        }
+    }
+
+    fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, _: &mut Context<'_, D, N>) {
+        self.acks.rename(old, new);
+    }
+
+    fn resume<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if self.waiting && !ctx.congested() {
+            self.waiting = false;
+            self.schedule_pump(ctx);
+        }
+    }
+
+    fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
+        self.finishing = true;
+        for slot in 0..self.files.len() as u32 {
+            self.flush_partial(slot, false, ctx);
+        }
+        Finish::Done
+    }
+
+    fn done(&mut self, _: &mut Core) {
+        // Every cog has finished: what the drains wrote is reported done.
+        self.acks_moved();
+        self.save(true);
+        if let Some(store) = self.store.take() {
+            if let Err(e) = store.close() {
+                log::error!("tail: cannot save positions: {e}");
+            }
+        }
+    }
+
+    fn role(&self) -> Role {
+        Role::Supply
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tail {}", self.settings)
+    }
+}

@@ -1,0 +1,242 @@
+//! One file the tail follows: which file it is, how far it has been read,
+//! and the line it holds that no newline has ended yet.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tourbillon::WatchId;
+
+use super::position::{Mark, Position};
+use crate::lines::{LineSplitter, LinesSettings};
+
+/// How far back from the end `read_from = "end"` looks for the last newline.
+const END_SCAN: u64 = 64 * 1024;
+
+/// Which file: device and inode, plus a checksum of its first bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// The first bytes of the file as read (at most the fingerprint size).
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) crc: u32,
+}
+
+impl Head {
+    fn set(&mut self, bytes: &[u8]) {
+        self.bytes.clear();
+        self.bytes.extend_from_slice(bytes);
+        self.crc = crc32c::crc32c(bytes);
+    }
+}
+
+/// What [`Tracked::check`] found when a file woke up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Same file, maybe grown.
+    Same,
+    /// Shorter than the read position, or its first bytes changed: it was
+    /// truncated (copytruncate) or rewritten in place.
+    Truncated { size: u64 },
+}
+
+pub(crate) struct Tracked {
+    /// Never reused: names the file in watch keys and `after`.
+    pub(crate) serial: u64,
+    pub(crate) file: File,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+    /// The path it was first found under: the origin of its lines.
+    pub(crate) origin: Arc<str>,
+    /// The paths that match it now (hardlinks: more than one); none once it
+    /// was rotated away or deleted.
+    pub(crate) paths: Vec<PathBuf>,
+    /// Read up to here.
+    pub(crate) pos: u64,
+    /// Lines handed out: the number of the last one.
+    pub(crate) line: u64,
+    /// Bumped on truncation: lines in flight from before do not move the
+    /// committed position any more.
+    pub(crate) epoch: u32,
+    pub(crate) head: Head,
+    pub(crate) splitter: LineSplitter,
+    /// Every line before this was delivered.
+    pub(crate) committed: Mark,
+    /// Committed moved since the last save.
+    pub(crate) dirty: bool,
+    /// The last line handed out that is still tracked in flight.
+    pub(crate) last_seq: Option<u64>,
+    pub(crate) in_flight: u64,
+    pub(crate) watch: Option<WatchId>,
+    /// In the ready queue.
+    pub(crate) queued: bool,
+    /// The last read reached the end of the file.
+    pub(crate) at_eof: bool,
+    /// Not read before the file with this serial (the one that held its
+    /// path before a rotation) has been read to its end.
+    pub(crate) after: Option<u64>,
+    /// Since when no path matches it (rotated away, deleted).
+    pub(crate) orphan_since: Option<Instant>,
+    /// Since when it holds a partial line without new bytes.
+    pub(crate) partial_since: Option<Instant>,
+    /// A partial line went out for being idle: the newline that ends it
+    /// later is not a line of its own.
+    pub(crate) skip_newline: bool,
+}
+
+impl std::fmt::Debug for Tracked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracked")
+            .field("origin", &self.origin)
+            .field("dev", &self.dev)
+            .field("ino", &self.ino)
+            .field("pos", &self.pos)
+            .field("committed", &self.committed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracked {
+    /// Opens `path` and reads its first bytes.
+    pub(crate) fn open(path: &Path, serial: u64, fingerprint: usize, lines: &LinesSettings) -> io::Result<Tracked> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        let mut head = Head::default();
+        let mut buf = vec![0; fingerprint];
+        let n = read_full_at(&file, &mut buf, 0)?;
+        head.set(&buf[..n]);
+        Ok(Tracked {
+            serial,
+            file,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            origin: Arc::from(path.to_string_lossy().as_ref()),
+            paths: vec![path.to_path_buf()],
+            pos: 0,
+            line: 0,
+            epoch: 0,
+            head,
+            splitter: LineSplitter::new(lines).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            committed: Mark::default(),
+            dirty: true,
+            last_seq: None,
+            in_flight: 0,
+            watch: None,
+            queued: false,
+            at_eof: false,
+            after: None,
+            orphan_since: None,
+            partial_since: None,
+            skip_newline: false,
+        })
+    }
+
+    pub(crate) fn key(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+
+    /// Starts reading at `mark`.
+    pub(crate) fn start_at(&mut self, mark: Mark) {
+        self.pos = mark.pos;
+        self.line = mark.line;
+        self.committed = mark;
+        self.dirty = true;
+    }
+
+    /// Whether this is the file `saved` describes: its first bytes check out.
+    pub(crate) fn is(&self, saved: &Position) -> bool {
+        let len = saved.head_len as usize;
+        self.head.bytes.len() >= len && crc32c::crc32c(&self.head.bytes[..len]) == saved.head_crc
+    }
+
+    /// Where `read_from = "end"` starts: after the last newline (a line
+    /// being written is read whole), else at the end.
+    pub(crate) fn end_mark(&self) -> io::Result<Mark> {
+        let size = self.file.metadata()?.len();
+        let from = size.saturating_sub(END_SCAN);
+        let mut buf = vec![0; (size - from) as usize];
+        let n = read_full_at(&self.file, &mut buf, from)?;
+        let pos = match buf[..n].iter().rposition(|&b| b == b'\n') {
+            Some(i) => from + i as u64 + 1,
+            None if from == 0 => 0,
+            None => size,
+        };
+        Ok(Mark { pos, line: 0 })
+    }
+
+    /// A woken file: is it still what was read? Also grows the head.
+    pub(crate) fn check(&mut self, fingerprint: usize) -> io::Result<Check> {
+        let size = self.file.metadata()?.len();
+        if size < self.pos {
+            return Ok(Check::Truncated { size });
+        }
+        let known = self.head.bytes.len();
+        let mut buf = vec![0; fingerprint];
+        let n = read_full_at(&self.file, &mut buf, 0)?;
+        if n < known || crc32c::crc32c(&buf[..known]) != crc32c::crc32c(&self.head.bytes) {
+            return Ok(Check::Truncated { size });
+        }
+        if n > known {
+            self.head.set(&buf[..n]);
+            self.dirty = true;
+        }
+        Ok(Check::Same)
+    }
+
+    /// Forgets what was read: the file starts over (truncated).
+    pub(crate) fn restart(&mut self) {
+        self.splitter.reset();
+        self.epoch += 1;
+        self.pos = 0;
+        self.line = 0;
+        self.committed = Mark::default();
+        self.dirty = true;
+        self.partial_since = None;
+        self.skip_newline = false;
+        self.head = Head::default();
+    }
+
+    /// The file's entry in the checkpoint.
+    pub(crate) fn position(&self) -> Position {
+        Position {
+            dev: self.dev,
+            ino: self.ino,
+            path: self.origin.to_string(),
+            pos: self.committed.pos,
+            line: self.committed.line,
+            head_len: self.head.bytes.len() as u32,
+            head_crc: self.head.crc,
+        }
+    }
+
+    pub(crate) fn is_orphan(&self) -> bool {
+        self.orphan_since.is_some()
+    }
+
+    /// The path to watch it by.
+    pub(crate) fn path(&self) -> PathBuf {
+        self.paths
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(self.origin.as_ref()))
+    }
+}
+
+/// Reads from `offset` until `buf` is full or the file ends.
+pub(crate) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

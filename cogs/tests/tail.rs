@@ -1,0 +1,770 @@
+//! The tail supply on real files: rotations, truncation, deletion, late
+//! files, globs, partial and long lines, polling, many files, checkpoints,
+//! backpressure, and a property test against a model of the file system.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tourbillon::{Chain, Cog, Context, Escapement, Event, Exit, Finish, Fired, Next, Remote, Role, Train};
+use tourbillon_cogs::json::JsonDecode;
+use tourbillon_cogs::lines::{LinesSettings, Utf8};
+use tourbillon_cogs::tail::{saved_positions, ReadFrom, Tail, TailSettings, TailStats};
+
+/// One escapement per process: every test that builds one holds this.
+fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+type Shared<T> = Arc<Mutex<Vec<T>>>;
+
+/// A line as it reached the end of the train.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    text: String,
+    raw: Vec<u8>,
+    origin: String,
+    line: u64,
+}
+
+/// Records what reaches it and reports it done; notes its finish.
+struct Collect {
+    seen: Shared<Seen>,
+    journal: Shared<String>,
+}
+
+impl Cog<Event> for Collect {
+    fn role(&self) -> Role {
+        Role::Drain
+    }
+    fn process<N: Next<Event> + ?Sized>(&mut self, e: Event, ctx: &mut Context<'_, Event, N>) {
+        self.seen.lock().unwrap().push(Seen {
+            text: String::from_utf8_lossy(&e.raw).into_owned(),
+            raw: e.raw.clone(),
+            origin: e.origin.as_deref().unwrap_or("-").to_owned(),
+            line: e.line,
+        });
+        self.journal.lock().unwrap().push("data".into());
+        ctx.discard(&e);
+    }
+    fn finish<N: Next<Event> + ?Sized>(&mut self, _: &mut Context<'_, Event, N>) -> Finish {
+        self.journal.lock().unwrap().push("finish".into());
+        Finish::Done
+    }
+}
+
+fn escapement(inotify: bool) -> Escapement {
+    let mut esc = Escapement::builder()
+        .graceful_signals(false)
+        .inotify(inotify)
+        .finish_deadline(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // Ends a test that would otherwise hang.
+    esc.core()
+        .after(Duration::from_secs(40), |core| {
+            eprintln!("watchdog fired");
+            core.finish()
+        })
+        .unwrap();
+    esc
+}
+
+fn settings(include: &[&Path]) -> TailSettings {
+    TailSettings {
+        include: include.iter().map(|p| p.display().to_string()).collect(),
+        poll_interval_ms: 50,
+        rotate_wait_ms: 100,
+        checkpoint_interval_ms: 50,
+        ..TailSettings::default()
+    }
+}
+
+/// A tail following files on a loop thread of its own.
+struct Running {
+    remote: Remote,
+    seen: Shared<Seen>,
+    stats: TailStats,
+    inotify: bool,
+    thread: Option<JoinHandle<Exit>>,
+}
+
+fn follow(settings: TailSettings) -> Running {
+    follow_with(settings, true, |train| train)
+}
+
+/// Runs `Tail -> (extra cogs) -> Collect` on a thread; `build` adds the
+/// extra cogs.
+fn follow_with<C, F>(settings: TailSettings, inotify: bool, build: F) -> Running
+where
+    C: Chain<Event>,
+    F: FnOnce(Train<Event, <tourbillon::End as Chain<Event>>::Append<Tail>>) -> Train<Event, C> + Send + 'static,
+{
+    let seen = Shared::default();
+    let out = Arc::clone(&seen);
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut esc = escapement(inotify);
+        let tail = Tail::new(settings).unwrap();
+        tx.send((esc.core().remote(), tail.stats(), esc.inotify())).unwrap();
+        let train = build(Train::new("tail").ids(Event::id_getter()).cog(tail)).cog(Collect {
+            seen: out,
+            journal: Shared::default(),
+        });
+        esc.add_train(train);
+        esc.run().unwrap()
+    });
+    let (remote, stats, inotify) = rx.recv().expect("the loop thread started");
+    Running {
+        remote,
+        seen,
+        stats,
+        inotify,
+        thread: Some(thread),
+    }
+}
+
+impl Running {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.seen().into_iter().map(|s| s.text).collect()
+    }
+
+    /// Waits until `ok` holds of the lines seen; panics after 10 s.
+    fn wait_for(&self, what: &str, ok: impl Fn(&[Seen]) -> bool) {
+        let start = Instant::now();
+        loop {
+            if ok(&self.seen.lock().unwrap()) {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                panic!("timed out waiting for {what}; seen: {:?}", self.texts());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn wait_count(&self, n: usize) {
+        self.wait_for(&format!("{n} lines"), |s| s.len() >= n);
+    }
+
+    /// Finishes the loop and returns every line seen.
+    fn stop(mut self) -> Vec<Seen> {
+        self.end();
+        self.seen()
+    }
+
+    fn end(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.remote.send(|core| core.finish());
+            let exit = thread.join();
+            if !std::thread::panicking() {
+                assert_eq!(exit.expect("the loop thread panicked"), Exit::Clean);
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Runs a batch tail to its end on this thread.
+fn batch(mut settings: TailSettings) -> (Vec<Seen>, Vec<String>, Exit) {
+    settings.batch = true;
+    let seen = Shared::default();
+    let journal = Shared::default();
+    let mut esc = escapement(true);
+    esc.add_train(
+        Train::new("tail")
+            .ids(Event::id_getter())
+            .cog(Tail::new(settings).unwrap())
+            .cog(Collect {
+                seen: Arc::clone(&seen),
+                journal: Arc::clone(&journal),
+            }),
+    );
+    let exit = esc.run().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let journal = journal.lock().unwrap().clone();
+    (seen, journal, exit)
+}
+
+fn numbered(prefix: &str, range: std::ops::Range<usize>) -> String {
+    range.map(|i| format!("{prefix}-{i:05}\n")).collect()
+}
+
+fn names(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i:05}")).collect()
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn texts(seen: &[Seen]) -> Vec<String> {
+    seen.iter().map(|s| s.text.clone()).collect()
+}
+
+fn wait_until(what: &str, ok: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---- batch ---------------------------------------------------------------
+
+#[test]
+fn batch_mode_reads_every_file_to_its_end_then_finishes_the_whole_train() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.log"), numbered("a", 0..300)).unwrap();
+    fs::write(dir.path().join("b.log"), numbered("b", 0..200)).unwrap();
+    fs::write(dir.path().join("c.txt"), numbered("c", 0..10)).unwrap();
+    let (seen, journal, exit) = batch(settings(&[&dir.path().join("*.log")]));
+    assert_eq!(exit, Exit::Clean);
+    let a: Vec<&Seen> = seen.iter().filter(|s| s.origin.ends_with("a.log")).collect();
+    assert_eq!(a.iter().map(|s| s.text.clone()).collect::<Vec<_>>(), names("a", 0..300));
+    assert_eq!(
+        a.iter().map(|s| s.line).collect::<Vec<_>>(),
+        (1..=300).collect::<Vec<_>>()
+    );
+    assert_eq!(seen.len(), 500, "c.txt does not match");
+    assert_eq!(
+        journal.last().map(String::as_str),
+        Some("finish"),
+        "the drain finished after the data"
+    );
+}
+
+#[test]
+fn excluded_files_are_not_read() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.log"), numbered("a", 0..3)).unwrap();
+    fs::write(dir.path().join("a.log.1.gz"), numbered("gz", 0..3)).unwrap();
+    let mut s = settings(&[&dir.path().join("a.log*")]);
+    s.exclude = vec!["*.gz".into()];
+    let (seen, _, _) = batch(s);
+    assert_eq!(texts(&seen), names("a", 0..3));
+}
+
+#[test]
+fn a_line_longer_than_the_maximum_is_cut_and_the_next_lines_are_intact() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.log");
+    fs::write(&path, format!("short\n{}\nafter\n", "x".repeat(100_000))).unwrap();
+    let mut s = settings(&[&path]);
+    s.lines.max_line_bytes = 16;
+    s.read_bytes_per_turn = 4096;
+    let (seen, _, _) = batch(s);
+    assert_eq!(texts(&seen), ["short", &"x".repeat(16), "after"]);
+    assert_eq!(seen[2].line, 3);
+}
+
+#[test]
+fn invalid_utf8_is_kept_as_bytes_or_replaced_as_set() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bytes.log");
+    fs::write(&path, b"ok\n\xff\xfebad\xce\n").unwrap();
+    let (kept, _, _) = batch(settings(&[&path]));
+    assert_eq!(kept[1].raw, b"\xff\xfebad\xce");
+    let mut s = settings(&[&path]);
+    s.lines = LinesSettings {
+        utf8: Utf8::Replace,
+        ..LinesSettings::default()
+    };
+    let (replaced, _, _) = batch(s);
+    assert_eq!(replaced[1].text, "\u{FFFD}\u{FFFD}bad\u{FFFD}");
+    assert_eq!(replaced[0].text, "ok");
+}
+
+#[test]
+fn malformed_json_in_the_middle_is_dropped_and_everything_else_arrives() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let mut text = String::new();
+    for i in 0..100 {
+        if i == 50 {
+            text.push_str("{\"broken\": \n");
+        }
+        text.push_str(&format!("{{\"n\":{i}}}\n"));
+    }
+    fs::write(&path, text).unwrap();
+    let mut s = settings(&[&path]);
+    s.batch = true;
+    let decode = JsonDecode::new(Default::default()).unwrap();
+    let malformed = decode.malformed();
+    let seen = Shared::default();
+    let mut esc = escapement(true);
+    esc.add_train(
+        Train::new("json")
+            .ids(Event::id_getter())
+            .cog(Tail::new(s).unwrap())
+            .cog(decode)
+            .cog(Collect {
+                seen: Arc::clone(&seen),
+                journal: Shared::default(),
+            }),
+    );
+    assert_eq!(esc.run().unwrap(), Exit::Clean);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 100);
+    assert_eq!(malformed.get(), 1);
+    assert_eq!(seen[50].line, 52, "line numbers count the malformed line");
+}
+
+#[test]
+fn one_busy_file_does_not_starve_the_others() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a-big.log"), numbered("big", 0..50_000)).unwrap();
+    fs::write(dir.path().join("b-small.log"), numbered("small", 0..10)).unwrap();
+    let mut s = settings(&[&dir.path().join("*.log")]);
+    s.read_bytes_per_turn = 16 * 1024;
+    let (seen, _, _) = batch(s);
+    assert_eq!(seen.len(), 50_010);
+    let first_small = seen.iter().position(|s| s.text.starts_with("small")).unwrap();
+    let last_small = seen.iter().rposition(|s| s.text.starts_with("small")).unwrap();
+    // The small file's turn comes after one share of the big one.
+    assert!(first_small < 2000, "small file first read after {first_small} lines");
+    assert!(last_small < 2000, "small file finished after {last_small} lines");
+}
+
+// ---- following -----------------------------------------------------------
+
+#[test]
+fn a_file_that_appears_late_is_read_from_its_start() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("later/late.log");
+    let run = follow(settings(&[&path]));
+    std::thread::sleep(Duration::from_millis(50));
+    fs::create_dir(dir.path().join("later")).unwrap();
+    fs::write(&path, numbered("late", 0..5)).unwrap();
+    run.wait_count(5);
+    append(&path, &numbered("late", 5..8));
+    run.wait_count(8);
+    assert_eq!(texts(&run.stop()), names("late", 0..8));
+}
+
+#[test]
+fn a_glob_picks_up_a_new_file_while_running() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.log"), numbered("a", 0..3)).unwrap();
+    let mut s = settings(&[&dir.path().join("*.log")]);
+    s.read_from = ReadFrom::End;
+    let run = follow(s);
+    wait_until("the tail to open a.log", || run.stats.found.get() == 1);
+    fs::write(dir.path().join("b.log"), numbered("b", 0..4)).unwrap();
+    fs::write(dir.path().join("b.txt"), numbered("txt", 0..4)).unwrap();
+    run.wait_count(4);
+    append(&dir.path().join("a.log"), &numbered("a", 3..5));
+    run.wait_count(6);
+    let mut got = texts(&run.stop());
+    got.sort();
+    let mut want = names("a", 3..5);
+    want.extend(names("b", 0..4));
+    assert_eq!(got, want, "read_from=end skips a.log's old lines, not the new file's");
+}
+
+#[test]
+fn rotation_by_rename_and_create_reads_the_old_file_to_its_end_first() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("l", 0..100)).unwrap();
+    let run = follow(settings(&[&path]));
+    run.wait_count(100);
+    // Written, then rotated, before the tail can have read it.
+    append(&path, &numbered("l", 100..150));
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    fs::write(&path, numbered("l", 150..200)).unwrap();
+    run.wait_count(200);
+    wait_until("the rotated file to be closed", || run.stats.closed.get() == 1);
+    let seen = run.stop();
+    assert_eq!(
+        texts(&seen),
+        names("l", 0..200),
+        "every line once, the old file's first"
+    );
+    assert!(seen[149].origin.ends_with("app.log") && seen[150].line == 1);
+}
+
+#[test]
+fn copytruncate_is_seen_and_the_file_read_again_from_the_start() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("old", 0..50)).unwrap();
+    let run = follow(settings(&[&path]));
+    run.wait_count(50);
+    fs::copy(&path, dir.path().join("app.log.1")).unwrap();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+    append(&path, &numbered("new", 0..5));
+    run.wait_count(55);
+    assert_eq!(run.stats.truncated.get(), 1);
+    // Truncated again, and rewritten longer than what was read before the
+    // tail looks: the first bytes tell.
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(0).unwrap();
+    drop(f);
+    append(&path, &numbered("newer", 0..100));
+    run.wait_count(155);
+    let seen = run.stop();
+    let mut want = names("old", 0..50);
+    want.extend(names("new", 0..5));
+    want.extend(names("newer", 0..100));
+    assert_eq!(texts(&seen), want);
+}
+
+#[test]
+fn a_deleted_file_is_read_to_its_end_closed_and_a_new_one_read_from_its_start() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("first", 0..10)).unwrap();
+    let run = follow(settings(&[&path]));
+    run.wait_count(10);
+    append(&path, &numbered("first", 10..12));
+    fs::remove_file(&path).unwrap();
+    wait_until("the deleted file to be closed", || run.stats.closed.get() == 1);
+    fs::write(&path, numbered("second", 0..3)).unwrap();
+    run.wait_count(15);
+    let mut want = names("first", 0..12);
+    want.extend(names("second", 0..3));
+    assert_eq!(texts(&run.stop()), want);
+}
+
+#[test]
+fn a_hardlink_swap_is_a_rotation_and_hardlinks_are_read_once() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("a", 0..10)).unwrap();
+    fs::hard_link(&path, dir.path().join("alias.log")).unwrap();
+    let run = follow(settings(&[&dir.path().join("*.log")]));
+    run.wait_count(10);
+    let fresh = dir.path().join("fresh.tmp");
+    fs::write(&fresh, numbered("b", 0..10)).unwrap();
+    fs::hard_link(&fresh, dir.path().join("swap.tmp")).unwrap();
+    fs::rename(dir.path().join("swap.tmp"), &path).unwrap();
+    run.wait_count(20);
+    // alias.log still names the old file: its new lines are read too.
+    append(&dir.path().join("alias.log"), &numbered("a", 10..12));
+    run.wait_count(22);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut got = texts(&run.stop());
+    got.sort();
+    let mut want = names("a", 0..12);
+    want.extend(names("b", 0..10));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_partial_last_line_is_held_until_its_newline_and_emitted_at_finish() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, "one\ntw").unwrap();
+    let run = follow(settings(&[&path]));
+    run.wait_count(1);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(run.texts(), ["one"], "the partial line is held");
+    append(&path, "o\nthree");
+    run.wait_count(2);
+    let seen = run.stop();
+    assert_eq!(texts(&seen), ["one", "two", "three"]);
+    assert_eq!(seen[2].line, 3);
+}
+
+#[test]
+fn a_partial_line_is_emitted_after_the_idle_time() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, "lonely").unwrap();
+    let mut s = settings(&[&path]);
+    s.partial_line_idle_ms = 100;
+    let run = follow(s);
+    let start = Instant::now();
+    run.wait_count(1);
+    assert!(start.elapsed() >= Duration::from_millis(90));
+    // The newline that ends it at last is not an empty line.
+    append(&path, "\nnext\n");
+    run.wait_count(2);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(texts(&run.stop()), ["lonely", "next"]);
+}
+
+#[test]
+fn with_inotify_off_files_are_polled() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let run = follow_with(settings(&[&dir.path().join("*.log")]), false, |t| t);
+    assert!(!run.inotify, "the escapement was built without inotify");
+    fs::write(&path, numbered("p", 0..5)).unwrap();
+    run.wait_count(5);
+    append(&path, &numbered("p", 5..10));
+    run.wait_count(10);
+    fs::rename(&path, dir.path().join("app.old")).unwrap();
+    fs::write(&path, numbered("p", 10..15)).unwrap();
+    run.wait_count(15);
+    assert_eq!(texts(&run.stop()), names("p", 0..15));
+}
+
+#[test]
+fn two_hundred_files_at_once() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    for f in 0..200 {
+        fs::write(
+            dir.path().join(format!("f{f:03}.log")),
+            numbered(&format!("f{f:03}"), 0..50),
+        )
+        .unwrap();
+    }
+    let run = follow(settings(&[&dir.path().join("*.log")]));
+    run.wait_count(200 * 50);
+    for f in 0..200 {
+        append(
+            &dir.path().join(format!("f{f:03}.log")),
+            &numbered(&format!("f{f:03}"), 50..51),
+        );
+    }
+    run.wait_count(200 * 51);
+    assert_eq!(run.stats.open.get(), 200);
+    let seen = run.stop();
+    for f in [0, 99, 199] {
+        let prefix = format!("f{f:03}");
+        let lines: Vec<String> = seen
+            .iter()
+            .filter(|s| s.text.starts_with(&prefix))
+            .map(|s| s.text.clone())
+            .collect();
+        assert_eq!(lines, names(&prefix, 0..51));
+    }
+    assert_eq!(seen.len(), 200 * 51);
+}
+
+#[test]
+fn lost_inotify_events_are_made_up_for_by_a_rescan() {
+    let _one = exclusive();
+    let limit: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384);
+    if limit > 200_000 {
+        eprintln!("skipped: max_queued_events is {limit}, too many files to create to overflow it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    fs::write(&path, numbered("a", 0..1)).unwrap();
+    let run = follow(settings(&[&dir.path().join("*.log")]));
+    run.wait_count(1);
+    let noise = dir.path().to_path_buf();
+    let (a, b) = (path.clone(), dir.path().join("b.log"));
+    // On the loop thread, so nothing reads inotify until the queue overflowed.
+    run.remote
+        .send(move |_| {
+            for i in 0..limit + 100 {
+                File::create(noise.join(format!("n{i}.noise"))).unwrap();
+            }
+            append(&a, &numbered("a", 1..2));
+            fs::write(&b, numbered("b", 0..1)).unwrap();
+        })
+        .unwrap();
+    run.wait_count(3);
+    assert!(run.stats.overflows.get() >= 1);
+    let mut got = texts(&run.stop());
+    got.sort();
+    assert_eq!(got, ["a-00000", "a-00001", "b-00000"]);
+}
+
+// ---- checkpoints ---------------------------------------------------------
+
+#[test]
+fn a_restart_goes_on_from_the_checkpoint_without_losing_or_repeating_a_line() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("l", 0..100)).unwrap();
+    let mut s = settings(&[&path]);
+    s.checkpoint_dir = Some(state.clone());
+    s.read_from = ReadFrom::End;
+    let first = follow(s.clone());
+    wait_until("the tail to open the file", || first.stats.found.get() == 1);
+    append(&path, &numbered("l", 100..120));
+    first.wait_count(20);
+    let first = first.stop();
+    let saved = saved_positions(&state).unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].pos, fs::metadata(&path).unwrap().len());
+    append(&path, &numbered("l", 120..150));
+    let second = follow(s);
+    second.wait_count(30);
+    std::thread::sleep(Duration::from_millis(100));
+    let second = second.stop();
+    assert_eq!(texts(&first), names("l", 100..120));
+    assert_eq!(
+        texts(&second),
+        names("l", 120..150),
+        "the checkpoint wins over read_from"
+    );
+    assert_eq!(second[0].line, 21, "line numbers go on from the checkpoint");
+}
+
+#[test]
+fn a_file_rotated_while_stopped_is_found_by_inode_and_finished() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("l", 0..10)).unwrap();
+    let mut s = settings(&[&path]);
+    s.checkpoint_dir = Some(state);
+    let first = follow(s.clone());
+    first.wait_count(10);
+    drop(first.stop());
+    append(&path, &numbered("l", 10..15));
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    fs::write(&path, numbered("l", 15..20)).unwrap();
+    let second = follow(s);
+    second.wait_count(10);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(texts(&second.stop()), names("l", 10..20));
+}
+
+#[test]
+fn a_checkpoint_directory_has_one_tail_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(&[&dir.path().join("x.log")]);
+    s.checkpoint_dir = Some(dir.path().join("state"));
+    let _first = Tail::new(s.clone()).unwrap();
+    let err = Tail::new(s).unwrap_err().to_string();
+    assert!(err.contains("state store"), "{err}");
+}
+
+// ---- backpressure --------------------------------------------------------
+
+/// Says it is congested every `every` lines, for 30 ms; counts the lines
+/// that reach it meanwhile.
+struct Gate {
+    every: usize,
+    count: usize,
+    congested: bool,
+    while_congested: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Cog<Event> for Gate {
+    fn process<N: Next<Event> + ?Sized>(&mut self, e: Event, ctx: &mut Context<'_, Event, N>) {
+        self.count += 1;
+        if self.congested {
+            *self.while_congested.lock().unwrap().last_mut().unwrap() += 1;
+        } else if self.count % self.every == 0 {
+            self.congested = true;
+            self.while_congested.lock().unwrap().push(0);
+            ctx.after(Duration::from_millis(30), 0).unwrap();
+        }
+        ctx.emit(e);
+    }
+    fn fire<N: Next<Event> + ?Sized>(&mut self, _: u64, _: Fired, ctx: &mut Context<'_, Event, N>) {
+        self.congested = false;
+        ctx.resume_upstream();
+    }
+    fn congested(&self) -> bool {
+        self.congested
+    }
+}
+
+#[test]
+fn nothing_is_read_while_the_train_is_congested_and_nothing_is_dropped() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("l", 0..5000)).unwrap();
+    let mut s = settings(&[&path]);
+    s.read_bytes_per_turn = 1000;
+    let episodes = Arc::new(Mutex::new(Vec::new()));
+    let e = Arc::clone(&episodes);
+    let run = follow_with(s, true, move |t| {
+        t.cog(Gate {
+            every: 1000,
+            count: 0,
+            congested: false,
+            while_congested: e,
+        })
+    });
+    run.wait_count(5000);
+    let seen = run.stop();
+    assert_eq!(texts(&seen), names("l", 0..5000));
+    let episodes = episodes.lock().unwrap().clone();
+    assert_eq!(episodes.len(), 5);
+    // At most the rest of one read (1000 bytes, 8 bytes a line) gets through.
+    assert!(
+        episodes.iter().all(|&n| n <= 125),
+        "lines through while congested: {episodes:?}"
+    );
+}
+
+// ---- settings ------------------------------------------------------------
+
+#[test]
+fn settings_refuse_unknown_fields_fill_in_defaults_and_describe_themselves() {
+    let s: TailSettings =
+        serde_json::from_str(r#"{"include": ["/var/log/*.log"], "lines": {"max_line_bytes": 10}}"#).unwrap();
+    assert_eq!(s.read_from, ReadFrom::Beginning);
+    assert_eq!(s.poll_interval_ms, 1000);
+    assert_eq!(s.lines.max_line_bytes, 10);
+    let err = serde_json::from_str::<TailSettings>(r#"{"include": [], "inlcude": []}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown field `inlcude`"), "{err}");
+    let err = Tail::new(TailSettings::default()).unwrap_err().to_string();
+    assert!(err.starts_with("include:"), "{err}");
+    let bad = TailSettings {
+        include: vec!["/a/[b".into()],
+        ..TailSettings::default()
+    };
+    assert!(Tail::new(bad).unwrap_err().to_string().contains("without its `]`"));
+    let zero = TailSettings {
+        include: vec!["/a".into()],
+        lines: LinesSettings {
+            max_line_bytes: 0,
+            ..LinesSettings::default()
+        },
+        ..TailSettings::default()
+    };
+    assert!(Tail::new(zero)
+        .unwrap_err()
+        .to_string()
+        .starts_with("lines.max_line_bytes"));
+    let train = Train::<Event>::new("t").cog(Tail::new(s).unwrap());
+    let listing = train.to_string();
+    assert!(
+        listing.contains("supply  tail include=[/var/log/*.log] read_from=beginning batch=false"),
+        "{listing}"
+    );
+    assert!(listing.contains("max_line_bytes=10"), "{listing}");
+}
