@@ -44,9 +44,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod app;
+pub mod config;
+pub mod daemon;
+pub mod fields;
 pub mod file;
 pub mod json;
 pub mod lines;
+pub mod registry;
+pub mod stdin;
 pub mod stdout;
 pub mod tail;
 

@@ -1,0 +1,281 @@
+//! The `tourbillon` binary end to end: the built-in default, config errors
+//! with their exact messages, `check`, `train`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tourbillon");
+
+fn tourbillon(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).current_dir(dir).env_remove("RUST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TOURBILLON") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run_with_stdin(mut c: Command, input: &[u8]) -> Output {
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn the_default_decodes_json_lines_from_stdin_and_wraps_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_stdin(
+        tourbillon(dir.path(), &["run"]),
+        b"{\"level\":\"info\",\"n\":1}\nplain text\n{\"n\":3}",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every output line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", text(&out.stdout));
+    assert_eq!(lines[0]["n"], 1);
+    assert_eq!(lines[1]["message"], "plain text");
+    assert_eq!(lines[2]["n"], 3, "the last line, without its newline, is not lost");
+    let host = tourbillon_cogs::fields::hostname();
+    for l in &lines {
+        assert_eq!(l["host"], host.as_str());
+        let at = l["received_at"].as_str().unwrap();
+        assert!(at.len() == 24 && at.ends_with('Z'), "{at}");
+    }
+}
+
+#[test]
+fn a_config_file_with_overrides_from_env_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.jsonl");
+    let cfg = write(
+        dir.path(),
+        "t.toml",
+        &format!(
+            "[log]\nlevel = \"warn\"\n[trains.main]\ncogs = [\n  {{ kind = \"stdin\" }},\n  {{ kind = \"json_decode\" }},\n  \
+             {{ kind = \"set\", fields = {{ pipeline = \"file\" }} }},\n  {{ kind = \"json_encode\" }},\n  \
+             {{ kind = \"file\", path = {:?} }},\n]\n",
+            out_path.display().to_string()
+        ),
+    );
+    let mut c = tourbillon(
+        dir.path(),
+        &[
+            "run",
+            cfg.to_str().unwrap(),
+            "--set",
+            "trains.main.cogs[2].fields.pipeline=\"flag\"",
+        ],
+    );
+    c.env("TOURBILLON__TRAINS__MAIN__COGS__1__ON_ERROR", "wrap");
+    let out = run_with_stdin(c, b"{\"a\":1}\nnot json\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(
+        written, "{\"a\":1,\"pipeline\":\"flag\"}\n{\"message\":\"not json\",\"pipeline\":\"flag\"}\n",
+        "the env override wrapped the bad line; the flag won over the file"
+    );
+}
+
+/// Runs `check` on a file with `body` (and env) and returns (status, stderr).
+fn check(body: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "c.toml", body);
+    let mut c = tourbillon(dir.path(), &["check", "c.toml"]);
+    c.envs(env.iter().copied());
+    let out = c.output().unwrap();
+    (out.status.code().unwrap(), text(&out.stderr))
+}
+
+const GOOD: &str = "[trains.t]\ncogs = [{ kind = \"stdin\" }, { kind = \"stdout\" }]\n";
+
+#[test]
+fn check_accepts_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "c.toml", GOOD);
+    let out = tourbillon(dir.path(), &["check", "c.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "c.toml: ok (1 trains, 2 cogs)\n");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tourbillon(dir.path(), &["check", "nope.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "tourbillon: the configuration has 1 error:\n  file nope.toml: cannot read the file: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_gives_line_and_column() {
+    let (code, err) = check("[trains.t]\ncogs = [{ kind = \"stdin\" }\n", &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("file c.toml: TOML parse error at line 2, column"), "{err}");
+}
+
+#[test]
+fn an_unknown_key_names_its_full_path_and_the_expected_ones() {
+    let (code, err) = check(
+        "[trains.t]\ncogs = [{ kind = \"stdin\" }, { kind = \"file\", path = \"x\", fsnyc = true }]\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "tourbillon: the configuration has 1 error:\n  file c.toml: trains.t.cogs[1].fsnyc: unknown field `fsnyc`, \
+         expected one of `path`, `buffer_bytes`, `fsync`, `create_dirs`, `retry_interval_ms`\n"
+    );
+}
+
+#[test]
+fn a_wrong_type_names_the_key_and_the_expected_type() {
+    let (code, err) = check(
+        "[trains.t]\ncogs = [{ kind = \"stdin\", max_line_bytes = \"big\" }, { kind = \"stdout\" }]\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "tourbillon: the configuration has 1 error:\n  file c.toml: trains.t.cogs[0].max_line_bytes: invalid type: \
+         string \"big\", expected usize\n"
+    );
+}
+
+#[test]
+fn an_unknown_cog_kind_lists_the_known_ones() {
+    let (code, err) = check(
+        "[trains.t]\ncogs = [{ kind = \"stdin\" }, { kind = \"sdtout\" }]\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    let kinds = tourbillon_cogs::registry::Registry::standard().kinds().join(", ");
+    assert_eq!(
+        err,
+        format!(
+            "tourbillon: the configuration has 1 error:\n  file c.toml: trains.t.cogs[1].kind: unknown cog kind \
+             `sdtout` (known kinds: {kinds})\n"
+        )
+    );
+}
+
+#[test]
+fn a_bad_env_override_names_the_variable() {
+    let (code, err) = check(GOOD, &[("TOURBILLON__TRAINS__T__COGS__1__BUFFER_BYTES", "lots")]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "tourbillon: the configuration has 1 error:\n  env TOURBILLON__TRAINS__T__COGS__1__BUFFER_BYTES: \
+         trains.t.cogs[1].buffer_bytes: invalid type: string \"lots\", expected usize\n"
+    );
+    let (code, err) = check(GOOD, &[("TOURBILLON__TRAINS__T__COGS__7__FSYNC", "true")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "env TOURBILLON__TRAINS__T__COGS__7__FSYNC: trains.t.cogs: `7` is not a position in this list of 2"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_lists_every_error_not_only_the_first() {
+    let (code, err) = check(
+        "[log]\nlevel = \"loud\"\n[daemon]\numask = \"999\"\n[trains.t]\ncogs = [\n  { kind = \"stdin\", utf8 = \"maybe\" },\n  \
+         { kind = \"nope\" },\n  { kind = \"file\" },\n]\n[trains.empty]\ncogs = []\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines[0], "tourbillon: the configuration has 6 errors:", "{err}");
+    for want in [
+        "file c.toml: log.level: `loud` is not one of off, error, warn, info, debug, trace",
+        "file c.toml: daemon.umask: `999` is not an octal mode between 000 and 777",
+        "file c.toml: trains.empty.cogs: a train needs at least one cog",
+        "file c.toml: trains.t.cogs[1].kind: unknown cog kind `nope`",
+        "file c.toml: trains.t.cogs[0].utf8: unknown variant `maybe`, expected `keep` or `replace`",
+        "file c.toml: trains.t.cogs[2].path: required: the file to append to",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.trim_start().starts_with(want)),
+            "missing `{want}` in\n{err}"
+        );
+    }
+}
+
+#[test]
+fn train_prints_cogs_with_effective_settings_and_their_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "c.toml",
+        "[trains.web]\ncogs = [{ kind = \"stdin\", max_line_bytes = 100 }, { kind = \"json_decode\" }, { kind = \"stdout\" }]\n",
+    );
+    let out = tourbillon(
+        dir.path(),
+        &["train", "c.toml", "--set", "trains.web.cogs[1].on_error=wrap"],
+    )
+    .env("TOURBILLON__TRAINS__WEB__COGS__2__STREAM", "stderr")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    let norm = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    let has = |cog: &str, want: &str| {
+        let mut under = String::new();
+        for l in listing.lines() {
+            if l.starts_with("  ") && !l.starts_with("   ") {
+                under = norm(l);
+            } else if under.starts_with(cog) && norm(l) == want {
+                return;
+            }
+        }
+        panic!("`{want}` not under `{cog}` in\n{listing}");
+    };
+    assert!(listing.starts_with("train web (3 cogs)\n"), "{listing}");
+    has("0. supply stdin", "max_line_bytes = 100 (file c.toml)");
+    has("0. supply stdin", "strip_cr = true (default)");
+    has(
+        "1. step json_decode",
+        "on_error = \"wrap\" (flag --set trains.web.cogs[1].on_error=wrap)",
+    );
+    has(
+        "2. drain stdout",
+        "stream = \"stderr\" (env TOURBILLON__TRAINS__WEB__COGS__2__STREAM)",
+    );
+
+    let dot = tourbillon(dir.path(), &["train", "--dot", "c.toml"]).output().unwrap();
+    let dot = text(&dot.stdout);
+    assert!(dot.starts_with("digraph tourbillon {"), "{dot}");
+    assert!(dot.contains("t0c0 -> t0c1;") && dot.contains("t0c1 -> t0c2;"), "{dot}");
+}
+
+#[test]
+fn version_and_help_with_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = tourbillon(dir.path(), &["--version"]).output().unwrap();
+    assert_eq!(text(&v.stdout), format!("tourbillon {}\n", env!("CARGO_PKG_VERSION")));
+    let h = tourbillon(dir.path(), &["--help"]).output().unwrap();
+    assert!(
+        text(&h.stdout).contains("Examples:\n  tourbillon run --input"),
+        "{}",
+        text(&h.stdout)
+    );
+}
