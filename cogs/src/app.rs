@@ -339,13 +339,13 @@ fn run(sources: Sources, registry: &Registry) -> i32 {
     if let Err(e) = daemon::apply_process_settings(&config.daemon) {
         return fail(&mut ready, format!("tourbillon: {e}"));
     }
-    let _pidfile = match config.daemon.pidfile.clone().map(|p| Pidfile::create(&p)).transpose() {
-        Ok(p) => p,
-        Err(e) => return fail(&mut ready, format!("tourbillon: {e}")),
-    };
     let log = match tourbillon::logging::init(&config.log) {
         Ok(h) => h,
         Err(e) => return fail(&mut ready, format!("tourbillon: log: {e}")),
+    };
+    let _pidfile = match config.daemon.pidfile.clone().map(|p| Pidfile::create(&p)).transpose() {
+        Ok(p) => p,
+        Err(e) => return fail(&mut ready, format!("tourbillon: {e}")),
     };
     // Built again, after the fork and in the working directory: cogs may
     // hold fds, and relative paths are taken from `daemon.workdir`.
