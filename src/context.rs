@@ -9,6 +9,7 @@ use inotify::WatchMask;
 use mio::Interest;
 
 use crate::accessor::IdGetter;
+use crate::capture::Tap;
 use crate::core::{Broadcast, CogPhase, Notice};
 use crate::event::EventId;
 use crate::sources::{CogAddr, CogRemote, FdId, ImmediateId, SignalId, Target, TimerId, WatchId};
@@ -24,10 +25,12 @@ pub trait Next<D> {
     fn congested(&self) -> bool;
 }
 
-/// What every cog of a train shares: the train's index and id accessor.
+/// What every cog of a train shares: the train's index, id accessor and,
+/// if it is captured, the capture's tap.
 pub struct TrainShared<D> {
     pub(crate) index: u32,
     pub(crate) ids: Option<IdGetter<D>>,
+    pub(crate) tap: Option<Tap<D>>,
 }
 
 impl<D> TrainShared<D> {
@@ -67,16 +70,40 @@ pub struct Context<'a, D, N: ?Sized> {
     pub(crate) next: &'a mut N,
     pub(crate) train: &'a TrainShared<D>,
     pub(crate) cog: u32,
+    /// In `process`: what the cog emits, it passes on from upstream (a
+    /// capture records a supply's own data only).
+    relaying: bool,
 }
 
 impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
     pub(crate) fn new(core: &'a mut Core, next: &'a mut N, train: &'a TrainShared<D>, cog: u32) -> Self {
-        Context { core, next, train, cog }
+        Context {
+            core,
+            next,
+            train,
+            cog,
+            relaying: false,
+        }
+    }
+
+    /// The context of a `process` call.
+    #[inline]
+    pub(crate) fn relay(core: &'a mut Core, next: &'a mut N, train: &'a TrainShared<D>, cog: u32) -> Self {
+        Context {
+            core,
+            next,
+            train,
+            cog,
+            relaying: true,
+        }
     }
 
     /// Sends one datum down the train.
     #[inline]
     pub fn emit(&mut self, datum: D) {
+        if let Some(tap) = &self.train.tap {
+            tap.emitted(self.cog, self.relaying, &datum, self.train, self.core);
+        }
         self.next.push(datum, self.core, self.train)
     }
 
@@ -261,7 +288,8 @@ impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
         self.core.cancel(id)
     }
 
-    /// Moves a timer to a new deadline.
+    /// Moves a timer to a new deadline; a one-shot timer firing may re-arm
+    /// itself so. False if it is gone.
     pub fn reschedule(&mut self, id: TimerId, deadline: Instant) -> bool {
         self.core.reschedule(id, deadline)
     }

@@ -9,6 +9,7 @@ use inotify::WatchMask;
 use mio::unix::SourceFd;
 use mio::Interest;
 
+use crate::capture::CaptureWriter;
 use crate::event::EventId;
 use crate::sources::fd::FdSlot;
 use crate::sources::immediate::Immediates;
@@ -43,6 +44,52 @@ pub(crate) enum CogPhase {
     /// Its `finish` returned [`Finish::Pending`](crate::Finish::Pending).
     Pending,
     Finished,
+}
+
+/// The loop's clock: real time read once per turn, or virtual time that a
+/// replay drives. It never goes back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    now: Instant,
+    virtual_time: bool,
+}
+
+impl Clock {
+    /// Real time.
+    pub(crate) fn real() -> Clock {
+        Clock {
+            now: Instant::now(),
+            virtual_time: false,
+        }
+    }
+
+    /// Virtual time, reading `start` until moved.
+    pub(crate) fn virtual_from(start: Instant) -> Clock {
+        Clock {
+            now: start,
+            virtual_time: true,
+        }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
+    pub(crate) fn is_virtual(&self) -> bool {
+        self.virtual_time
+    }
+
+    /// Moves the clock to `t` if that is later.
+    pub(crate) fn reach(&mut self, t: Instant) {
+        self.now = self.now.max(t);
+    }
+
+    /// A real clock reads the time; a virtual one stays where it is.
+    pub(crate) fn read(&mut self) {
+        if !self.virtual_time {
+            self.reach(Instant::now())
+        }
+    }
 }
 
 /// A broadcast to every cog of a train that handles it.
@@ -85,7 +132,14 @@ pub struct Core {
     pub(crate) cog_phases: Vec<Vec<CogPhase>>,
     pub(crate) finish_requested: bool,
     pub(crate) finish_deadline: Duration,
-    next_id: u64,
+    pub(crate) clock: Clock,
+    /// How many timers fired at one instant (not counting those of supplies
+    /// a replay swaps out): a capture records where data fell among them.
+    pub(crate) fired: (Instant, u32),
+    /// The capture being written, if the escapement captures.
+    pub(crate) capture: Option<CaptureWriter>,
+    /// The last event id minted.
+    pub(crate) next_id: u64,
 }
 
 impl std::fmt::Debug for Core {
@@ -96,6 +150,8 @@ impl std::fmt::Debug for Core {
             .field("timers", &self.timers.live())
             .field("watches", &self.watches.slots.len())
             .field("inotify", &self.inotify())
+            .field("clock", &self.clock)
+            .field("capture", &self.capture)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +163,7 @@ impl Core {
         signals: SignalSources,
         inbox: Inbox,
         finish_deadline: Duration,
+        clock: Clock,
     ) -> Core {
         Core {
             registry,
@@ -122,6 +179,9 @@ impl Core {
             cog_phases: Vec::new(),
             finish_requested: false,
             finish_deadline,
+            fired: (clock.now(), 0),
+            clock,
+            capture: None,
             next_id: 0,
         }
     }
@@ -139,9 +199,19 @@ impl Core {
         self.watches.inotify.is_some()
     }
 
-    /// The loop's clock.
+    /// The loop's clock, read once per turn: the time the turn began, or,
+    /// in a timer's callback, the timer's deadline (never earlier than the
+    /// clock read before). In a replay it is virtual: the recorded time.
+    /// Timers armed from it (`after`, `every`) keep to it, so they fire at
+    /// the same moments live and in a replay.
     pub fn now(&self) -> Instant {
-        Instant::now()
+        self.clock.now()
+    }
+
+    /// True in a replay: the clock is virtual, driven by a capture (see
+    /// [`capture`](crate::capture)).
+    pub fn virtual_clock(&self) -> bool {
+        self.clock.is_virtual()
     }
 
     /// A fresh event id, unique within this process run.
@@ -338,7 +408,9 @@ impl Core {
         }
     }
 
-    /// Moves an armed timer to a new deadline without re-binding it.
+    /// Moves an armed timer to a new deadline without re-binding it; a
+    /// one-shot timer's own callback may re-arm it so. False if it is gone
+    /// (cancelled, or a one-shot timer whose callback returned).
     pub fn reschedule(&mut self, id: TimerId, deadline: Instant) -> bool {
         self.timers.rearm(id, deadline)
     }

@@ -46,4 +46,7 @@ pub enum Error {
     /// Logging could not be set up.
     #[error("logging: {0}")]
     Logging(String),
+    /// A capture could not be written, or a replayed one read.
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
 }

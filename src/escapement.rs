@@ -1,6 +1,8 @@
 //! The escapement: the one event loop of a process.
 
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -10,21 +12,22 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use crate::core::{CogPhase, Notice, Phase};
+use crate::capture::{CaptureError, CaptureOptions, CaptureWriter, Codec, Driver, Due, ReplayOptions, Tap};
+use crate::core::{Clock, CogPhase, Notice, Phase};
 use crate::sources::remote::{Inbox, RemoteMsg};
 use crate::sources::signals::SignalSources;
 use crate::sources::watch::Watches;
 use crate::sources::{CogAddr, FdId, Fired, Ready, Remote, Target};
 use crate::token::{self, Key};
 use crate::train::{AnyTrain, Chain, Placed};
+use crate::CogInfo;
 use crate::{Core, Error, Finish, Role, Train, TrainShared};
 
 static ALIVE: AtomicBool = AtomicBool::new(false);
 
-/// Work handled per turn before the loop polls again, for fairness.
+/// Work handled per turn before the loop polls again, for fairness; also
+/// how many busy turns a replay lets pass before virtual time moves anyway.
 const TURN_BUDGET: usize = 1024;
-/// Internal timer: the finish deadline.
-const DEADLINE: u64 = 1;
 
 /// How [`Escapement::run`] ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +45,8 @@ pub struct Builder {
     inotify: bool,
     graceful_signals: bool,
     finish_deadline: Duration,
+    capture: Option<CaptureOptions>,
+    replay: Option<ReplayOptions>,
 }
 
 impl Default for Builder {
@@ -50,6 +55,8 @@ impl Default for Builder {
             inotify: std::env::var_os("TOURBILLON_NO_INOTIFY").is_none(),
             graceful_signals: true,
             finish_deadline: Duration::from_secs(60),
+            capture: None,
+            replay: None,
         }
     }
 }
@@ -70,13 +77,32 @@ impl Builder {
         self
     }
 
-    /// How long `finish` may take before the loop forces `done` (default 60 s).
+    /// How long `finish` may take before the loop forces `done` (default
+    /// 60 s, real time even in a replay).
     pub fn finish_deadline(mut self, deadline: Duration) -> Self {
         self.finish_deadline = deadline;
         self
     }
 
-    /// Creates the escapement; fails if one already exists in this process.
+    /// Captures the [capturable](Train::capturable) trains of this
+    /// escapement (default: no). A capture that fails to write stops with
+    /// an error logged; the run goes on. See [`capture`](crate::capture).
+    pub fn capture(mut self, options: CaptureOptions) -> Self {
+        self.capture = Some(options);
+        self
+    }
+
+    /// Replays a capture (default: no): the loop's clock is virtual, and the
+    /// supplies of [capturable](Train::capturable) trains are swapped for
+    /// what the capture recorded of the train of the same name. See
+    /// [`capture`](crate::capture).
+    pub fn replay(mut self, options: ReplayOptions) -> Self {
+        self.replay = Some(options);
+        self
+    }
+
+    /// Creates the escapement; fails if one already exists in this process,
+    /// or if the capture cannot be created or the replayed one read.
     pub fn build(self) -> Result<Escapement, Error> {
         if ALIVE.swap(true, Ordering::SeqCst) {
             return Err(Error::AlreadyExists);
@@ -114,7 +140,28 @@ impl Builder {
         registry
             .register(&mut signals.signals, token::SIGNALS, Interest::READABLE)
             .map_err(io("registering the signal source"))?;
-        let core = Core::new(registry, Watches::new(inotify), signals, inbox, self.finish_deadline);
+        let now = Instant::now();
+        let (clock, replay) = match &self.replay {
+            Some(options) => (Clock::virtual_from(now), Some(Driver::open(options, now)?)),
+            None => (Clock::real(), None),
+        };
+        let mut core = Core::new(
+            registry,
+            Watches::new(inotify),
+            signals,
+            inbox,
+            self.finish_deadline,
+            clock,
+        );
+        if let Some(options) = &self.capture {
+            if let Some(replay) = &replay {
+                if same_file(replay.path(), options.path()) {
+                    let path = options.path().to_path_buf();
+                    return Err(CaptureError::SameFile { path }.into());
+                }
+            }
+            core.capture = Some(CaptureWriter::create(options, now)?);
+        }
         std::mem::forget(guard);
         Ok(Escapement {
             poll,
@@ -128,8 +175,26 @@ impl Builder {
             cursors: Vec::new(),
             exit: Exit::Clean,
             turns: 0,
+            replay,
+            swappable: Vec::new(),
+            busy_turns: 0,
+            finish_by: None,
         })
     }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// Where a replay's virtual clock moves in a turn: to `at`, once the real
+/// time is `real` when the replay is paced.
+struct Step {
+    at: Instant,
+    real: Option<Instant>,
 }
 
 /// Releases the one-per-process slot if building fails half way.
@@ -172,6 +237,14 @@ pub struct Escapement {
     cursors: Vec<u32>,
     exit: Exit,
     turns: u64,
+    /// The capture replayed, if this is a replay.
+    replay: Option<Driver>,
+    /// The supplies of capturable trains: what a replay swaps out.
+    swappable: Vec<CogAddr>,
+    /// Turns in a row a replay had immediate work and kept its clock still.
+    busy_turns: usize,
+    /// When a finish that began is forced to `done` (real time).
+    finish_by: Option<Instant>,
 }
 
 impl std::fmt::Debug for Escapement {
@@ -201,7 +274,9 @@ impl Escapement {
     }
 
     /// The loop's core: bind closures, read the phase, get a [`Remote`].
+    /// Outside [`run`](Self::run) its clock reads the time anew on each call.
     pub fn core(&mut self) -> &mut Core {
+        self.core.clock.read();
         &mut self.core
     }
 
@@ -212,28 +287,60 @@ impl Escapement {
 
     /// Adds a train; its cogs start when [`run`](Self::run) begins.
     /// Returns the train's index.
+    ///
+    /// If the train is [capturable](Train::capturable), a capturing
+    /// escapement captures it, and a replaying one swaps its supplies for
+    /// [stand-ins](crate::capture::StandIn) fed from the capture.
     pub fn add_train<D: 'static, C: Chain<D>>(&mut self, mut train: Train<D, C>) -> u32 {
         let index = self.trains.len() as u32;
-        let roles = train.cogs().into_iter().map(|c| c.role).collect::<Vec<_>>();
-        for (cog, role) in roles.iter().enumerate() {
-            if *role == Role::Supply {
+        let cogs = train.cogs();
+        for (cog, info) in cogs.iter().enumerate() {
+            if info.role == Role::Supply {
                 self.supplies.push(CogAddr {
                     train: index,
                     cog: cog as u32,
                 });
             }
         }
-        self.core.cog_phases.push(vec![CogPhase::Running; roles.len()]);
+        self.core.cog_phases.push(vec![CogPhase::Running; cogs.len()]);
         self.cursors.push(0);
         let ids = train.take_ids();
-        self.trains.push(Box::new(Placed {
-            train,
-            shared: TrainShared { index, ids },
-        }));
+        let codec = train.take_codec();
+        if codec.is_some() {
+            let supplies = self.supplies.iter().filter(|a| a.train == index);
+            self.swappable.extend(supplies);
+        }
+        let tap = codec.and_then(|codec| self.tap(index, train.name(), &cogs, codec));
+        let shared = TrainShared { index, ids, tap };
+        let placed: Box<dyn AnyTrain> = match (&mut self.replay, codec) {
+            (Some(replay), Some(_)) => {
+                replay.add_train(index, train.name(), cogs);
+                Box::new(Placed {
+                    train: train.replayed(),
+                    shared,
+                    codec,
+                })
+            }
+            _ => Box::new(Placed { train, shared, codec }),
+        };
+        self.trains.push(placed);
         if self.started {
             self.trains[index as usize].start(&mut self.core);
         }
         index
+    }
+
+    /// Declares a train to the capture, if there is one.
+    fn tap<D>(&mut self, index: u32, name: &str, cogs: &[CogInfo], codec: Codec<D>) -> Option<Tap<D>> {
+        let writer = self.core.capture.as_mut()?;
+        match writer.train(index, name, cogs, codec) {
+            Ok(tap) => tap,
+            Err(e) => {
+                log::error!("capture to {} stops: {e}", writer.path().display());
+                self.core.capture = None;
+                None
+            }
+        }
     }
 
     /// How many times the loop has polled: an idle loop polls once per
@@ -249,9 +356,22 @@ impl Escapement {
 
     /// Runs until every train has finished (a signal, all supplies
     /// exhausted, or a cog or closure asked) and `done` was delivered.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if polling fails; in a replay, [`Error::Capture`] if the
+    /// capture is damaged, a datum does not decode, or (when strict) the
+    /// trains differ from the captured ones.
     pub fn run(&mut self) -> Result<Exit, Error> {
         if !self.started {
             self.started = true;
+            self.core.clock.read();
+            let origin = self.core.now();
+            if let Some(writer) = &mut self.core.capture {
+                writer.set_origin(origin);
+            }
+            if let Some(replay) = &mut self.replay {
+                replay.begin(origin)?;
+            }
             for t in 0..self.trains.len() {
                 self.trains[t].start(&mut self.core);
                 self.deliver_notices();
@@ -266,24 +386,71 @@ impl Escapement {
                 self.advance_finish();
             }
             if self.core.phase == Phase::Done {
+                self.close_capture();
                 return Ok(std::mem::replace(&mut self.exit, Exit::Clean));
             }
-            let timeout = self.timeout();
+            let (timeout, step) = self.plan()?;
             self.poll(timeout)?;
+            // A turn: the timers due, each at its deadline, then fds and
+            // immediate events at the turn's time. A replay first emits what
+            // was recorded up to that time.
+            let limit = match step {
+                _ if !self.core.clock.is_virtual() => Instant::now(),
+                Some(Step { at, real }) if real.map_or(true, |real| Instant::now() >= real) => {
+                    self.busy_turns = 0;
+                    at
+                }
+                _ => {
+                    self.busy_turns += 1;
+                    self.core.now()
+                }
+            };
+            self.dispatch_replay(limit)?;
+            self.dispatch_timers(limit);
+            self.core.clock.reach(limit);
+            if self.finish_by.is_some_and(|by| Instant::now() >= by) {
+                self.deadline_passed();
+            }
             self.dispatch_io();
-            self.dispatch_timers();
             self.dispatch_immediates();
+            self.flush_capture();
         }
     }
 
-    fn timeout(&mut self) -> Option<Duration> {
-        if !self.core.immediates.is_empty() || !self.core.notices.is_empty() || self.core.finish_requested {
-            return Some(Duration::ZERO);
+    /// How long the next poll may wait and, in a replay, where the clock
+    /// moves this turn.
+    fn plan(&mut self) -> Result<(Option<Duration>, Option<Step>), Error> {
+        let busy = !self.core.immediates.is_empty() || !self.core.notices.is_empty() || self.core.finish_requested;
+        let mut timeout = busy.then_some(Duration::ZERO);
+        let mut wait = |until: Instant| {
+            // Round up: waking a hair early would spin until the deadline.
+            let left = ceil_ms(until.saturating_duration_since(Instant::now()));
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        };
+        let mut step = None;
+        if self.core.clock.is_virtual() {
+            let now = self.core.now();
+            let recorded = match &mut self.replay {
+                Some(replay) => replay.next_time(now)?,
+                None => None,
+            };
+            let timer = self.core.timers.next_deadline();
+            let next = match (recorded, timer) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(next) = next.filter(|_| !busy || self.busy_turns >= TURN_BUDGET) {
+                let real = self.replay.as_ref().and_then(|r| r.real_time(next));
+                wait(real.unwrap_or_else(Instant::now));
+                step = Some(Step { at: next, real });
+            }
+        } else if let Some(deadline) = self.core.timers.next_deadline() {
+            wait(deadline);
         }
-        let deadline = self.core.timers.next_deadline()?;
-        // Round up: waking a hair early would spin until the deadline.
-        let left = deadline.saturating_duration_since(Instant::now());
-        Some(ceil_ms(left))
+        if let Some(by) = self.finish_by {
+            wait(by);
+        }
+        Ok((timeout, step))
     }
 
     fn poll(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
@@ -368,27 +535,90 @@ impl Escapement {
         }
     }
 
-    fn dispatch_timers(&mut self) {
-        let now = Instant::now();
-        for _ in 0..TURN_BUDGET {
-            let Some((id, target)) = self.core.timers.pop_due(now) else {
-                return;
+    /// Emits what a replay recorded up to `limit`, each datum at its time,
+    /// after the timers that fired before it at that instant live.
+    fn dispatch_replay(&mut self, limit: Instant) -> Result<(), Error> {
+        // Set when this replay has fewer timers at an instant than the live
+        // run had: the datum waits no longer.
+        let mut short = false;
+        loop {
+            let Some(replay) = self.replay.as_mut() else {
+                return Ok(());
             };
-            match target {
-                Target::PollWatch(key) => {
-                    if let Some((wid, target, event)) = self.core.watches.poll(key) {
-                        self.dispatch(target, Fired::Watch(wid, event));
-                    }
+            let due = replay.due(limit)?;
+            match due {
+                None => return Ok(()),
+                Some(Due::Datum { at, ties, .. }) if !short && ties > 0 && self.core.fired < (at, ties) => {
+                    short = !self.fire_timer(at);
+                    continue;
                 }
-                Target::Internal(DEADLINE) => self.deadline_passed(),
-                target => {
-                    self.dispatch(target, Fired::Timer(id));
-                    if !self.core.timers.slots.contains(id.0) {
-                        self.core.drop_target(target);
+                Some(Due::Datum {
+                    train,
+                    cog,
+                    at,
+                    ids,
+                    json,
+                    ..
+                }) => {
+                    self.core.clock.reach(at);
+                    self.core.next_id = self.core.next_id.max(ids);
+                    if let Some(t) = self.trains.get_mut(train as usize) {
+                        if let Err(source) = t.inject(cog, json, &mut self.core) {
+                            return Err(replay.decode_error(source).into());
+                        }
+                    }
+                    replay.consumed();
+                    short = false;
+                }
+                Some(Due::End(stand_ins)) => {
+                    for addr in stand_ins {
+                        self.core.notices.push_back((addr.train, Notice::Exhausted(addr.cog)));
                     }
                 }
             }
+            self.deliver_notices();
         }
+    }
+
+    fn dispatch_timers(&mut self, limit: Instant) {
+        for _ in 0..TURN_BUDGET {
+            if !self.fire_timer(limit) {
+                return;
+            }
+        }
+    }
+
+    /// Fires the next timer due by `limit`, at its deadline; false if none is.
+    fn fire_timer(&mut self, limit: Instant) -> bool {
+        let Some((id, target, deadline)) = self.core.timers.pop_due(limit) else {
+            return false;
+        };
+        self.core.clock.reach(deadline);
+        let owner = match target {
+            Target::PollWatch(key) => self.core.watches.slots.get(key).map(|w| w.target),
+            target => Some(target),
+        };
+        let swapped = matches!(owner, Some(Target::Cog { addr, .. }) if self.swappable.contains(&addr));
+        if !swapped {
+            self.core.fired = match self.core.fired {
+                (at, n) if at == deadline => (at, n + 1),
+                _ => (deadline, 1),
+            };
+        }
+        match target {
+            Target::PollWatch(key) => {
+                if let Some((wid, target, event)) = self.core.watches.poll(key) {
+                    self.dispatch(target, Fired::Watch(wid, event));
+                }
+            }
+            target => {
+                self.dispatch(target, Fired::Timer(id));
+                if let Some(target) = self.core.timers.retire(id) {
+                    self.core.drop_target(target);
+                }
+            }
+        }
+        true
     }
 
     fn dispatch_immediates(&mut self) {
@@ -420,7 +650,7 @@ impl Escapement {
                     }
                 }
             }
-            Target::PollWatch(_) | Target::Internal(_) => {}
+            Target::PollWatch(_) => {}
         }
         self.deliver_notices();
     }
@@ -452,8 +682,31 @@ impl Escapement {
     fn begin_finish(&mut self) {
         self.core.phase = Phase::Finishing;
         self.core.finish_requested = false;
-        let deadline = Instant::now() + self.core.finish_deadline;
-        self.core.timers.arm(deadline, None, Target::Internal(DEADLINE));
+        self.finish_by = Some(Instant::now() + self.core.finish_deadline);
+        if let Some(writer) = &mut self.core.capture {
+            if let Err(e) = writer.finish(self.core.clock.now()) {
+                log::error!("capture to {} stops: {e}", writer.path().display());
+                self.core.capture = None;
+            }
+        }
+    }
+
+    /// Writes out what the capture holds, once per turn.
+    fn flush_capture(&mut self) {
+        if let Some(writer) = &mut self.core.capture {
+            if let Err(e) = writer.flush() {
+                log::error!("capture to {} stops: {e}", writer.path().display());
+                self.core.capture = None;
+            }
+        }
+    }
+
+    fn close_capture(&mut self) {
+        if let Some(mut writer) = self.core.capture.take() {
+            if let Err(e) = writer.close() {
+                log::error!("capture to {}: {e}", writer.path().display());
+            }
+        }
     }
 
     /// Moves every train's finish along: cog after cog, waiting on a cog
@@ -490,6 +743,7 @@ impl Escapement {
     }
 
     fn deadline_passed(&mut self) {
+        self.finish_by = None;
         if self.core.phase != Phase::Finishing {
             return;
         }

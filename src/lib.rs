@@ -49,6 +49,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod accessor;
+pub mod capture;
 mod cog;
 mod context;
 mod core;

@@ -96,10 +96,6 @@ impl<T> Slab<T> {
         }
     }
 
-    pub(crate) fn contains(&self, key: Key) -> bool {
-        self.get(key).is_some()
-    }
-
     /// Frees the slot and bumps its generation, so `key` goes stale.
     pub(crate) fn remove(&mut self, key: Key) -> Option<T> {
         let slot = self.slots.get_mut(key.index as usize)?;

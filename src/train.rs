@@ -4,7 +4,11 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::accessor::IdGetter;
+use crate::capture::{Codec, StandIn, Swapped};
 use crate::cog::{Cog, Described, Filter, FlatMap, Map, Role};
 use crate::context::{Context, DynContext, Next, TrainShared};
 use crate::core::{Broadcast, Notice};
@@ -27,6 +31,12 @@ pub trait Chain<D>: Next<D> + 'static {
     type Append<C: Cog<D>>: Chain<D>;
     /// Appends a cog at position `index`.
     fn append<C: Cog<D>>(self, cog: C, index: u32) -> Self::Append<C>;
+    /// This chain with every supply swapped for a [`StandIn`], for a replay.
+    type Replayed: Chain<D>;
+    /// Swaps every supply for a [`StandIn`] that renders as it did.
+    fn replayed(self) -> Self::Replayed;
+    /// Emits `datum` from the place of cog `index`, as if it had emitted it.
+    fn inject(&mut self, index: u32, datum: D, core: &mut Core, train: &TrainShared<D>);
     /// Calls `start` on every cog, in order.
     fn start(&mut self, core: &mut Core, train: &TrainShared<D>);
     /// Routes a fired source to cog `index`.
@@ -71,6 +81,11 @@ impl<D: 'static> Chain<D> for End {
     fn append<C: Cog<D>>(self, cog: C, index: u32) -> Link<C, End> {
         Link { cog, index, rest: End }
     }
+    type Replayed = End;
+    fn replayed(self) -> End {
+        End
+    }
+    fn inject(&mut self, _: u32, _: D, _: &mut Core, _: &TrainShared<D>) {}
     fn start(&mut self, _: &mut Core, _: &TrainShared<D>) {}
     fn fire(&mut self, _: u32, _: u64, _: Fired, _: &mut Core, _: &TrainShared<D>) {}
     fn notify(&mut self, _: Broadcast, _: &mut Core, _: &TrainShared<D>) {}
@@ -85,7 +100,7 @@ impl<D, C: Cog<D>, R: Chain<D>> Next<D> for Link<C, R> {
     #[inline]
     fn push(&mut self, datum: D, core: &mut Core, train: &TrainShared<D>) {
         self.cog
-            .process(datum, &mut Context::new(core, &mut self.rest, train, self.index))
+            .process(datum, &mut Context::relay(core, &mut self.rest, train, self.index))
     }
     fn congested(&self) -> bool {
         self.cog.congested() || self.rest.congested()
@@ -108,6 +123,26 @@ impl<D: 'static, C: Cog<D>, R: Chain<D>> Chain<D> for Link<C, R> {
             cog: self.cog,
             index: self.index,
             rest: self.rest.append(cog, index),
+        }
+    }
+    type Replayed = Link<Swapped<C>, R::Replayed>;
+    fn replayed(self) -> Self::Replayed {
+        let cog = if self.cog.role() == Role::Supply {
+            Swapped::StandIn(StandIn::new(Described(&self.cog, PhantomData::<D>).to_string()))
+        } else {
+            Swapped::Live(self.cog)
+        };
+        Link {
+            cog,
+            index: self.index,
+            rest: self.rest.replayed(),
+        }
+    }
+    fn inject(&mut self, index: u32, datum: D, core: &mut Core, train: &TrainShared<D>) {
+        if index == self.index {
+            Context::new(core, &mut self.rest, train, self.index).emit(datum)
+        } else {
+            self.rest.inject(index, datum, core, train)
         }
     }
     fn start(&mut self, core: &mut Core, train: &TrainShared<D>) {
@@ -216,6 +251,15 @@ impl<D> fmt::Debug for DynChain<D> {
     }
 }
 
+/// Renders a boxed cog through [`DynCog::describe_dyn`].
+struct Show<'a, D>(&'a dyn DynCog<D>);
+
+impl<D: 'static> fmt::Display for Show<'_, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.describe_dyn(f)
+    }
+}
+
 /// The cogs after position `index` of a [`DynChain`].
 struct DynRest<'a, D> {
     cogs: &'a mut [Box<dyn DynCog<D>>],
@@ -249,7 +293,7 @@ impl<D: 'static> Next<D> for DynRest<'_, D> {
                     cogs: rest,
                     index: self.index + 1,
                 };
-                cog.process_dyn(datum, &mut Context::new(core, &mut rest, train, self.index))
+                cog.process_dyn(datum, &mut Context::relay(core, &mut rest, train, self.index))
             }
             None => End.push(datum, core, train),
         }
@@ -278,6 +322,18 @@ impl<D: 'static> Chain<D> for DynChain<D> {
         self.cogs.push(Box::new(cog));
         self
     }
+    type Replayed = DynChain<D>;
+    fn replayed(mut self) -> DynChain<D> {
+        for cog in &mut self.cogs {
+            if cog.role_dyn() == Role::Supply {
+                *cog = Box::new(StandIn::new(Show(cog.as_ref()).to_string()));
+            }
+        }
+        self
+    }
+    fn inject(&mut self, index: u32, datum: D, core: &mut Core, train: &TrainShared<D>) {
+        DynRest::with(&mut self.cogs, index, core, train, |_, ctx| ctx.emit(datum));
+    }
     fn start(&mut self, core: &mut Core, train: &TrainShared<D>) {
         for i in 0..self.cogs.len() as u32 {
             DynRest::with(&mut self.cogs, i, core, train, |cog, ctx| cog.start_dyn(ctx));
@@ -302,12 +358,6 @@ impl<D: 'static> Chain<D> for DynChain<D> {
         }
     }
     fn describe(&self, out: &mut Vec<CogInfo>) {
-        struct Show<'a, D>(&'a dyn DynCog<D>);
-        impl<D: 'static> fmt::Display for Show<'_, D> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.describe_dyn(f)
-            }
-        }
         for cog in &self.cogs {
             out.push(CogInfo {
                 role: cog.role_dyn(),
@@ -338,6 +388,7 @@ pub struct Train<D, C = End> {
     name: String,
     chain: C,
     ids: Option<IdGetter<D>>,
+    codec: Option<Codec<D>>,
     len: u32,
 }
 
@@ -348,6 +399,7 @@ impl<D: 'static> Train<D, End> {
             name: name.into(),
             chain: End,
             ids: None,
+            codec: None,
             len: 0,
         }
     }
@@ -360,6 +412,7 @@ impl<D: 'static> Train<D, DynChain<D>> {
             name: name.into(),
             chain: DynChain { cogs: Vec::new() },
             ids: None,
+            codec: None,
             len: 0,
         }
     }
@@ -378,6 +431,7 @@ impl<D: 'static, C: Chain<D>> Train<D, C> {
             chain: self.chain.append(cog, self.len),
             name: self.name,
             ids: self.ids,
+            codec: self.codec,
             len: self.len + 1,
         }
     }
@@ -408,6 +462,21 @@ impl<D: 'static, C: Chain<D>> Train<D, C> {
         self.ids.take()
     }
 
+    pub(crate) fn take_codec(&mut self) -> Option<Codec<D>> {
+        self.codec.take()
+    }
+
+    /// This train with every supply swapped for a [`StandIn`].
+    pub(crate) fn replayed(self) -> Train<D, C::Replayed> {
+        Train {
+            chain: self.chain.replayed(),
+            name: self.name,
+            ids: self.ids,
+            codec: self.codec,
+            len: self.len,
+        }
+    }
+
     /// The train's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -428,6 +497,18 @@ impl<D: 'static, C: Chain<D>> Train<D, C> {
         let mut out = Vec::with_capacity(self.len as usize);
         self.chain.describe(&mut out);
         out
+    }
+}
+
+impl<D: Serialize + DeserializeOwned + 'static, C: Chain<D>> Train<D, C> {
+    /// Lets the escapement [capture](crate::capture) this train (what its
+    /// supplies emit, what reaches its drains) and replay it: in an
+    /// escapement built with [`Builder::replay`](crate::Builder::replay),
+    /// its supplies are swapped for the capture. Without either, this
+    /// changes nothing.
+    pub fn capturable(mut self) -> Self {
+        self.codec = Some(Codec::new());
+        self
     }
 }
 
@@ -461,12 +542,15 @@ pub(crate) trait AnyTrain {
     fn notify(&mut self, notice: Broadcast, core: &mut Core);
     fn finish(&mut self, cog: u32, core: &mut Core) -> Finish;
     fn done(&mut self, core: &mut Core);
+    /// Decodes a captured datum and emits it from the place of cog `cog`.
+    fn inject(&mut self, cog: u32, json: &[u8], core: &mut Core) -> serde_json::Result<()>;
 }
 
 /// A train placed in an escapement.
 pub(crate) struct Placed<D, C> {
     pub(crate) train: Train<D, C>,
     pub(crate) shared: TrainShared<D>,
+    pub(crate) codec: Option<Codec<D>>,
 }
 
 impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
@@ -496,5 +580,12 @@ impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
     }
     fn done(&mut self, core: &mut Core) {
         self.train.chain.done(core)
+    }
+    fn inject(&mut self, cog: u32, json: &[u8], core: &mut Core) -> serde_json::Result<()> {
+        if let Some(codec) = self.codec {
+            let datum = (codec.decode)(json)?;
+            self.train.chain.inject(cog, datum, core, &self.shared);
+        }
+        Ok(())
     }
 }

@@ -38,8 +38,6 @@ pub(crate) enum Target {
     Cog { addr: CogAddr, key: u64 },
     /// The loop's own polling of a path (inotify fallback).
     PollWatch(Key),
-    /// The loop's own bookkeeping (finish deadline).
-    Internal(u64),
 }
 
 impl Target {

@@ -5,6 +5,10 @@
 //! slot's sequence number no longer matches. When stale entries outnumber the
 //! live ones the heap is rebuilt from the slots, so cancel/re-arm churn never
 //! grows memory without bound. No timer costs an fd.
+//!
+//! A one-shot timer stays bound while its callback runs, so the callback
+//! can re-arm it with [`Core::reschedule`](crate::Core::reschedule); it is
+//! freed when the callback returns without doing so.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -21,6 +25,8 @@ pub(crate) struct TimerSlot {
     deadline: Instant,
     period: Option<Duration>,
     seq: u64,
+    /// A one-shot timer whose callback is running: not in the heap.
+    fired: bool,
     pub(crate) target: Target,
 }
 
@@ -42,6 +48,7 @@ impl Timers {
             deadline,
             period,
             seq,
+            fired: false,
             target,
         });
         self.heap.push(Reverse((deadline, seq, key)));
@@ -58,6 +65,7 @@ impl Timers {
         };
         slot.deadline = deadline;
         slot.seq = seq;
+        slot.fired = false;
         self.heap.push(Reverse((deadline, seq, id.0)));
         self.compact_if_needed();
         true
@@ -87,6 +95,7 @@ impl Timers {
             let live: Vec<Entry> = self
                 .slots
                 .iter()
+                .filter(|(_, slot)| !slot.fired)
                 .map(|(key, slot)| Reverse((slot.deadline, slot.seq, key)))
                 .collect();
             self.heap = BinaryHeap::from(live);
@@ -104,14 +113,15 @@ impl Timers {
         None
     }
 
-    /// Pops one timer due at `now`; a repeating one is re-armed first.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(TimerId, Target)> {
+    /// Pops one timer due at `now`, with its deadline; a repeating one is
+    /// re-armed first. Call [`retire`](Self::retire) after its callback.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(TimerId, Target, Instant)> {
         let deadline = self.next_deadline()?;
         if deadline > now {
             return None;
         }
         let Reverse((_, _, key)) = self.heap.pop()?;
-        let slot = self.slots.get(key)?;
+        let slot = self.slots.get_mut(key)?;
         let target = slot.target;
         match slot.period {
             Some(period) => {
@@ -122,11 +132,18 @@ impl Timers {
                 }
                 self.rearm(TimerId(key), next);
             }
-            None => {
-                self.slots.remove(key);
-            }
+            None => slot.fired = true,
         }
-        Some((TimerId(key), target))
+        Some((TimerId(key), target, deadline))
+    }
+
+    /// After the callback of a popped timer: frees a one-shot timer its
+    /// callback did not re-arm, and returns its target.
+    pub(crate) fn retire(&mut self, id: TimerId) -> Option<Target> {
+        if self.slots.get(id.0)?.fired {
+            return self.slots.remove(id.0).map(|slot| slot.target);
+        }
+        None
     }
 }
 
@@ -135,7 +152,10 @@ mod tests {
     use super::*;
 
     fn target(n: u64) -> Target {
-        Target::Internal(n)
+        Target::Cog {
+            addr: crate::sources::CogAddr { train: 0, cog: 0 },
+            key: n,
+        }
     }
 
     #[test]
@@ -158,12 +178,33 @@ mod tests {
         for i in 0..10 {
             timers.arm(t, None, target(i));
         }
-        let order: Vec<_> = std::iter::from_fn(|| timers.pop_due(t))
-            .map(|(_, tg)| match tg {
-                Target::Internal(n) => n,
+        let mut order = Vec::new();
+        while let Some((id, tg, _)) = timers.pop_due(t) {
+            timers.retire(id);
+            match tg {
+                Target::Cog { key, .. } => order.push(key),
                 _ => unreachable!(),
-            })
-            .collect();
+            }
+        }
         assert_eq!(order, (0..10).collect::<Vec<_>>());
+        assert_eq!(timers.live(), 0);
+    }
+
+    #[test]
+    fn a_one_shot_timer_re_armed_by_its_callback_fires_again() {
+        let mut timers = Timers::default();
+        let t = Instant::now();
+        let id = timers.arm(t, None, target(1));
+        let (fired, _, _) = timers.pop_due(t).unwrap();
+        assert!(
+            timers.rearm(fired, t + Duration::from_millis(5)),
+            "bound during its callback"
+        );
+        assert_eq!(timers.retire(fired), None);
+        assert!(timers.pop_due(t).is_none());
+        let (again, _, at) = timers.pop_due(t + Duration::from_millis(5)).unwrap();
+        assert_eq!((again, at), (id, t + Duration::from_millis(5)));
+        assert!(timers.retire(again).is_some());
+        assert!(!timers.rearm(again, t), "gone once its callback returned");
     }
 }

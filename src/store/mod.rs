@@ -94,7 +94,7 @@
 
 mod error;
 mod lock;
-mod record;
+pub(crate) mod record;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -478,13 +478,14 @@ impl<S, D> Store<S, D> {
         Ok(())
     }
 
-    /// Renames the temporary file of `kind` over it and fsyncs the
-    /// directory. If the rename happened but its durability is unknown, the
-    /// store is poisoned.
+    /// Renames the temporary file of `kind` (the checkpoint or the log) over
+    /// it and fsyncs the directory. If the rename happened but its
+    /// durability is unknown, the store is poisoned.
     fn install(&mut self, kind: Kind) -> Result<(), StoreError> {
-        let path = match kind {
-            Kind::Checkpoint => &self.checkpoint_path,
-            Kind::Log => &self.log_path,
+        let path = if kind == Kind::Checkpoint {
+            &self.checkpoint_path
+        } else {
+            &self.log_path
         };
         let tmp = tmp_path(path);
         if let Err(source) = fs::rename(&tmp, path) {

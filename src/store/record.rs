@@ -4,8 +4,9 @@
 //!
 //! | bytes  | field                                                        |
 //! |--------|--------------------------------------------------------------|
-//! | 0..8   | magic: `TBSTCKPT` (checkpoint) or `TBSTLOG\0` (log)          |
-//! | 8..10  | format version, [`FORMAT_VERSION`]                           |
+//! | 0..8   | magic: `TBSTCKPT` (checkpoint), `TBSTLOG\0` (log) or        |
+//! |        | `TBCAPTUR` (a capture, see [`crate::capture`])               |
+//! | 8..10  | format version, [`FORMAT_VERSION`] ([`CAPTURE_VERSION`])     |
 //! | 10..12 | payload encoding, [`ENCODING_JSON`]                          |
 //! | 12..20 | base seq: the last sequence number the checkpoint covers, or |
 //! |        | the one the log starts after                                 |
@@ -24,8 +25,9 @@
 //! can contain a frame head with a plausible length: scanning for later
 //! frames after a bad one does not find phantoms inside payloads.
 
+use std::borrow::Borrow;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -37,18 +39,22 @@ use super::StoreError;
 pub(crate) const HEADER_LEN: usize = 24;
 /// Length of a frame head.
 pub(crate) const FRAME_HEAD_LEN: usize = 16;
-/// The format this build writes and reads.
+/// The store format this build writes and reads.
 pub(crate) const FORMAT_VERSION: u16 = 1;
+/// The capture format this build writes and reads: the records inside the
+/// frames (see [`crate::capture`]) evolve apart from the store's.
+pub(crate) const CAPTURE_VERSION: u16 = 1;
 /// Payloads are serde_json text.
 pub(crate) const ENCODING_JSON: u16 = 1;
 /// The largest payload written or believed when read.
 pub(crate) const MAX_PAYLOAD: usize = 1 << 30;
 
-/// Which of the two files a header belongs to.
+/// Which kind of file a header belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Checkpoint,
     Log,
+    Capture,
 }
 
 impl Kind {
@@ -56,13 +62,24 @@ impl Kind {
         match self {
             Kind::Checkpoint => b"TBSTCKPT",
             Kind::Log => b"TBSTLOG\0",
+            Kind::Capture => b"TBCAPTUR",
         }
     }
 
-    fn name(self) -> &'static str {
+    /// What the file is called in messages.
+    pub(crate) fn name(self) -> &'static str {
         match self {
-            Kind::Checkpoint => "checkpoint",
-            Kind::Log => "log",
+            Kind::Checkpoint => "store checkpoint",
+            Kind::Log => "store log",
+            Kind::Capture => "capture",
+        }
+    }
+
+    /// The format version this build writes and reads for this kind.
+    pub(crate) fn version(self) -> u16 {
+        match self {
+            Kind::Checkpoint | Kind::Log => FORMAT_VERSION,
+            Kind::Capture => CAPTURE_VERSION,
         }
     }
 }
@@ -71,7 +88,7 @@ impl Kind {
 pub(crate) fn encode_header(kind: Kind, base: u64) -> [u8; HEADER_LEN] {
     let mut header = [0; HEADER_LEN];
     header[0..8].copy_from_slice(kind.magic());
-    header[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[8..10].copy_from_slice(&kind.version().to_le_bytes());
     header[10..12].copy_from_slice(&ENCODING_JSON.to_le_bytes());
     header[12..20].copy_from_slice(&base.to_le_bytes());
     let crc = crc32c::crc32c(&header[0..20]);
@@ -79,41 +96,96 @@ pub(crate) fn encode_header(kind: Kind, base: u64) -> [u8; HEADER_LEN] {
     header
 }
 
+/// What is wrong with a file header.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeaderError {
+    /// Damaged or not a file of the kind expected: the reason.
+    Corrupt(String),
+    /// Intact, but written in a version or encoding this build does not read.
+    Version { version: u16, encoding: u16 },
+}
+
 /// Checks the header at the start of `bytes` and returns its base seq.
-pub(crate) fn decode_header(kind: Kind, bytes: &[u8], path: &Path) -> Result<u64, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        offset: 0,
-        reason,
-    };
+pub(crate) fn check_header(kind: Kind, bytes: &[u8]) -> Result<u64, HeaderError> {
     if bytes.len() < HEADER_LEN {
-        return Err(corrupt(format!(
+        return Err(HeaderError::Corrupt(format!(
             "{} header is {} bytes, expected {HEADER_LEN}",
             kind.name(),
             bytes.len()
         )));
     }
     if &bytes[0..8] != kind.magic() {
-        return Err(corrupt(format!("not a tourbillon store {} (bad magic)", kind.name())));
+        return Err(HeaderError::Corrupt(format!(
+            "not a tourbillon {} (bad magic)",
+            kind.name()
+        )));
     }
     let stored = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
     let computed = crc32c::crc32c(&bytes[0..20]);
     if stored != computed {
-        return Err(corrupt(format!(
+        return Err(HeaderError::Corrupt(format!(
             "{} header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})",
             kind.name()
         )));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     let encoding = u16::from_le_bytes([bytes[10], bytes[11]]);
-    if version != FORMAT_VERSION || encoding != ENCODING_JSON {
-        return Err(StoreError::Version {
+    if version != kind.version() || encoding != ENCODING_JSON {
+        return Err(HeaderError::Version { version, encoding });
+    }
+    Ok(u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")))
+}
+
+/// Checks the header of a store file at the start of `bytes` and returns its
+/// base seq.
+pub(crate) fn decode_header(kind: Kind, bytes: &[u8], path: &Path) -> Result<u64, StoreError> {
+    check_header(kind, bytes).map_err(|e| match e {
+        HeaderError::Corrupt(reason) => StoreError::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            reason,
+        },
+        HeaderError::Version { version, encoding } => StoreError::Version {
             path: path.to_path_buf(),
             version,
             encoding,
-        });
+        },
+    })
+}
+
+/// Why a frame could not be built.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    /// The payload did not serialize.
+    Encode(serde_json::Error),
+    /// The payload is longer than [`MAX_PAYLOAD`]: its length.
+    TooLarge(usize),
+}
+
+/// Appends to `buf` the frame numbered `seq` whose payload `write` appends.
+/// On failure `buf` is left as it was.
+pub(crate) fn append_frame(
+    buf: &mut Vec<u8>,
+    seq: u64,
+    write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> Result<(), FrameError> {
+    let start = buf.len();
+    buf.resize(start + FRAME_HEAD_LEN, 0);
+    if let Err(e) = write(buf) {
+        buf.truncate(start);
+        return Err(FrameError::Encode(e));
     }
-    Ok(u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")))
+    let body = start + FRAME_HEAD_LEN;
+    let len = buf.len() - body;
+    if len > MAX_PAYLOAD {
+        buf.truncate(start);
+        return Err(FrameError::TooLarge(len));
+    }
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    buf[start + 4..start + 12].copy_from_slice(&seq.to_le_bytes());
+    let crc = frame_crc(&buf[start..start + 12], &buf[body..]);
+    buf[start + 12..body].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// Replaces the contents of `buf` with the frame of `value` numbered `seq`.
@@ -124,22 +196,14 @@ pub(crate) fn encode_frame<T: Serialize + ?Sized>(
     what: &'static str,
 ) -> Result<(), StoreError> {
     buf.clear();
-    buf.resize(FRAME_HEAD_LEN, 0);
-    serde_json::to_writer(&mut *buf, value).map_err(|source| StoreError::Encode { what, seq, source })?;
-    let len = buf.len() - FRAME_HEAD_LEN;
-    if len > MAX_PAYLOAD {
-        buf.clear();
-        return Err(StoreError::TooLarge {
+    append_frame(buf, seq, |buf| serde_json::to_writer(buf, value)).map_err(|e| match e {
+        FrameError::Encode(source) => StoreError::Encode { what, seq, source },
+        FrameError::TooLarge(len) => StoreError::TooLarge {
             what,
             len,
             max: MAX_PAYLOAD,
-        });
-    }
-    buf[0..4].copy_from_slice(&(len as u32).to_le_bytes());
-    buf[4..12].copy_from_slice(&seq.to_le_bytes());
-    let crc = frame_crc(&buf[0..12], &buf[FRAME_HEAD_LEN..]);
-    buf[12..16].copy_from_slice(&crc.to_le_bytes());
-    Ok(())
+        },
+    })
 }
 
 fn frame_crc(head: &[u8], payload: &[u8]) -> u32 {
@@ -174,17 +238,18 @@ pub(crate) enum Next {
 }
 
 /// Reads the frames of a byte region of a file, front to back, with
-/// positional reads: the file's cursor is never moved.
-pub(crate) struct FrameReader<'f> {
-    input: BufReader<Region<'f>>,
+/// positional reads: the file's cursor is never moved. The file is borrowed
+/// (`&File`) or owned (`File`).
+pub(crate) struct FrameReader<F: Borrow<File>> {
+    input: BufReader<Region<F>>,
     offset: u64,
     end: u64,
     payload: Vec<u8>,
 }
 
-impl<'f> FrameReader<'f> {
+impl<F: Borrow<File>> FrameReader<F> {
     /// Frames of `file` from byte `start` up to byte `end`.
-    pub(crate) fn new(file: &'f File, start: u64, end: u64) -> Self {
+    pub(crate) fn new(file: F, start: u64, end: u64) -> Self {
         FrameReader {
             input: BufReader::with_capacity(64 * 1024, Region { file, pos: start, end }),
             offset: start,
@@ -198,7 +263,34 @@ impl<'f> FrameReader<'f> {
         &self.payload
     }
 
-    /// Reads the next frame. After [`Next::Bad`] the reader is spent.
+    /// Where the next frame starts: the end of the last whole frame read.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Where the region read ends.
+    pub(crate) fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// The file read.
+    pub(crate) fn file(&self) -> &File {
+        self.input.get_ref().file.borrow()
+    }
+
+    /// Reads on from byte `offset` up to byte `end`, as if new: for a file
+    /// that grew, or to retry a frame that was [`Next::Bad`] because it was
+    /// still being written.
+    pub(crate) fn rewind(&mut self, offset: u64, end: u64) -> io::Result<()> {
+        self.input.get_mut().end = end;
+        self.input.seek(SeekFrom::Start(offset))?;
+        self.offset = offset;
+        self.end = end;
+        Ok(())
+    }
+
+    /// Reads the next frame. After [`Next::Bad`] the reader is spent until
+    /// [`rewind`](Self::rewind).
     pub(crate) fn next(&mut self) -> io::Result<Next> {
         let offset = self.offset;
         let left = self.end - offset;
@@ -240,21 +332,37 @@ impl<'f> FrameReader<'f> {
 }
 
 /// A byte range of a file read with `pread`.
-struct Region<'f> {
-    file: &'f File,
+struct Region<F> {
+    file: F,
     pos: u64,
     end: u64,
 }
 
-impl Read for Region<'_> {
+impl<F: Borrow<File>> Read for Region<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        let want = self.end.saturating_sub(self.pos).min(buf.len() as u64) as usize;
         if want == 0 {
             return Ok(0);
         }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        let n = self.file.borrow().read_at(&mut buf[..want], self.pos)?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// Only absolute positions: what [`FrameReader::rewind`] needs.
+impl<F> Seek for Region<F> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        match to {
+            SeekFrom::Start(pos) => {
+                self.pos = pos;
+                Ok(pos)
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "regions seek to absolute offsets only",
+            )),
+        }
     }
 }
 

@@ -1,0 +1,397 @@
+//! Replaying a capture: the stand-in that takes a supply's place, and the
+//! driver that feeds the recorded data to the escapement on the recorded
+//! clock.
+
+use std::fmt;
+use std::time::Instant;
+
+use log::warn;
+
+use super::format;
+use super::reader::{CaptureReader, Raw, Rec, TrainInfo};
+use super::{CaptureError, Pace, ReplayOptions};
+use crate::cog::Finish;
+use crate::context::{Context, Next};
+use crate::event::EventId;
+use crate::sources::{CogAddr, Fired};
+use crate::{Cog, CogInfo, Core, Role};
+
+/// What a replay puts in the place of a supply: it renders as the supply
+/// did, binds nothing, and passes on what reaches it from upstream; the
+/// escapement emits the recorded data from its place.
+#[derive(Debug)]
+pub struct StandIn {
+    text: String,
+}
+
+impl StandIn {
+    /// The stand-in of a supply that renders as `text`.
+    pub(crate) fn new(text: String) -> Self {
+        StandIn { text }
+    }
+}
+
+impl<D: 'static> Cog<D> for StandIn {
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        ctx.emit(datum)
+    }
+    fn role(&self) -> Role {
+        Role::Supply
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A cog of a replayed train: the cog itself, or a supply's stand-in.
+#[derive(Debug)]
+pub enum Swapped<C> {
+    /// Not a supply: the cog runs as it would live.
+    Live(C),
+    /// A supply, replaced.
+    StandIn(StandIn),
+}
+
+macro_rules! swapped {
+    ($self:ident, $c:ident => $call:expr) => {
+        match $self {
+            Swapped::Live($c) => $call,
+            Swapped::StandIn($c) => $call,
+        }
+    };
+}
+
+impl<D: 'static, C: Cog<D>> Cog<D> for Swapped<C> {
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        swapped!(self, c => Cog::<D>::process(c, datum, ctx))
+    }
+    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        swapped!(self, c => Cog::<D>::start(c, ctx))
+    }
+    fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
+        swapped!(self, c => Cog::<D>::fire(c, key, fired, ctx))
+    }
+    fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, ctx: &mut Context<'_, D, N>) {
+        swapped!(self, c => Cog::<D>::event_done(c, id, ctx))
+    }
+    fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, ctx: &mut Context<'_, D, N>) {
+        swapped!(self, c => Cog::<D>::event_rename(c, old, new, ctx))
+    }
+    fn resume<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        swapped!(self, c => Cog::<D>::resume(c, ctx))
+    }
+    fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
+        swapped!(self, c => Cog::<D>::finish(c, ctx))
+    }
+    fn done(&mut self, core: &mut Core) {
+        swapped!(self, c => Cog::<D>::done(c, core))
+    }
+    fn congested(&self) -> bool {
+        swapped!(self, c => Cog::<D>::congested(c))
+    }
+    fn role(&self) -> Role {
+        swapped!(self, c => Cog::<D>::role(c))
+    }
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        swapped!(self, c => Cog::<D>::describe(c, f))
+    }
+}
+
+/// A train of this escapement whose supplies are stand-ins.
+#[derive(Debug)]
+struct Replayed {
+    index: u32,
+    name: String,
+    cogs: Vec<CogInfo>,
+    claimed: bool,
+}
+
+impl Replayed {
+    fn supplies(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.cogs.len() as u32).filter(|&i| self.cogs[i as usize].role == Role::Supply)
+    }
+}
+
+/// Where the records of one captured train go: the train here, and per
+/// captured cog, the stand-in here.
+#[derive(Debug)]
+struct Route {
+    train: u32,
+    cogs: Vec<Option<u32>>,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Datum(Rec, u32, u32),
+    Finish(u64),
+    End,
+}
+
+/// What is due next in a replay.
+#[derive(Debug)]
+pub(crate) enum Due<'a> {
+    /// Emit `json` from the stand-in `cog` of train `train` at `at`, once
+    /// `ties` timers fired at `at`, after setting the event id counter to
+    /// at least `ids`.
+    Datum {
+        train: u32,
+        cog: u32,
+        at: Instant,
+        ties: u32,
+        ids: u64,
+        json: &'a [u8],
+    },
+    /// The capture is replayed: these stand-ins are exhausted.
+    End(Vec<CogAddr>),
+}
+
+/// Feeds a capture to the escapement: reads records one ahead, says when
+/// the next is due on the virtual clock, and hands it over.
+#[derive(Debug)]
+pub(crate) struct Driver {
+    reader: CaptureReader,
+    pace: Pace,
+    strict: bool,
+    trains: Vec<Replayed>,
+    routes: Vec<Option<Route>>,
+    pending: Option<Pending>,
+    /// Past the `Finish` record: what supplies emitted while finishing is
+    /// due at once.
+    finishing: bool,
+    ended: bool,
+    /// Real and virtual time when the run began.
+    origin: (Instant, Instant),
+}
+
+impl Driver {
+    pub(crate) fn open(options: &ReplayOptions, now: Instant) -> Result<Driver, CaptureError> {
+        if let Pace::Recorded(speed) = options.pace {
+            if !(speed.is_finite() && speed > 0.0) {
+                return Err(CaptureError::Speed(speed));
+            }
+        }
+        Ok(Driver {
+            reader: CaptureReader::open(&options.path)?,
+            pace: options.pace,
+            strict: options.strict,
+            trains: Vec::new(),
+            routes: Vec::new(),
+            pending: None,
+            finishing: false,
+            ended: false,
+            origin: (Instant::now(), now),
+        })
+    }
+
+    /// The capture replayed.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        self.reader.path()
+    }
+
+    /// Train `index` of the escapement has stand-ins for supplies.
+    pub(crate) fn add_train(&mut self, index: u32, name: &str, cogs: Vec<CogInfo>) {
+        self.trains.push(Replayed {
+            index,
+            name: name.to_owned(),
+            cogs,
+            claimed: false,
+        });
+    }
+
+    /// The run begins: virtual time `now` is the capture's time zero.
+    /// Reads the capture's header records, so a strict replay refuses a
+    /// mismatch before any cog starts.
+    pub(crate) fn begin(&mut self, now: Instant) -> Result<(), CaptureError> {
+        self.origin = (Instant::now(), now);
+        self.peek().map(drop)
+    }
+
+    /// When the next record is due on the virtual clock, which reads `now`;
+    /// `None` once the capture is replayed.
+    pub(crate) fn next_time(&mut self, now: Instant) -> Result<Option<Instant>, CaptureError> {
+        let origin = self.origin.1;
+        let at = |t: u64| origin + std::time::Duration::from_nanos(t);
+        let finishing = self.finishing;
+        Ok(match self.peek()? {
+            None => None,
+            Some(Pending::Datum(rec, ..)) if !finishing => Some(at(rec.t)),
+            Some(Pending::Finish(t)) => Some(at(*t)),
+            Some(Pending::Datum(..) | Pending::End) => Some(now),
+        })
+    }
+
+    /// When a paced replay reaches virtual time `at` in real time; `None`
+    /// when it runs as fast as it can.
+    pub(crate) fn real_time(&self, at: Instant) -> Option<Instant> {
+        match self.pace {
+            Pace::Fastest => None,
+            Pace::Recorded(speed) => {
+                let span = at.saturating_duration_since(self.origin.1);
+                Some(self.origin.0 + span.div_f64(speed))
+            }
+        }
+    }
+
+    /// The next record if it is due by `limit` (or at once, for what was
+    /// emitted while finishing). Call [`consumed`](Self::consumed) once it
+    /// is handled.
+    pub(crate) fn due(&mut self, limit: Instant) -> Result<Option<Due<'_>>, CaptureError> {
+        loop {
+            let Some(next) = self.next_time(limit)? else {
+                return Ok(None);
+            };
+            if next > limit {
+                return Ok(None);
+            }
+            match &self.pending {
+                Some(Pending::Datum(rec, train, cog)) => {
+                    return Ok(Some(Due::Datum {
+                        train: *train,
+                        cog: *cog,
+                        at: next,
+                        ties: rec.k,
+                        ids: rec.n,
+                        json: self.reader.datum(rec),
+                    }));
+                }
+                Some(Pending::Finish(_)) => {
+                    self.pending = None;
+                    self.finishing = true;
+                }
+                Some(Pending::End) => {
+                    self.pending = None;
+                    self.ended = true;
+                    self.unclaimed()?;
+                    let stand_ins = self
+                        .trains
+                        .iter()
+                        .flat_map(|t| t.supplies().map(|cog| CogAddr { train: t.index, cog }))
+                        .collect();
+                    return Ok(Some(Due::End(stand_ins)));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The datum [`due`](Self::due) gave is handled.
+    pub(crate) fn consumed(&mut self) {
+        if let Some(Pending::Datum(..)) = self.pending {
+            self.pending = None;
+        }
+    }
+
+    /// The error for the datum [`due`](Self::due) gave, which did not
+    /// decode as its train's data.
+    pub(crate) fn decode_error(&self, source: serde_json::Error) -> CaptureError {
+        match &self.pending {
+            Some(Pending::Datum(rec, ..)) => CaptureError::Decode {
+                path: self.reader.path().to_path_buf(),
+                offset: rec.offset,
+                seq: rec.seq,
+                source,
+            },
+            _ => self.reader.corrupt(0, source.to_string()),
+        }
+    }
+
+    /// Reads up to the next record to replay.
+    fn peek(&mut self) -> Result<Option<&Pending>, CaptureError> {
+        if self.ended {
+            return Ok(None);
+        }
+        while self.pending.is_none() {
+            self.pending = match self.reader.next_raw()? {
+                None => Some(Pending::End),
+                Some(Raw::Finish(t)) if !self.finishing => Some(Pending::Finish(t)),
+                Some(Raw::Train(tr)) => {
+                    self.route(tr)?;
+                    None
+                }
+                Some(Raw::In(rec)) => {
+                    let to = self.routes.get(rec.tr as usize).and_then(Option::as_ref);
+                    to.and_then(|r| Some((r.train, (*r.cogs.get(rec.c as usize)?)?)))
+                        .map(|(train, cog)| Pending::Datum(rec, train, cog))
+                }
+                Some(Raw::Out(_) | Raw::Finish(_)) => None,
+            };
+        }
+        Ok(self.pending.as_ref())
+    }
+
+    /// Finds the train that replays captured train `tr`, and checks it is
+    /// the same.
+    fn route(&mut self, tr: u32) -> Result<(), CaptureError> {
+        let Some(info) = self.reader.train(tr).cloned() else {
+            return Ok(());
+        };
+        let slot = tr as usize;
+        if self.routes.len() <= slot {
+            self.routes.resize_with(slot + 1, || None);
+        }
+        let Some(here) = self.trains.iter_mut().find(|t| !t.claimed && t.name == info.name) else {
+            self.routes[slot] = None;
+            return self.mismatch(
+                &info.name,
+                "no capturable train of that name is replayed here: its records are skipped".into(),
+            );
+        };
+        here.claimed = true;
+        let supplies: Vec<u32> = here.supplies().collect();
+        let mut cogs = vec![None; info.cogs.len()];
+        let captured = (0..info.cogs.len()).filter(|&i| info.cogs[i].role == Role::Supply);
+        for (from, to) in captured.zip(&supplies) {
+            cogs[from] = Some(*to);
+        }
+        self.routes[slot] = Some(Route {
+            train: here.index,
+            cogs,
+        });
+        let fingerprint = format::fingerprint(&here.name, &here.cogs);
+        if fingerprint != info.fingerprint {
+            let reason = difference(&info, &here.cogs, &fingerprint);
+            return self.mismatch(&info.name, reason);
+        }
+        Ok(())
+    }
+
+    /// Replayed trains the capture never mentioned.
+    fn unclaimed(&self) -> Result<(), CaptureError> {
+        for train in self.trains.iter().filter(|t| !t.claimed) {
+            self.mismatch(&train.name, "not in the capture: its supplies bring nothing".into())?;
+        }
+        Ok(())
+    }
+
+    fn mismatch(&self, train: &str, reason: String) -> Result<(), CaptureError> {
+        let err = CaptureError::Mismatch {
+            path: self.reader.path().to_path_buf(),
+            train: train.to_owned(),
+            reason,
+        };
+        if self.strict {
+            return Err(err);
+        }
+        warn!("{err}");
+        Ok(())
+    }
+}
+
+/// Says how the train replayed differs from the one captured.
+fn difference(captured: &TrainInfo, here: &[CogInfo], fingerprint: &str) -> String {
+    let show = |c: Option<&CogInfo>| c.map_or_else(|| "nothing".to_owned(), |c| format!("{} `{}`", c.role, c.text));
+    let first = (0..captured.cogs.len().max(here.len())).find(|&i| captured.cogs.get(i) != here.get(i));
+    let what = match first {
+        Some(i) => format!(
+            "cog {} was {}, is {}",
+            i + 1,
+            show(captured.cogs.get(i)),
+            show(here.get(i))
+        ),
+        None => "its cogs render alike".to_owned(),
+    };
+    format!(
+        "captured with another train (fingerprint {}, this one {fingerprint}): {what}",
+        captured.fingerprint
+    )
+}
