@@ -768,3 +768,254 @@ fn settings_refuse_unknown_fields_fill_in_defaults_and_describe_themselves() {
     );
     assert!(listing.contains("max_line_bytes=10"), "{listing}");
 }
+
+// ---- real logrotate --------------------------------------------------------
+
+#[test]
+fn logrotate_create_and_copytruncate_lose_no_line() {
+    let _one = exclusive();
+    let found = std::process::Command::new("logrotate").arg("--version").output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: logrotate is not installed (Debian: apt-get install logrotate)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (created, copied) = (dir.path().join("app.log"), dir.path().join("ct.log"));
+    let conf = dir.path().join("logrotate.conf");
+    fs::write(
+        &conf,
+        format!(
+            "{} {{\n  rotate 5\n  create\n  nocompress\n}}\n{} {{\n  rotate 5\n  copytruncate\n  nocompress\n}}\n",
+            created.display(),
+            copied.display()
+        ),
+    )
+    .unwrap();
+    let rotate = || {
+        let out = std::process::Command::new("logrotate")
+            .arg("-f")
+            .arg("-s")
+            .arg(dir.path().join("status"))
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "logrotate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let write = |range: std::ops::Range<usize>| {
+        append(&created, &numbered("create", range.clone()));
+        append(&copied, &numbered("copy", range));
+    };
+    write(0..100);
+    let run = follow(settings(&[&created, &copied]));
+    run.wait_count(200);
+    rotate();
+    write(100..200);
+    run.wait_count(400);
+    rotate();
+    write(200..250);
+    run.wait_count(500);
+    assert!(dir.path().join("app.log.2").exists(), "logrotate rotated twice");
+    assert!(run.stats.truncated.get() >= 2, "copytruncate seen");
+    assert!(run.stats.rotated.get() >= 2, "create rotations seen");
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = run.stop();
+    for prefix in ["create", "copy"] {
+        let lines: Vec<String> = seen
+            .iter()
+            .filter(|s| s.text.starts_with(prefix))
+            .map(|s| s.text.clone())
+            .collect();
+        assert_eq!(lines, names(prefix, 0..250), "{prefix}");
+    }
+}
+
+// ---- a model of the file system --------------------------------------------
+
+mod model {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+
+    use super::*;
+
+    /// What happens to the followed file `app.log` (pattern `app.log*`).
+    #[derive(Clone, Debug)]
+    enum Action {
+        /// Append this many lines (creating the file if it is gone).
+        Write(usize),
+        /// Append a line without its newline (the next write ends it).
+        Partial,
+        /// Rename to `app.log.N` and create an empty `app.log`.
+        Rotate,
+        /// Truncate to 0 in place.
+        Truncate,
+        /// Unlink it.
+        Delete,
+        /// Wait until the tail has caught up.
+        Pause,
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            4 => (1usize..40).prop_map(Action::Write),
+            1 => Just(Action::Partial),
+            1 => Just(Action::Rotate),
+            1 => Just(Action::Truncate),
+            1 => Just(Action::Delete),
+            2 => Just(Action::Pause),
+        ]
+    }
+
+    /// What was written, and what may be lost: lines not yet read when
+    /// their file was truncated or deleted, and lines still without
+    /// their newline.
+    #[derive(Default)]
+    struct Model {
+        written: Vec<String>,
+        at_risk: HashSet<String>,
+        unterminated: HashSet<String>,
+        /// Lines of the current file written since the tail last caught up.
+        unsynced: Vec<String>,
+        /// The current file's line without its newline.
+        partial: Option<String>,
+        exists: bool,
+        generation: usize,
+        next: usize,
+        rotated: usize,
+    }
+
+    impl Model {
+        fn name(&mut self) -> String {
+            self.next += 1;
+            format!("g{}-{}", self.generation, self.next)
+        }
+
+        /// The current file's unread lines may be lost.
+        fn risk_current(&mut self) {
+            self.at_risk.extend(self.unsynced.drain(..));
+            if let Some(p) = self.partial.take() {
+                self.at_risk.insert(p);
+            }
+        }
+
+        fn apply(&mut self, action: &Action, path: &Path) {
+            match action {
+                Action::Write(n) => {
+                    let mut text = String::new();
+                    if let Some(p) = self.partial.take() {
+                        // Due only once its newline is written.
+                        self.unterminated.remove(&p);
+                        self.unsynced.push(p);
+                        text.push('\n');
+                    }
+                    for _ in 0..*n {
+                        let name = self.name();
+                        text.push_str(&name);
+                        text.push('\n');
+                        self.written.push(name.clone());
+                        self.unsynced.push(name);
+                    }
+                    append(path, &text);
+                    self.exists = true;
+                }
+                Action::Partial if self.partial.is_none() => {
+                    let name = self.name();
+                    append(path, &name);
+                    self.exists = true;
+                    self.written.push(name.clone());
+                    self.unsynced.push(name.clone());
+                    self.unterminated.insert(name.clone());
+                    self.partial = Some(name);
+                }
+                Action::Partial => {}
+                Action::Rotate if self.exists => {
+                    self.rotated += 1;
+                    fs::rename(path, path.with_extension(format!("log.{}", self.rotated))).unwrap();
+                    File::create(path).unwrap();
+                    // Lines stay in the rotated file, which still matches.
+                    self.unsynced.clear();
+                    self.partial = None;
+                    self.generation += 1;
+                }
+                Action::Truncate if self.exists => {
+                    self.risk_current();
+                    OpenOptions::new().write(true).open(path).unwrap().set_len(0).unwrap();
+                }
+                Action::Delete if self.exists => {
+                    self.risk_current();
+                    fs::remove_file(path).unwrap();
+                    self.exists = false;
+                    self.generation += 1;
+                }
+                Action::Rotate | Action::Truncate | Action::Delete => {}
+                Action::Pause => {}
+            }
+        }
+
+        /// Lines that must have arrived by now.
+        fn due(&self) -> HashSet<String> {
+            self.written
+                .iter()
+                .filter(|l| !self.at_risk.contains(*l) && !self.unterminated.contains(*l))
+                .cloned()
+                .collect()
+        }
+    }
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(12)
+    }
+
+    fn caught_up(run: &Running, model: &Model) {
+        let due = model.due();
+        run.wait_for("the tail to catch up", |seen| {
+            let got: HashSet<&str> = seen.iter().map(|s| s.text.as_str()).collect();
+            due.iter().all(|l| got.contains(l.as_str()))
+        });
+    }
+
+    proptest! {
+        #![proptest_config(Config { cases: cases(), failure_persistence: None, ..Config::default() })]
+
+        #[test]
+        fn no_line_is_lost_or_invented_whatever_happens_to_the_file(
+            actions in proptest::collection::vec(action(), 1..14),
+            polling in proptest::bool::weighted(0.25),
+        ) {
+            let _one = exclusive();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("app.log");
+            let mut model = Model::default();
+            let run = follow_with(settings(&[&dir.path().join("app.log*")]), !polling, |t| t);
+            for action in &actions {
+                model.apply(action, &path);
+                if let Action::Pause = action {
+                    caught_up(&run, &model);
+                    model.unsynced.clear();
+                }
+            }
+            caught_up(&run, &model);
+            std::thread::sleep(Duration::from_millis(30));
+            let seen = texts(&run.stop());
+            let mut once = HashSet::new();
+            for line in &seen {
+                prop_assert!(once.insert(line.clone()), "{line} arrived twice");
+            }
+            let written: HashSet<String> = model.written.iter().cloned().collect();
+            for line in &seen {
+                prop_assert!(written.contains(line), "{line} was never written");
+            }
+            for line in model.due() {
+                prop_assert!(once.contains(&line), "{line} was lost");
+            }
+        }
+    }
+}

@@ -511,7 +511,17 @@ impl<D: 'static> Tail<D> {
     /// directories in line with what they match now.
     fn rescan<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>, startup: bool) {
         self.stats.rescans.add(1);
-        let exp = self.expand();
+        let mut exp = self.expand();
+        if !self.settings.batch {
+            // A directory is watched before its entries count: an entry
+            // made between the listing and the watch would go unseen.
+            for _ in 0..8 {
+                if self.sync_dirs(&exp.dirs, ctx) == 0 {
+                    break;
+                }
+                exp = self.expand();
+            }
+        }
         let mut found: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
         for path in &exp.files {
             if let Ok(m) = std::fs::metadata(path) {
@@ -555,9 +565,6 @@ impl<D: 'static> Tail<D> {
         for (path, paths) in fresh {
             let after = paths.iter().find_map(|p| lost.get(p).copied());
             self.add(&path, paths, after, startup, ctx);
-        }
-        if !self.settings.batch {
-            self.sync_dirs(exp.dirs, ctx);
         }
         if std::mem::take(&mut self.rescan_all) {
             for slot in 0..self.files.len() as u32 {
@@ -673,10 +680,15 @@ impl<D: 'static> Tail<D> {
         };
         self.by_inode.insert(file.key(), slot);
         self.by_serial.insert(file.serial, slot);
-        if let Some(s) = file.after {
-            self.waiters.entry(s).or_default().push(slot);
-        }
+        let after = file.after;
         self.files[slot as usize] = Some(file);
+        if let Some(s) = after {
+            self.waiters.entry(s).or_default().push(slot);
+            // A turn for the file waited for, whose end releases this one.
+            if let Some(&old) = self.by_serial.get(&s) {
+                self.queue(old, ctx);
+            }
+        }
         self.stats.found.add(1);
         self.stats.open.add(1);
         self.queue(slot, ctx);
@@ -755,12 +767,14 @@ impl<D: 'static> Tail<D> {
         }
     }
 
-    /// Watches the directories `wanted`, and no others.
+    /// Watches the directories `wanted`, and no others; returns how many
+    /// watches it added.
     fn sync_dirs<N: Next<D> + ?Sized>(
         &mut self,
-        wanted: BTreeMap<PathBuf, BTreeSet<(usize, usize)>>,
+        wanted: &BTreeMap<PathBuf, BTreeSet<(usize, usize)>>,
         ctx: &mut Context<'_, D, N>,
-    ) {
+    ) -> usize {
+        let mut added = 0;
         let gone: Vec<PathBuf> = self.dirs.keys().filter(|d| !wanted.contains_key(*d)).cloned().collect();
         for dir in gone {
             if let Some(d) = self.dirs.remove(&dir) {
@@ -771,21 +785,25 @@ impl<D: 'static> Tail<D> {
             }
         }
         for (dir, parts) in wanted {
-            if let Some(d) = self.dirs.get_mut(&dir) {
+            let parts = parts.clone();
+            if let Some(d) = self.dirs.get_mut(dir) {
                 if d.watch.is_some() {
                     d.parts = parts;
                     continue;
                 }
             }
-            let serial = match self.dirs.get(&dir) {
+            let serial = match self.dirs.get(dir) {
                 Some(d) => d.serial,
                 None => {
                     self.next_serial += 1;
                     self.next_serial
                 }
             };
-            let watch = match ctx.watch_or_poll(&dir, dir_mask(), self.poll_interval(), DIR_TAG | serial) {
-                Ok(id) => Some(id),
+            let watch = match ctx.watch_or_poll(dir, dir_mask(), self.poll_interval(), DIR_TAG | serial) {
+                Ok(id) => {
+                    added += 1;
+                    Some(id)
+                }
                 Err(e) => {
                     log::warn!("{}: cannot watch this directory: {e}", dir.display());
                     self.retry_rescan = true;
@@ -793,8 +811,9 @@ impl<D: 'static> Tail<D> {
                 }
             };
             self.dir_serials.insert(serial, dir.clone());
-            self.dirs.insert(dir, Dir { serial, watch, parts });
+            self.dirs.insert(dir.clone(), Dir { serial, watch, parts });
         }
+        added
     }
 
     fn request_rescan<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
