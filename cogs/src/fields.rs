@@ -1,16 +1,202 @@
-//! The `set` cog: writes fixed values, the host name and the time an event
-//! was received into fields, through setters.
+//! Field cogs: `set` writes fixed values, the host name and the time an
+//! event was received into fields; `rename` moves fields; `remove` deletes
+//! them; all through accessors.
+//!
+//! Also what the other cogs share to reach the fields their settings name:
+//! [`Access`] turns a field path into a getter and a writer (for any data
+//! shape), and [`FieldKey`] renders a few fields as one map key.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tourbillon::accessor::Json;
+use tourbillon::accessor::{Json, Path};
 use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
 
+use crate::stats::{Meter, Metered};
 use crate::Error;
+
+type GetFor<D> = dyn Fn(&str) -> Getter<D, Value> + Send + Sync;
+type PutFor<D> = dyn Fn(&str) -> Setter<D, Option<Value>> + Send + Sync;
+
+/// How a cog built from settings reaches the fields they name: a field
+/// path becomes a [`Getter`] and a writer (a [`Setter`] of
+/// `Option<Value>`: `Some` writes, `None` removes). Clones share it.
+///
+/// [`Access::json`] addresses JSON data by dotted path or JSON pointer;
+/// [`Access::event`] does the same in an [`Event`]'s `data` and counts its
+/// raw bytes for [stats](crate::stats). Other data shapes give their own
+/// functions to [`Access::new`].
+///
+/// ```
+/// use serde_json::json;
+/// use tourbillon_cogs::fields::Access;
+///
+/// let access = Access::<serde_json::Value>::json();
+/// let put = access.writer("a.b");
+/// let v = put.set(json!({}), Some(json!(1)));
+/// assert_eq!(access.getter("a.b").get(&v), Some(&json!(1)));
+/// assert_eq!(put.set(v, None), json!({"a": {}}));
+/// ```
+pub struct Access<D> {
+    get: Arc<GetFor<D>>,
+    put: Arc<PutFor<D>>,
+    bytes: Option<Getter<D, [u8]>>,
+}
+
+impl<D> Clone for Access<D> {
+    fn clone(&self) -> Self {
+        Access {
+            get: Arc::clone(&self.get),
+            put: Arc::clone(&self.put),
+            bytes: self.bytes.clone(),
+        }
+    }
+}
+
+impl<D> fmt::Debug for Access<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Access")
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D> Access<D> {
+    /// Access through these functions from a field path to its accessors.
+    pub fn new(
+        get: impl Fn(&str) -> Getter<D, Value> + Send + Sync + 'static,
+        put: impl Fn(&str) -> Setter<D, Option<Value>> + Send + Sync + 'static,
+    ) -> Self {
+        Access {
+            get: Arc::new(get),
+            put: Arc::new(put),
+            bytes: None,
+        }
+    }
+
+    /// Counts the bytes `bytes` reads as the size of a datum (in stats).
+    pub fn bytes(mut self, bytes: Getter<D, [u8]>) -> Self {
+        self.bytes = Some(bytes);
+        self
+    }
+
+    /// The getter of a field path.
+    pub fn getter(&self, path: &str) -> Getter<D, Value> {
+        (self.get)(path)
+    }
+
+    /// The writer of a field path: `Some` writes, `None` removes.
+    pub fn writer(&self, path: &str) -> Setter<D, Option<Value>> {
+        (self.put)(path)
+    }
+
+    /// The size of a datum in bytes, as [`bytes`](Self::bytes) says (0 without).
+    pub fn size(&self, datum: &D) -> usize {
+        self.bytes.as_ref().and_then(|g| g.get(datum)).map_or(0, <[u8]>::len)
+    }
+}
+
+impl<D: Json> Access<D> {
+    /// Field paths in JSON data: `a.b.0` or the JSON pointer `/a/b/0`.
+    pub fn json() -> Self {
+        Access::new(Getter::path, |p| {
+            let path = Path::parse(p);
+            Setter::new(p, move |mut d: D, v: Option<Value>| {
+                match v {
+                    Some(v) => *path.place(d.json_mut()) = v,
+                    None => {
+                        path.take(d.json_mut());
+                    }
+                }
+                d
+            })
+        })
+    }
+}
+
+impl Access<Event> {
+    /// Field paths in an event's `data`; its size is that of its `raw` bytes.
+    pub fn event() -> Self {
+        Access::json().bytes(Getter::<Event, [u8]>::raw())
+    }
+}
+
+/// Refuses a field path that names no field; the error names `key`.
+pub fn check_path(key: &str, path: &str) -> Result<(), Error> {
+    if path.is_empty() || path == "/" || (!path.starts_with('/') && path.split('.').any(str::is_empty)) {
+        return Err(Error::setting(
+            key,
+            format!("`{path}` does not name a field (write a.b or /a/b)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A few fields of a datum rendered as one string, to key a map: each
+/// value's JSON text (a missing field as nothing), one per line; JSON text
+/// has no raw newline, so two keys are equal only if every value is.
+pub struct FieldKey<D> {
+    paths: Vec<String>,
+    getters: Vec<Getter<D, Value>>,
+}
+
+impl<D> fmt::Debug for FieldKey<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.paths).finish()
+    }
+}
+
+impl<D> FieldKey<D> {
+    /// The key of the fields at `paths` (setting `key` in errors); no
+    /// paths make one key for every datum.
+    pub fn new(access: &Access<D>, key: &str, paths: &[String]) -> Result<Self, Error> {
+        for (i, p) in paths.iter().enumerate() {
+            check_path(&format!("{key}[{i}]"), p)?;
+        }
+        Ok(FieldKey {
+            paths: paths.to_vec(),
+            getters: paths.iter().map(|p| access.getter(p)).collect(),
+        })
+    }
+
+    /// Writes the key of `datum` into `out` (cleared first).
+    pub fn render(&self, datum: &D, out: &mut String) {
+        out.clear();
+        for (i, g) in self.getters.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            if let Some(v) = g.get(datum) {
+                let _ = write!(out, "{v}");
+            }
+        }
+    }
+
+    /// The values of the fields (`None` where missing).
+    pub fn values(&self, datum: &D) -> Vec<Option<Value>> {
+        self.getters.iter().map(|g| g.get(datum).cloned()).collect()
+    }
+
+    /// The field paths.
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// True if the key has no field.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+}
+
+impl<D> fmt::Display for FieldKey<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]", self.paths.join(", "))
+    }
+}
 
 /// Settings of [`SetFields`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,26 +269,7 @@ pub fn hostname() -> String {
 
 /// Formats a time as RFC 3339 UTC with milliseconds.
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    crate::timestamp::Time::from_system(t).rfc3339(3)
 }
 
 impl<D: Json> SetFields<D> {
@@ -167,10 +334,214 @@ impl<D: Json> Cog<D> for SetFields<D> {
     }
 }
 
+/// Settings of [`Rename`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenameSettings {
+    /// Field paths and the paths they move to (`{ msg = "message", "a.b" =
+    /// "c" }`), applied in the order of the old paths. A field that is
+    /// missing is left alone. Default none.
+    pub fields: BTreeMap<String, String>,
+    /// Replace a field already at the new path. Default true; false leaves
+    /// both fields as they are.
+    pub overwrite: bool,
+}
+
+impl Default for RenameSettings {
+    fn default() -> Self {
+        RenameSettings {
+            fields: BTreeMap::new(),
+            overwrite: true,
+        }
+    }
+}
+
+impl RenameSettings {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.fields.is_empty() {
+            return Err(Error::setting("fields", "required: { old = \"new\" } pairs"));
+        }
+        for (from, to) in &self.fields {
+            check_path("fields", from)?;
+            check_path(&format!("fields.{from}"), to)?;
+            if from == to {
+                return Err(Error::setting(&format!("fields.{from}"), "renames the field to itself"));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Move<D> {
+    from: Getter<D, Value>,
+    clear: Setter<D, Option<Value>>,
+    to: Getter<D, Value>,
+    put: Setter<D, Option<Value>>,
+}
+
+/// Moves fields to new paths; see [`RenameSettings`].
+pub struct Rename<D = Event> {
+    settings: RenameSettings,
+    moves: Vec<Move<D>>,
+    access: Access<D>,
+    meter: Meter,
+}
+
+impl<D> fmt::Debug for Rename<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rename")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rename<Event> {
+    /// A `rename` cog for events.
+    pub fn new(settings: RenameSettings) -> Result<Self, Error> {
+        Rename::with_access(settings, Access::event())
+    }
+}
+
+impl<D: 'static> Rename<D> {
+    /// A `rename` cog reaching fields through `access`.
+    pub fn with_access(settings: RenameSettings, access: Access<D>) -> Result<Self, Error> {
+        settings.validate()?;
+        let moves = settings
+            .fields
+            .iter()
+            .map(|(from, to)| Move {
+                from: access.getter(from),
+                clear: access.writer(from),
+                to: access.getter(to),
+                put: access.writer(to),
+            })
+            .collect();
+        Ok(Rename {
+            settings,
+            moves,
+            access,
+            meter: Meter::default(),
+        })
+    }
+}
+
+impl<D: 'static> Metered for Rename<D> {
+    fn meter(&self) -> Meter {
+        self.meter.clone()
+    }
+}
+
+impl<D: 'static> Cog<D> for Rename<D> {
+    fn process<N: Next<D> + ?Sized>(&mut self, mut datum: D, ctx: &mut Context<'_, D, N>) {
+        self.meter.took(self.access.size(&datum));
+        for m in &self.moves {
+            let Some(v) = m.from.get(&datum).cloned() else { continue };
+            if !self.settings.overwrite && m.to.get(&datum).is_some() {
+                continue;
+            }
+            datum = m.clear.set(datum, None);
+            datum = m.put.set(datum, Some(v));
+        }
+        self.meter.emitted();
+        ctx.emit(datum)
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("rename")?;
+        for (from, to) in &self.settings.fields {
+            write!(f, " {from}->{to}")?;
+        }
+        if !self.settings.overwrite {
+            f.write_str(" overwrite=false")?;
+        }
+        Ok(())
+    }
+}
+
+/// Settings of [`Remove`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoveSettings {
+    /// Field paths to remove (`["password", "headers.cookie"]`). Default none.
+    pub fields: Vec<String>,
+}
+
+impl RemoveSettings {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.fields.is_empty() {
+            return Err(Error::setting("fields", "required: the field paths to remove"));
+        }
+        for (i, p) in self.fields.iter().enumerate() {
+            check_path(&format!("fields[{i}]"), p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes fields; see [`RemoveSettings`].
+pub struct Remove<D = Event> {
+    settings: RemoveSettings,
+    clear: Vec<Setter<D, Option<Value>>>,
+    access: Access<D>,
+    meter: Meter,
+}
+
+impl<D> fmt::Debug for Remove<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remove")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Remove<Event> {
+    /// A `remove` cog for events.
+    pub fn new(settings: RemoveSettings) -> Result<Self, Error> {
+        Remove::with_access(settings, Access::event())
+    }
+}
+
+impl<D: 'static> Remove<D> {
+    /// A `remove` cog reaching fields through `access`.
+    pub fn with_access(settings: RemoveSettings, access: Access<D>) -> Result<Self, Error> {
+        settings.validate()?;
+        let clear = settings.fields.iter().map(|p| access.writer(p)).collect();
+        Ok(Remove {
+            settings,
+            clear,
+            access,
+            meter: Meter::default(),
+        })
+    }
+}
+
+impl<D: 'static> Metered for Remove<D> {
+    fn meter(&self) -> Meter {
+        self.meter.clone()
+    }
+}
+
+impl<D: 'static> Cog<D> for Remove<D> {
+    fn process<N: Next<D> + ?Sized>(&mut self, mut datum: D, ctx: &mut Context<'_, D, N>) {
+        self.meter.took(self.access.size(&datum));
+        for c in &self.clear {
+            datum = c.set(datum, None);
+        }
+        self.meter.emitted();
+        ctx.emit(datum)
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "remove {}", self.settings.fields.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn rfc3339_matches_known_instants() {
@@ -189,5 +560,36 @@ mod tests {
         };
         let err = SetFields::<Event>::new(s).unwrap_err();
         assert_eq!(err.to_string(), "host: a field path must name a field");
+    }
+}
+
+#[cfg(test)]
+mod access_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paths_that_name_no_field_are_refused() {
+        for bad in ["", "/", "a..b", ".a", "a."] {
+            assert!(check_path("k", bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "a.b", "/a/b", "/a//b"] {
+            assert!(check_path("k", good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn a_key_tells_a_missing_field_from_null_and_strings_from_numbers() {
+        let access = Access::<Value>::json();
+        let key = FieldKey::new(&access, "key", &["a".into(), "b".into()]).unwrap();
+        let render = |v: Value| {
+            let mut s = String::new();
+            key.render(&v, &mut s);
+            s
+        };
+        assert_ne!(render(json!({"a": null})), render(json!({})));
+        assert_ne!(render(json!({"a": "1"})), render(json!({"a": 1})));
+        assert_ne!(render(json!({"a": "x\ny"})), render(json!({"a": "x", "b": "y"})));
+        assert_eq!(render(json!({"a": 1, "b": 2, "c": 3})), render(json!({"b": 2, "a": 1})));
     }
 }

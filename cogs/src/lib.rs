@@ -12,6 +12,14 @@
 //! | [`file`](mod@file) | [`FileDrain`](file::FileDrain): appends lines to a file | drain |
 //! | [`stdout`] | [`StdoutDrain`](stdout::StdoutDrain): writes lines to stdout | drain |
 //! | [`tail`] | [`Tail`](tail::Tail): follows files through rotations, checkpointed | supply |
+//! | [`fields`] | [`SetFields`](fields::SetFields), [`Rename`](fields::Rename), [`Remove`](fields::Remove) | step |
+//! | [`filter`](mod@filter) | [`Filter`](filter::Filter): keeps or drops by field conditions | step |
+//! | [`timestamp`] | [`Timestamp`](timestamp::Timestamp): parses a time into RFC 3339 or epoch | step |
+//! | [`anonymize`] | [`Anonymize`](anonymize::Anonymize): truncates or pseudonymizes IP addresses | step |
+//! | [`window`] | [`Dedup`](window::Dedup), [`Aggregate`](window::Aggregate): per key, per time window | step |
+//! | [`ratelimit`] | [`RateLimit`](ratelimit::RateLimit): token bucket per key | step |
+//! | [`sample`] | [`Sample`](sample::Sample): one in N, or with a probability | step |
+//! | [`stats`] | [`Stats`](stats::Stats): logs per-cog counters | step |
 //!
 //! A tail pipeline by hand, decoding JSON lines and writing them back out:
 //!
@@ -44,17 +52,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod anonymize;
 pub mod app;
 pub mod config;
 pub mod daemon;
 pub mod fields;
 pub mod file;
+pub mod filter;
 pub mod json;
 pub mod lines;
+pub mod ratelimit;
 pub mod registry;
+pub mod sample;
+pub mod stats;
 pub mod stdin;
 pub mod stdout;
 pub mod tail;
+pub mod timestamp;
+pub mod window;
 
 /// What can go wrong when building the cogs of this crate.
 #[derive(Debug, thiserror::Error)]

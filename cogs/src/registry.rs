@@ -20,6 +20,7 @@ use serde_json::Value;
 use tourbillon::{Cog, DynCog, Event, Role};
 
 use crate::config::{deserialize_at, CogConfig, CogSettings, ConfigError, Layered};
+use crate::stats::metered;
 use crate::Error;
 
 /// What a constructor knows about where its cog goes.
@@ -77,6 +78,7 @@ impl Registry {
     /// Every cog kind of this crate.
     pub fn standard() -> Registry {
         let mut r = Registry::empty();
+        let board = crate::stats::Board::default();
         r.add("stdin", "supply: lines from standard input, until its end", |s, _| {
             crate::stdin::StdinSupply::new(s)
         });
@@ -98,6 +100,56 @@ impl Registry {
             "set",
             "write fixed values, the host name, the receive time into fields",
             |s, _| crate::fields::SetFields::new(s),
+        );
+        r.add(
+            "rename",
+            "move fields to new paths",
+            metered(&board, "rename", |s, _| crate::fields::Rename::new(s)),
+        );
+        r.add(
+            "remove",
+            "remove fields",
+            metered(&board, "remove", |s, _| crate::fields::Remove::new(s)),
+        );
+        r.add(
+            "filter",
+            "keep or drop by field conditions",
+            metered(&board, "filter", |s, _| crate::filter::Filter::new(s)),
+        );
+        r.add(
+            "timestamp",
+            "parse a time in a field into RFC 3339 or epoch",
+            metered(&board, "timestamp", |s, _| crate::timestamp::Timestamp::new(s)),
+        );
+        r.add(
+            "anonymize",
+            "truncate or pseudonymize IP addresses",
+            metered(&board, "anonymize", |s, _| crate::anonymize::Anonymize::new(s)),
+        );
+        r.add(
+            "dedup",
+            "drop repeats of a key within a time window",
+            metered(&board, "dedup", |s, _| crate::window::Dedup::new(s)),
+        );
+        r.add(
+            "aggregate",
+            "count and sum by key per time window",
+            metered(&board, "aggregate", |s, _| crate::window::Aggregate::new(s)),
+        );
+        r.add(
+            "rate_limit",
+            "at most a rate of data per key (token bucket)",
+            metered(&board, "rate_limit", |s, _| crate::ratelimit::RateLimit::new(s)),
+        );
+        r.add(
+            "sample",
+            "keep one in N, or with a probability",
+            metered(&board, "sample", |s, _| crate::sample::Sample::new(s)),
+        );
+        r.add(
+            "stats",
+            "log per-cog counters every interval, on SIGUSR1, at the end",
+            crate::stats::kind(&board),
         );
         r.add("file", "drain: append lines to a file (reopened on SIGHUP)", |s, _| {
             crate::file::FileDrain::new(s)

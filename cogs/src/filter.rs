@@ -1,0 +1,411 @@
+//! The `filter` cog: keeps or drops data by conditions on their fields.
+//!
+//! ```toml
+//! { kind = "filter", action = "drop", require = "any", conditions = [
+//!     { field = "level", equals = "debug" },
+//!     { field = "status", gte = 500, lt = 600, not = true },
+//!     { field = "path", regex = "^/health" },
+//!     { field = "user", exists = false },
+//! ] }
+//! ```
+//!
+//! A condition names a field and one or more tests, all of which must hold
+//! (`not` turns the result over). `require` says whether all conditions
+//! or any of them make a match; `action` whether a match is kept (and the
+//! rest dropped) or dropped. Dropped data is reported done, so durable
+//! supplies move on.
+//!
+//! Tests on a field that is missing fail (`exists = false` holds). Numbers
+//! compare by value (`1` equals `1.0`); the numeric comparisons also read
+//! numeric strings (`"503"`); `regex` matches strings only.
+
+use std::fmt;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tourbillon::{Cog, Context, Event, Getter, Next};
+
+use crate::fields::{check_path, Access};
+use crate::stats::{Meter, Metered};
+use crate::Error;
+
+/// What [`Filter`] does with data that match.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Keep what matches, drop the rest (the default).
+    #[default]
+    Keep,
+    /// Drop what matches, keep the rest.
+    Drop,
+}
+
+/// How the conditions of a [`Filter`] combine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Require {
+    /// Every condition must hold (the default).
+    #[default]
+    All,
+    /// One condition is enough.
+    Any,
+}
+
+/// One condition of a [`Filter`]: a field and the tests it must pass (at
+/// least one; all must hold).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Condition {
+    /// The field path tested. Required.
+    pub field: String,
+    /// The field equals this value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub equals: Option<Value>,
+    /// The field equals one of these values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<Value>>,
+    /// The field is present and not null (`true`), or not (`false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+    /// The field is a number (or numeric string) greater than this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gt: Option<f64>,
+    /// ... greater than or equal to this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gte: Option<f64>,
+    /// ... less than this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lt: Option<f64>,
+    /// ... less than or equal to this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lte: Option<f64>,
+    /// The field is a string this regular expression matches (anywhere:
+    /// anchor with `^` and `$`; syntax of the `regex` crate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// Turn the result over. Default false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not: bool,
+}
+
+/// Settings of [`Filter`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterSettings {
+    /// `"keep"` (default): keep what matches; `"drop"`: drop it.
+    pub action: Action,
+    /// `"all"` (default): every condition must hold; `"any"`: one is enough.
+    pub require: Require,
+    /// The conditions; at least one. Default none.
+    pub conditions: Vec<Condition>,
+}
+
+impl FilterSettings {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.compile().map(|_| ())
+    }
+
+    fn compile(&self) -> Result<Vec<(String, Vec<Test>, bool)>, Error> {
+        if self.conditions.is_empty() {
+            return Err(Error::setting(
+                "conditions",
+                "required: at least one { field = ..., equals/one_of/exists/gt/gte/lt/lte/regex = ... }",
+            ));
+        }
+        self.conditions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                c.compile(&format!("conditions[{i}]"))
+                    .map(|t| (c.field.clone(), t, c.not))
+            })
+            .collect()
+    }
+}
+
+/// One test of a condition, compiled.
+#[derive(Clone, Debug)]
+enum Test {
+    Equals(Value),
+    OneOf(Vec<Value>),
+    Exists(bool),
+    Gt(f64),
+    Gte(f64),
+    Lt(f64),
+    Lte(f64),
+    Regex(Regex),
+}
+
+impl Condition {
+    fn compile(&self, key: &str) -> Result<Vec<Test>, Error> {
+        check_path(&format!("{key}.field"), &self.field)?;
+        let mut tests = Vec::new();
+        if let Some(v) = &self.equals {
+            tests.push(Test::Equals(v.clone()));
+        }
+        if let Some(vs) = &self.one_of {
+            tests.push(Test::OneOf(vs.clone()));
+        }
+        if let Some(e) = self.exists {
+            tests.push(Test::Exists(e));
+        }
+        for (name, bound, make) in [
+            ("gt", self.gt, Test::Gt as fn(f64) -> Test),
+            ("gte", self.gte, Test::Gte),
+            ("lt", self.lt, Test::Lt),
+            ("lte", self.lte, Test::Lte),
+        ] {
+            if let Some(b) = bound {
+                if !b.is_finite() {
+                    return Err(Error::setting(&format!("{key}.{name}"), "must be a finite number"));
+                }
+                tests.push(make(b));
+            }
+        }
+        if let Some(r) = &self.regex {
+            let re = Regex::new(r).map_err(|e| Error::setting(&format!("{key}.regex"), e.to_string()))?;
+            tests.push(Test::Regex(re));
+        }
+        if tests.is_empty() {
+            return Err(Error::setting(
+                key,
+                "a condition needs a test: equals, one_of, exists, gt, gte, lt, lte or regex",
+            ));
+        }
+        Ok(tests)
+    }
+}
+
+/// Two JSON values are equal, numbers by value.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        _ => a == b,
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+impl Test {
+    fn holds(&self, v: Option<&Value>) -> bool {
+        match (self, v) {
+            (Test::Exists(want), v) => *want == v.is_some_and(|v| !v.is_null()),
+            (_, None) => false,
+            (Test::Equals(x), Some(v)) => same(v, x),
+            (Test::OneOf(xs), Some(v)) => xs.iter().any(|x| same(v, x)),
+            (Test::Gt(b), Some(v)) => number(v).is_some_and(|n| n > *b),
+            (Test::Gte(b), Some(v)) => number(v).is_some_and(|n| n >= *b),
+            (Test::Lt(b), Some(v)) => number(v).is_some_and(|n| n < *b),
+            (Test::Lte(b), Some(v)) => number(v).is_some_and(|n| n <= *b),
+            (Test::Regex(re), Some(v)) => v.as_str().is_some_and(|s| re.is_match(s)),
+        }
+    }
+}
+
+impl fmt::Display for Test {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Test::Equals(v) => write!(f, "== {v}"),
+            Test::OneOf(vs) => write!(f, "in {}", Value::Array(vs.clone())),
+            Test::Exists(true) => f.write_str("exists"),
+            Test::Exists(false) => f.write_str("missing"),
+            Test::Gt(b) => write!(f, "> {b}"),
+            Test::Gte(b) => write!(f, ">= {b}"),
+            Test::Lt(b) => write!(f, "< {b}"),
+            Test::Lte(b) => write!(f, "<= {b}"),
+            Test::Regex(re) => write!(f, "=~ /{re}/"),
+        }
+    }
+}
+
+struct Compiled<D> {
+    field: Getter<D, Value>,
+    tests: Vec<Test>,
+    not: bool,
+}
+
+impl<D> Compiled<D> {
+    fn holds(&self, datum: &D) -> bool {
+        let v = self.field.get(datum);
+        self.tests.iter().all(|t| t.holds(v)) != self.not
+    }
+}
+
+/// Keeps or drops data by conditions on their fields; see the [module docs](self).
+pub struct Filter<D = Event> {
+    settings: FilterSettings,
+    conditions: Vec<Compiled<D>>,
+    access: Access<D>,
+    meter: Meter,
+}
+
+impl<D> fmt::Debug for Filter<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Filter")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Filter<Event> {
+    /// A `filter` cog for events.
+    pub fn new(settings: FilterSettings) -> Result<Self, Error> {
+        Filter::with_access(settings, Access::event())
+    }
+}
+
+impl<D: 'static> Filter<D> {
+    /// A `filter` cog reaching fields through `access`.
+    pub fn with_access(settings: FilterSettings, access: Access<D>) -> Result<Self, Error> {
+        let conditions = settings
+            .compile()?
+            .into_iter()
+            .map(|(field, tests, not)| Compiled {
+                field: access.getter(&field),
+                tests,
+                not,
+            })
+            .collect();
+        Ok(Filter {
+            settings,
+            conditions,
+            access,
+            meter: Meter::default(),
+        })
+    }
+
+    /// True if `datum` matches the conditions (whatever the action).
+    pub fn matches(&self, datum: &D) -> bool {
+        match self.settings.require {
+            Require::All => self.conditions.iter().all(|c| c.holds(datum)),
+            Require::Any => self.conditions.iter().any(|c| c.holds(datum)),
+        }
+    }
+}
+
+impl<D: 'static> Metered for Filter<D> {
+    fn meter(&self) -> Meter {
+        self.meter.clone()
+    }
+}
+
+impl<D: 'static> Cog<D> for Filter<D> {
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        self.meter.took(self.access.size(&datum));
+        if self.matches(&datum) == (self.settings.action == Action::Keep) {
+            self.meter.emitted();
+            ctx.emit(datum)
+        } else {
+            self.meter.dropped();
+            ctx.discard(&datum)
+        }
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let action = match self.settings.action {
+            Action::Keep => "keep",
+            Action::Drop => "drop",
+        };
+        let join = match self.settings.require {
+            Require::All => " and ",
+            Require::Any => " or ",
+        };
+        write!(f, "filter {action} if ")?;
+        for (i, (c, compiled)) in self.settings.conditions.iter().zip(&self.conditions).enumerate() {
+            if i > 0 {
+                f.write_str(join)?;
+            }
+            if c.not {
+                f.write_str("not ")?;
+            }
+            f.write_str("(")?;
+            for (j, t) in compiled.tests.iter().enumerate() {
+                if j > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{} {t}", c.field)?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn filter(conditions: Value, require: Require) -> Filter<Value> {
+        let conditions = serde_json::from_value(conditions).unwrap();
+        let s = FilterSettings {
+            require,
+            conditions,
+            ..FilterSettings::default()
+        };
+        Filter::with_access(s, Access::json()).unwrap()
+    }
+
+    #[test]
+    fn numbers_compare_by_value_and_numeric_strings_count_for_comparisons() {
+        let f = filter(json!([{ "field": "status", "gte": 500, "lt": 600 }]), Require::All);
+        assert!(f.matches(&json!({"status": 503})));
+        assert!(f.matches(&json!({"status": "500"})));
+        assert!(!f.matches(&json!({"status": 600.0})));
+        assert!(!f.matches(&json!({"status": "n/a"})));
+        assert!(!f.matches(&json!({})));
+        let eq = filter(json!([{ "field": "n", "equals": 1 }]), Require::All);
+        assert!(eq.matches(&json!({"n": 1.0})));
+        assert!(!eq.matches(&json!({"n": "1"})), "a string is not a number for equals");
+    }
+
+    #[test]
+    fn exists_regex_one_of_and_not() {
+        let f = filter(
+            json!([
+                { "field": "user", "exists": false },
+                { "field": "path", "regex": "^/health" },
+                { "field": "level", "one_of": ["debug", "trace"], "not": true },
+            ]),
+            Require::Any,
+        );
+        assert!(
+            f.matches(&json!({"user": null, "level": "debug"})),
+            "null counts as missing"
+        );
+        assert!(f.matches(&json!({"user": "u", "path": "/healthz", "level": "debug"})));
+        assert!(f.matches(&json!({"user": "u", "level": "info"})));
+        assert!(!f.matches(&json!({"user": "u", "path": "/x", "level": "trace"})));
+    }
+
+    #[test]
+    fn a_bad_regex_and_an_empty_condition_are_refused_with_their_key() {
+        let bad: FilterSettings = serde_json::from_value(json!({
+            "conditions": [{ "field": "a", "equals": 1 }, { "field": "b", "regex": "(" }]
+        }))
+        .unwrap();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("conditions[1].regex: "));
+        let empty: FilterSettings = serde_json::from_value(json!({ "conditions": [{ "field": "a" }] })).unwrap();
+        assert!(empty
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("conditions[0]: a condition needs a test"));
+        assert!(FilterSettings::default().validate().is_err());
+    }
+}

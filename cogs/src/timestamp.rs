@@ -1,0 +1,806 @@
+//! The `timestamp` cog: parses a time out of a field and writes it back as
+//! RFC 3339 (UTC) or as epoch seconds or milliseconds.
+//!
+//! Formats are tried in the order given:
+//!
+//! | format | reads |
+//! |---|---|
+//! | `rfc3339` | `2024-03-01T12:00:00.250+01:00` (`T`, `t` or a space between date and time; `Z` or an offset) |
+//! | `epoch_secs` | a number or numeric string of seconds since 1970, fractions allowed (`1709294400.25`) |
+//! | `epoch_millis`, `epoch_micros`, `epoch_nanos` | the same in smaller units |
+//! | a pattern with `%` | strftime-like, below |
+//!
+//! Pattern directives: `%Y` year (4 digits), `%m` month, `%d` day, `%e`
+//! day (space-padded), `%H` hour, `%M` minute, `%S` second, `%f` fraction
+//! digits, `%b` / `%h` month name (3 letters, any case), `%B` full month
+//! name, `%a` / `%A` weekday name (read and ignored), `%z` offset (`Z`,
+//! `+01`, `+0100`, `+01:00`), `%Z` `UTC`/`GMT`/`Z`, `%s` epoch seconds,
+//! `%T` = `%H:%M:%S`, `%F` = `%Y-%m-%d`, `%%` a `%`. A space matches one
+//! or more spaces; other characters match themselves. A pattern needs a
+//! year (`%Y`, `%F` or `%s`); without an offset the time is taken as UTC.
+//! Apache's `%d/%b/%Y:%H:%M:%S %z` reads `10/Oct/2000:13:55:36 -0700`.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
+
+use crate::fields::{check_path, Access};
+use crate::stats::{Meter, Metered};
+use crate::Error;
+
+/// An instant as seconds and nanoseconds since 1970-01-01 UTC (seconds may
+/// be negative; nanoseconds are always in `0..1e9`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Time {
+    /// Whole seconds since the epoch (floor).
+    pub secs: i64,
+    /// Nanoseconds past `secs`.
+    pub nanos: u32,
+}
+
+impl Time {
+    /// From a system time.
+    pub fn from_system(t: SystemTime) -> Time {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Time {
+                secs: d.as_secs() as i64,
+                nanos: d.subsec_nanos(),
+            },
+            Err(e) => Time::from_nanos(-(e.duration().as_nanos() as i128)),
+        }
+    }
+
+    /// From nanoseconds since the epoch.
+    pub fn from_nanos(n: i128) -> Time {
+        Time {
+            secs: n.div_euclid(1_000_000_000) as i64,
+            nanos: n.rem_euclid(1_000_000_000) as u32,
+        }
+    }
+
+    /// Nanoseconds since the epoch.
+    pub fn as_nanos(self) -> i128 {
+        i128::from(self.secs) * 1_000_000_000 + i128::from(self.nanos)
+    }
+
+    /// Milliseconds since the epoch (floor).
+    pub fn as_millis(self) -> i64 {
+        self.secs * 1000 + i64::from(self.nanos / 1_000_000)
+    }
+
+    /// RFC 3339 in UTC with `digits` digits of fraction (0 to 9):
+    /// `2026-11-23T14:05:09.120Z`.
+    pub fn rfc3339(self, digits: u32) -> String {
+        let (days, rem) = (self.secs.div_euclid(86_400), self.secs.rem_euclid(86_400));
+        let (year, month, day) = civil_from_days(days);
+        let mut s = format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        );
+        let digits = digits.min(9);
+        if digits > 0 {
+            let frac = self.nanos / 10u32.pow(9 - digits);
+            s.push_str(&format!(".{frac:0width$}", width = digits as usize));
+        }
+        s.push('Z');
+        s
+    }
+
+    /// RFC 3339 with as many fraction digits as the time needs: none, 3, 6 or 9.
+    pub fn rfc3339_auto(self) -> String {
+        let digits = match self.nanos {
+            0 => 0,
+            n if n % 1_000_000 == 0 => 3,
+            n if n % 1_000 == 0 => 6,
+            _ => 9,
+        };
+        self.rfc3339(digits)
+    }
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        _ => 28,
+    }
+}
+
+/// Broken-down time as read, before it is checked.
+#[derive(Default)]
+struct Parts {
+    year: Option<i64>,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    nanos: u32,
+    offset_secs: i64,
+    epoch: Option<i64>,
+}
+
+impl Parts {
+    fn time(&self) -> Option<Time> {
+        if let Some(secs) = self.epoch {
+            return Some(Time {
+                secs,
+                nanos: self.nanos,
+            });
+        }
+        let year = self.year?;
+        let (month, day) = (self.month.max(1), self.day.max(1));
+        if month > 12 || day > days_in_month(year, month) || self.hour > 23 || self.minute > 59 || self.second > 60 {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        let secs = days * 86_400 + i64::from(self.hour * 3600 + self.minute * 60 + self.second) - self.offset_secs;
+        Some(Time {
+            secs,
+            nanos: self.nanos,
+        })
+    }
+}
+
+/// A cursor over the text being parsed.
+struct Input<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Input<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Between `min` and `max` digits.
+    fn digits(&mut self, min: usize, max: usize) -> Option<(u64, usize)> {
+        let start = self.i;
+        let mut n = 0u64;
+        while self.i - start < max {
+            match self.peek() {
+                Some(b @ b'0'..=b'9') => {
+                    n = n * 10 + u64::from(b - b'0');
+                    self.i += 1;
+                }
+                _ => break,
+            }
+        }
+        let count = self.i - start;
+        (count >= min).then_some((n, count))
+    }
+
+    fn number(&mut self, min: usize, max: usize) -> Option<u32> {
+        self.digits(min, max).map(|(n, _)| n as u32)
+    }
+
+    /// A fraction's digits (1 to 9 kept, more read and dropped) as nanoseconds.
+    fn fraction(&mut self) -> Option<u32> {
+        let (n, count) = self.digits(1, 9)?;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.i += 1;
+        }
+        Some(n as u32 * 10u32.pow(9 - count as u32))
+    }
+
+    /// `Z`, or `+hh`, `+hhmm`, `+hh:mm` (and `-`).
+    fn offset(&mut self) -> Option<i64> {
+        if self.eat(b'Z') || self.eat(b'z') {
+            return Some(0);
+        }
+        let sign = match self.peek()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        self.i += 1;
+        let h = self.number(2, 2)?;
+        self.eat(b':');
+        let m = self.number(2, 2).unwrap_or(0);
+        if h > 23 || m > 59 {
+            return None;
+        }
+        Some(sign * i64::from(h * 3600 + m * 60))
+    }
+
+    /// One of `names` (any case), its index; the longest that fits.
+    fn name(&mut self, names: &[&str]) -> Option<usize> {
+        let rest = &self.s[self.i..];
+        let (i, len) = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n.as_bytes()))
+            .map(|(i, n)| (i, n.len()))
+            .max_by_key(|&(_, len)| len)?;
+        self.i += len;
+        Some(i)
+    }
+
+    fn done(&self) -> bool {
+        self.i == self.s.len()
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+];
+const DAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+fn rfc3339(text: &str) -> Option<Time> {
+    let mut p = Parts::default();
+    let mut s = Input {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    p.year = Some(i64::from(s.number(4, 4)?));
+    s.eat(b'-').then_some(())?;
+    p.month = s.number(2, 2)?;
+    s.eat(b'-').then_some(())?;
+    p.day = s.number(2, 2)?;
+    (s.eat(b'T') || s.eat(b't') || s.eat(b' ')).then_some(())?;
+    p.hour = s.number(2, 2)?;
+    s.eat(b':').then_some(())?;
+    p.minute = s.number(2, 2)?;
+    s.eat(b':').then_some(())?;
+    p.second = s.number(2, 2)?;
+    if s.eat(b'.') || s.eat(b',') {
+        p.nanos = s.fraction()?;
+    }
+    p.offset_secs = s.offset()?;
+    s.done().then_some(())?;
+    p.time()
+}
+
+/// A number of `unit` nanoseconds since the epoch, from a JSON number or a
+/// numeric string.
+fn epoch(v: &Value, unit: i128) -> Option<Time> {
+    let nanos = match v {
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i128::from(i).checked_mul(unit)?,
+            None => float_nanos(n.as_f64()?, unit)?,
+        },
+        Value::String(s) => {
+            let s = s.trim();
+            match s.parse::<i64>() {
+                Ok(i) => i128::from(i).checked_mul(unit)?,
+                Err(_) => float_nanos(s.parse().ok()?, unit)?,
+            }
+        }
+        _ => return None,
+    };
+    // Within the years 0 to 9999: anything else is not a time we can print.
+    const MIN: i128 = -62_167_219_200 * 1_000_000_000;
+    const MAX: i128 = 253_402_300_799 * 1_000_000_000;
+    (MIN..=MAX).contains(&nanos).then(|| Time::from_nanos(nanos))
+}
+
+fn float_nanos(f: f64, unit: i128) -> Option<i128> {
+    let n = f * unit as f64;
+    (n.is_finite() && n.abs() < 1e30).then_some(n.round() as i128)
+}
+
+/// One step of a pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Item {
+    Literal(u8),
+    Spaces,
+    Year,
+    Month,
+    Day,
+    DaySpaced,
+    Hour,
+    Minute,
+    Second,
+    Fraction,
+    MonthName,
+    Weekday,
+    Offset,
+    Zone,
+    Epoch,
+}
+
+fn compile(pattern: &str) -> Result<Vec<Item>, String> {
+    let mut items = Vec::new();
+    let mut chars = pattern.bytes();
+    while let Some(b) = chars.next() {
+        if b == b' ' {
+            if items.last() != Some(&Item::Spaces) {
+                items.push(Item::Spaces);
+            }
+            continue;
+        }
+        if b != b'%' {
+            items.push(Item::Literal(b));
+            continue;
+        }
+        let d = chars.next().ok_or("a pattern cannot end with `%`")?;
+        match d {
+            b'Y' => items.push(Item::Year),
+            b'm' => items.push(Item::Month),
+            b'd' => items.push(Item::Day),
+            b'e' => items.push(Item::DaySpaced),
+            b'H' => items.push(Item::Hour),
+            b'M' => items.push(Item::Minute),
+            b'S' => items.push(Item::Second),
+            b'f' => items.push(Item::Fraction),
+            b'b' | b'h' | b'B' => items.push(Item::MonthName),
+            b'a' | b'A' => items.push(Item::Weekday),
+            b'z' => items.push(Item::Offset),
+            b'Z' => items.push(Item::Zone),
+            b's' => items.push(Item::Epoch),
+            b'T' => items.extend([
+                Item::Hour,
+                Item::Literal(b':'),
+                Item::Minute,
+                Item::Literal(b':'),
+                Item::Second,
+            ]),
+            b'F' => items.extend([
+                Item::Year,
+                Item::Literal(b'-'),
+                Item::Month,
+                Item::Literal(b'-'),
+                Item::Day,
+            ]),
+            b'%' => items.push(Item::Literal(b'%')),
+            other => {
+                return Err(format!(
+                    "unknown directive `%{}` (known: %Y %m %d %e %H %M %S %f %b %h %B %a %A %z %Z %s %T %F %%)",
+                    other as char
+                ))
+            }
+        }
+    }
+    if !items.iter().any(|i| matches!(i, Item::Year | Item::Epoch)) {
+        return Err("a pattern needs a year (%Y, %F) or epoch seconds (%s)".into());
+    }
+    Ok(items)
+}
+
+fn pattern(items: &[Item], text: &str) -> Option<Time> {
+    let mut p = Parts::default();
+    let mut s = Input {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    for item in items {
+        match item {
+            Item::Literal(b) => s.eat(*b).then_some(())?,
+            Item::Spaces => {
+                s.eat(b' ').then_some(())?;
+                while s.eat(b' ') {}
+            }
+            Item::Year => {
+                let neg = s.eat(b'-');
+                let y = i64::from(s.number(4, 4)?);
+                p.year = Some(if neg { -y } else { y });
+            }
+            Item::Month => p.month = s.number(1, 2)?,
+            Item::Day => p.day = s.number(1, 2)?,
+            Item::DaySpaced => {
+                s.eat(b' ');
+                p.day = s.number(1, 2)?;
+            }
+            Item::Hour => p.hour = s.number(1, 2)?,
+            Item::Minute => p.minute = s.number(1, 2)?,
+            Item::Second => p.second = s.number(1, 2)?,
+            Item::Fraction => p.nanos = s.fraction()?,
+            Item::MonthName => {
+                let full = s.name(&MONTHS);
+                let m = match full {
+                    Some(m) => m,
+                    None => {
+                        let short: Vec<&str> = MONTHS.iter().map(|m| &m[..3]).collect();
+                        s.name(&short)?
+                    }
+                };
+                p.month = m as u32 + 1;
+            }
+            Item::Weekday => {
+                if s.name(&DAYS).is_none() {
+                    let short: Vec<&str> = DAYS.iter().map(|d| &d[..3]).collect();
+                    s.name(&short)?;
+                }
+            }
+            Item::Offset => p.offset_secs = s.offset()?,
+            Item::Zone => {
+                s.name(&["utc", "gmt", "z"])?;
+            }
+            Item::Epoch => {
+                let neg = s.eat(b'-');
+                let (n, _) = s.digits(1, 18)?;
+                p.epoch = Some(if neg { -(n as i64) } else { n as i64 });
+            }
+        }
+    }
+    s.done().then_some(())?;
+    p.time()
+}
+
+/// One way to read a time; see the [module docs](self).
+#[derive(Clone, Debug)]
+enum Format {
+    Rfc3339,
+    Epoch(i128),
+    Pattern(Vec<Item>),
+}
+
+impl Format {
+    fn parse(&self, v: &Value) -> Option<Time> {
+        match self {
+            Format::Rfc3339 => rfc3339(v.as_str()?),
+            Format::Epoch(unit) => epoch(v, *unit),
+            Format::Pattern(items) => pattern(items, v.as_str()?),
+        }
+    }
+}
+
+fn format_of(text: &str) -> Result<Format, String> {
+    Ok(match text {
+        "rfc3339" => Format::Rfc3339,
+        "epoch_secs" => Format::Epoch(1_000_000_000),
+        "epoch_millis" => Format::Epoch(1_000_000),
+        "epoch_micros" => Format::Epoch(1_000),
+        "epoch_nanos" => Format::Epoch(1),
+        p if p.contains('%') => Format::Pattern(compile(p)?),
+        other => {
+            return Err(format!(
+                "unknown format `{other}` (rfc3339, epoch_secs, epoch_millis, epoch_micros, epoch_nanos, or a \
+                 pattern with %)"
+            ))
+        }
+    })
+}
+
+/// Parses `text` as `format` (a name or pattern, as in the settings).
+///
+/// ```
+/// use tourbillon_cogs::timestamp::parse;
+///
+/// let t = parse("%d/%b/%Y:%H:%M:%S %z", "10/Oct/2000:13:55:36 -0700").unwrap().unwrap();
+/// assert_eq!(t.rfc3339(0), "2000-10-10T20:55:36Z");
+/// assert_eq!(parse("rfc3339", "yesterday").unwrap(), None);
+/// ```
+pub fn parse(format: &str, text: &str) -> Result<Option<Time>, String> {
+    Ok(format_of(format)?.parse(&Value::String(text.to_owned())))
+}
+
+/// How [`Timestamp`] writes the time it read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    /// RFC 3339 in UTC, with the fraction digits the time needs (none, 3,
+    /// 6 or 9): `2024-03-01T11:00:00.250Z`. The default.
+    #[default]
+    Rfc3339,
+    /// Whole seconds since the epoch (a JSON integer, rounded down).
+    EpochSecs,
+    /// Whole milliseconds since the epoch (a JSON integer, rounded down).
+    EpochMillis,
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Output::Rfc3339 => "rfc3339",
+            Output::EpochSecs => "epoch_secs",
+            Output::EpochMillis => "epoch_millis",
+        })
+    }
+}
+
+/// What [`Timestamp`] does with a datum whose field holds no time it can
+/// read (a missing field is left alone and not counted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInvalid {
+    /// Pass it on untouched (counted as an error). The default.
+    #[default]
+    Pass,
+    /// Drop it (counted as an error and dropped; reported done).
+    Drop,
+}
+
+/// Settings of [`Timestamp`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimestampSettings {
+    /// The field path to read. Default `"timestamp"`.
+    pub field: String,
+    /// The field path to write; default none: `field` itself.
+    pub target: Option<String>,
+    /// Formats to try in order (see the [module docs](self)). Default
+    /// `["rfc3339", "epoch_secs"]`.
+    pub formats: Vec<String>,
+    /// `"rfc3339"` (default), `"epoch_secs"` or `"epoch_millis"`.
+    pub output: Output,
+    /// A field that holds no readable time: `"pass"` (default) or `"drop"`.
+    pub on_invalid: OnInvalid,
+}
+
+impl Default for TimestampSettings {
+    fn default() -> Self {
+        TimestampSettings {
+            field: "timestamp".into(),
+            target: None,
+            formats: vec!["rfc3339".into(), "epoch_secs".into()],
+            output: Output::Rfc3339,
+            on_invalid: OnInvalid::Pass,
+        }
+    }
+}
+
+impl TimestampSettings {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.compile().map(|_| ())
+    }
+
+    fn compile(&self) -> Result<Vec<Format>, Error> {
+        check_path("field", &self.field)?;
+        if let Some(t) = &self.target {
+            check_path("target", t)?;
+        }
+        if self.formats.is_empty() {
+            return Err(Error::setting("formats", "at least one format"));
+        }
+        self.formats
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format_of(f).map_err(|m| Error::setting(&format!("formats[{i}]"), m)))
+            .collect()
+    }
+}
+
+/// Parses the time in a field; see the [module docs](self) and [`TimestampSettings`].
+pub struct Timestamp<D = Event> {
+    settings: TimestampSettings,
+    formats: Vec<Format>,
+    field: Getter<D, Value>,
+    target: Setter<D, Option<Value>>,
+    access: Access<D>,
+    meter: Meter,
+}
+
+impl<D> fmt::Debug for Timestamp<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timestamp")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Timestamp<Event> {
+    /// A `timestamp` cog for events.
+    pub fn new(settings: TimestampSettings) -> Result<Self, Error> {
+        Timestamp::with_access(settings, Access::event())
+    }
+}
+
+impl<D: 'static> Timestamp<D> {
+    /// A `timestamp` cog reaching fields through `access`.
+    pub fn with_access(settings: TimestampSettings, access: Access<D>) -> Result<Self, Error> {
+        let formats = settings.compile()?;
+        let field = access.getter(&settings.field);
+        let target = access.writer(settings.target.as_deref().unwrap_or(&settings.field));
+        Ok(Timestamp {
+            settings,
+            formats,
+            field,
+            target,
+            access,
+            meter: Meter::default(),
+        })
+    }
+
+    /// The time in a value, by the first format that reads it.
+    pub fn read(&self, v: &Value) -> Option<Time> {
+        self.formats.iter().find_map(|f| f.parse(v))
+    }
+
+    fn render(&self, t: Time) -> Value {
+        match self.settings.output {
+            Output::Rfc3339 => Value::String(t.rfc3339_auto()),
+            Output::EpochSecs => Value::from(t.secs),
+            Output::EpochMillis => Value::from(t.as_millis()),
+        }
+    }
+}
+
+impl<D: 'static> Metered for Timestamp<D> {
+    fn meter(&self) -> Meter {
+        self.meter.clone()
+    }
+}
+
+impl<D: 'static> Cog<D> for Timestamp<D> {
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        self.meter.took(self.access.size(&datum));
+        let read = self.field.get(&datum).map(|v| self.read(v));
+        let datum = match read {
+            None => datum,
+            Some(Some(t)) => {
+                let v = self.render(t);
+                self.target.set(datum, Some(v))
+            }
+            Some(None) => {
+                self.meter.error();
+                if self.settings.on_invalid == OnInvalid::Drop {
+                    self.meter.dropped();
+                    return ctx.discard(&datum);
+                }
+                datum
+            }
+        };
+        self.meter.emitted();
+        ctx.emit(datum)
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timestamp {} [{}] -> {} as {}",
+            self.settings.field,
+            self.settings.formats.join(", "),
+            self.settings.target.as_deref().unwrap_or(&self.settings.field),
+            self.settings.output
+        )?;
+        if self.settings.on_invalid == OnInvalid::Drop {
+            f.write_str(" on_invalid=drop")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rfc(text: &str) -> Option<String> {
+        rfc3339(text).map(|t| t.rfc3339_auto())
+    }
+
+    #[test]
+    fn rfc3339_is_read_with_offsets_fractions_and_leap_days() {
+        assert_eq!(
+            rfc("2024-03-01T12:00:00.250+01:00").as_deref(),
+            Some("2024-03-01T11:00:00.250Z")
+        );
+        assert_eq!(rfc("2024-02-29 23:59:59Z").as_deref(), Some("2024-02-29T23:59:59Z"));
+        assert_eq!(
+            rfc("1969-12-31T23:59:59.5Z").as_deref(),
+            Some("1969-12-31T23:59:59.500Z")
+        );
+        assert_eq!(
+            rfc("2000-01-01T00:00:00.123456789123Z").as_deref(),
+            Some("2000-01-01T00:00:00.123456789Z")
+        );
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T24:00:00Z",
+            "2024-01-01T00:00:00",
+        ] {
+            assert_eq!(rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn dates_and_day_counts_round_trip_across_centuries() {
+        for days in [-719_468, -1, 0, 1, 10_957, 11_016, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+    }
+
+    #[test]
+    fn epoch_numbers_in_every_unit() {
+        let secs = |v: Value, unit| epoch(&v, unit).map(|t| t.rfc3339_auto());
+        assert_eq!(secs(json!(0), 1_000_000_000).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            secs(json!(1.5), 1_000_000_000).as_deref(),
+            Some("1970-01-01T00:00:01.500Z")
+        );
+        assert_eq!(secs(json!("1000"), 1_000_000).as_deref(), Some("1970-01-01T00:00:01Z"));
+        assert_eq!(secs(json!(-1), 1_000_000_000).as_deref(), Some("1969-12-31T23:59:59Z"));
+        assert_eq!(secs(json!(1e300), 1_000_000_000), None);
+        assert_eq!(secs(json!("soon"), 1_000_000_000), None);
+    }
+
+    #[test]
+    fn patterns_read_apache_syslog_like_and_http_dates() {
+        let p = |pat: &str, text: &str| parse(pat, text).unwrap().map(|t| t.rfc3339_auto());
+        assert_eq!(
+            p("%d/%b/%Y:%H:%M:%S %z", "10/Oct/2000:13:55:36 -0700").as_deref(),
+            Some("2000-10-10T20:55:36Z")
+        );
+        assert_eq!(
+            p("%a, %d %b %Y %T %Z", "Sun, 06 Nov 1994 08:49:37 GMT").as_deref(),
+            Some("1994-11-06T08:49:37Z")
+        );
+        assert_eq!(
+            p("%Y %b %e %T", "2024 Mar  1 10:00:00").as_deref(),
+            Some("2024-03-01T10:00:00Z")
+        );
+        assert_eq!(
+            p("%F %T.%f", "2024-03-01 10:00:00.5").as_deref(),
+            Some("2024-03-01T10:00:00.500Z")
+        );
+        assert_eq!(p("%s", "86400").as_deref(), Some("1970-01-02T00:00:00Z"));
+        assert_eq!(p("%F", "2024-03-01 trailing"), None);
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_with_their_position() {
+        let s = TimestampSettings {
+            formats: vec!["rfc3339".into(), "%Y-%Q".into()],
+            ..TimestampSettings::default()
+        };
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.starts_with("formats[1]: unknown directive `%Q`"), "{e}");
+        let s = TimestampSettings {
+            formats: vec!["%H:%M".into()],
+            ..TimestampSettings::default()
+        };
+        assert!(s.validate().unwrap_err().to_string().contains("needs a year"));
+    }
+}
