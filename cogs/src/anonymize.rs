@@ -18,11 +18,11 @@
 //!
 //! A field may hold an address (`192.0.2.7`, `2001:db8::1`), an address
 //! with a port (`192.0.2.7:8080`, `[2001:db8::1]:443`; the port is kept)
-//! or a comma-separated list of them (`X-Forwarded-For`). An IPv4-mapped
-//! IPv6 address (`::ffff:192.0.2.7`) is treated as the IPv4 address it
-//! maps. Anything else is invalid: counted as an error, never a panic,
-//! and the field is kept, removed or the datum dropped as `on_invalid`
-//! says. A missing field is left alone.
+//! or a comma-separated list of them (`X-Forwarded-For`; written back with
+//! `, ` between them). An IPv4-mapped IPv6 address (`::ffff:192.0.2.7`) is
+//! treated as the IPv4 address it maps. Anything else is invalid: counted
+//! as an error, never a panic, and the field is kept, removed or the datum
+//! dropped as `on_invalid` says. A missing field is left alone.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -502,7 +502,7 @@ impl<D: 'static> Cog<D> for Aggregate<D> {
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "aggregate by={} {}", self.key, self.settings.count_field)?;
+        write!(f, "aggregate by={} count_field={}", self.key, self.settings.count_field)?;
         if !self.settings.sum.is_empty() {
             write!(f, " sum=[{}]", self.settings.sum.join(", "))?;
         }

@@ -451,6 +451,30 @@ fn aggregate_counts_and_sums_by_key_and_emits_at_finish() {
 }
 
 #[test]
+fn a_window_with_too_many_keys_goes_out_early_and_nothing_is_lost() {
+    let a = Aggregate::new(settings(json!({ "by": ["k"], "max_groups": 2 }))).unwrap();
+    let items = ["a", "b", "a", "c", "a"].iter().map(|k| json!({ "k": k })).collect();
+    let r = through(a, items);
+    assert_eq!(
+        data(&r),
+        [
+            json!({"k": "a", "count": 2}),
+            json!({"k": "b", "count": 1}),
+            json!({"k": "c", "count": 1}),
+            json!({"k": "a", "count": 1}),
+        ]
+    );
+    assert_each_acked_once(&r);
+}
+
+#[test]
+fn without_a_key_a_window_is_one_count() {
+    let a = Aggregate::new(settings(json!({ "sum": ["n"] }))).unwrap();
+    let r = through(a, (1..=4).map(|n| json!({ "n": n, "other": "dropped" })).collect());
+    assert_eq!(data(&r), [json!({"count": 4, "n": 10})]);
+}
+
+#[test]
 fn merged_data_are_acked_exactly_once_and_only_after_their_merge_is_written() {
     let a = Aggregate::new(settings(json!({ "by": ["host"] }))).unwrap();
     let r = through(a, web_hits());
