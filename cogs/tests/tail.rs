@@ -389,6 +389,21 @@ fn a_glob_picks_up_a_new_file_while_running() {
 }
 
 #[test]
+fn read_from_end_starts_after_the_last_complete_line() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, "old-1\nold-2\nbeing-writ").unwrap();
+    let mut s = settings(&[&path]);
+    s.read_from = ReadFrom::End;
+    let run = follow(s);
+    wait_until("the tail to open the file", || run.stats.found.get() == 1);
+    append(&path, "ten\nnew-1\n");
+    run.wait_count(2);
+    assert_eq!(texts(&run.stop()), ["being-written", "new-1"]);
+}
+
+#[test]
 fn rotation_by_rename_and_create_reads_the_old_file_to_its_end_first() {
     let _one = exclusive();
     let dir = tempfile::tempdir().unwrap();

@@ -26,7 +26,9 @@
 //! - **copytruncate**: a file shorter than the position read, or whose
 //!   first bytes changed, was truncated: a warning, and it is read again
 //!   from the start. (Lines written between the last read and the
-//!   truncation are only in the copy: logrotate's own caveat.)
+//!   truncation are only in the copy: logrotate's own caveat. Keep the
+//!   copies out of the patterns: each is a new file, and would be read
+//!   whole.)
 //! - **Deletion**: like a rotation; a file of the same name that appears
 //!   later is a new file.
 //! - **Hardlink swaps** (`ln -f new path`): the path now names another
@@ -1146,6 +1148,7 @@ impl<D: 'static> Tail<D> {
     /// (compacting the log) every so often, and when `compact`.
     fn save(&mut self, compact: bool) {
         let Some(store) = self.store.as_mut() else {
+            self.forgotten.clear();
             return;
         };
         // Forgotten before set, as the store replays a change.
@@ -1318,7 +1321,9 @@ impl<D: 'static> Cog<D> for Tail<D> {
             Err(e) => log::error!("tail: cannot bind its timer ({e}); positions will be saved only at the end"),
         }
         if self.settings.partial_line_idle_ms > 0 {
-            self.idle = ctx.after(PARKED, IDLE).ok();
+            // Repeating and parked far ahead, moved to each due time: a
+            // timer bound once, as nothing may be bound while finishing.
+            self.idle = ctx.every(PARKED, IDLE).ok();
         }
         if !self.settings.batch && !ctx.core().inotify() {
             log::info!(
