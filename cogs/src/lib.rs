@@ -61,6 +61,7 @@ pub mod file;
 pub mod filter;
 pub mod json;
 pub mod lines;
+pub mod net;
 pub mod ratelimit;
 pub mod registry;
 pub mod sample;

@@ -87,6 +87,16 @@ impl Registry {
             "supply: follow files and globs through rotation, with checkpoints",
             |s, _| crate::tail::Tail::new(s),
         );
+        r.add(
+            "listen",
+            "supply: frames from TCP or Unix-socket clients, or UDP datagrams",
+            |s, _| crate::net::NetSupply::new(s),
+        );
+        r.add(
+            "connect",
+            "drain: frames to a TCP or Unix-socket peer, reconnecting",
+            |s, _| crate::net::NetDrain::new(s),
+        );
         r.add("lines", "split byte chunks into lines", |s, _| {
             crate::lines::Lines::new(s)
         });
