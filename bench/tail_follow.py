@@ -9,8 +9,13 @@
       `latency_ms median=.. p99=.. max=.. n=..`.
 
   tail_follow.py rate PIPELINE RATE SECONDS
-      Appends events at RATE per second for SECONDS and prints the CPU time
-      the pipeline used per event: `cpu_per_event_us=.. rate=.. events=..`.
+      Runs `PIPELINE --follow IN OUT` (OUT a file), appends events at RATE
+      per second for SECONDS, and prints the CPU time the pipeline used per
+      event: `cpu_per_event_us=.. rate=.. events=..`.
+
+  tail_follow.py rate-rsyslog RSYSLOGD RATE SECONDS
+      The same with rsyslogd (imfile in inotify mode, omfile), passing the
+      lines through unchanged: less work than the JSON pipeline does.
 
   tail_follow.py idle PIPELINE FILES SECONDS
       Follows FILES quiet files (a glob) and prints the CPU the pipeline
@@ -90,31 +95,69 @@ def latency(pipeline, n, interval_ms):
         lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1], lat[-1], len(lat)))
 
 
-def rate(pipeline, per_second, seconds):
+RSYSLOG_CONF = """
+global(workDirectory="{d}/work")
+module(load="imfile" mode="inotify")
+input(type="imfile" file="{d}/in.jsonl" tag="app" ruleset="out")
+template(name="raw" type="string" string="%msg%\\n")
+ruleset(name="out") {{ action(type="omfile" file="{d}/out.jsonl" template="raw") }}
+"""
+
+
+def start_writer_to_file(kind, pipeline, d):
+    """Starts the program under test following d/in.jsonl into d/out.jsonl."""
+    path, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+    if kind == "rsyslog":
+        os.mkdir(os.path.join(d, "work"))
+        conf = os.path.join(d, "rsyslog.conf")
+        with open(conf, "w") as f:
+            f.write(RSYSLOG_CONF.format(d=d))
+        return subprocess.Popen([pipeline, "-n", "-f", conf, "-i", os.path.join(d, "pid")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen([pipeline, "--follow", path, out], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def lines_in(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def rate(kind, pipeline, per_second, seconds):
     with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "in.jsonl")
+        path, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        proc = start(pipeline, path, "-")
-        wait_ready(proc, fd)
-        drained = threading.Thread(target=lambda: [None for _ in proc.stdout])
-        drained.start()
+        proc = start_writer_to_file(kind, pipeline, d)
+        deadline = time.monotonic() + 20
+        while lines_in(out) == 0:
+            if time.monotonic() > deadline:
+                raise SystemExit("%s did not start" % pipeline)
+            os.write(fd, event(-1, 0))
+            time.sleep(0.2)
+        time.sleep(0.5)
+        probes = lines_in(out)
         before = cpu_seconds(proc.pid)
         total = per_second * seconds
         begin = time.monotonic()
-        # Writes in small batches every millisecond, to keep the pace.
         for i in range(total):
             os.write(fd, event(i, 0))
             due = begin + (i + 1) / per_second
             pause = due - time.monotonic()
             if pause > 0.001:
                 time.sleep(pause)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 20
+        while lines_in(out) < probes + total and time.monotonic() < deadline:
+            time.sleep(0.05)
         used = cpu_seconds(proc.pid) - before
+        got = lines_in(out) - probes
         proc.terminate()
         proc.wait()
-        drained.join()
         os.close(fd)
-    print("cpu_per_event_us=%.2f rate=%d events=%d" % (used / total * 1e6, per_second, total))
+    print("%s: cpu_per_event_us=%.2f rate=%d events=%d delivered=%d" % (
+        kind, used / total * 1e6, per_second, total, got))
 
 
 def idle(pipeline, files, seconds):
@@ -138,7 +181,9 @@ def main():
     if mode == "latency":
         latency(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     elif mode == "rate":
-        rate(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        rate("tourbillon", sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "rate-rsyslog":
+        rate("rsyslog", sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif mode == "idle":
         idle(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:

@@ -598,6 +598,10 @@ fn lost_inotify_events_are_made_up_for_by_a_rescan() {
     let path = dir.path().join("a.log");
     fs::write(&path, numbered("a", 0..1)).unwrap();
     let run = follow(settings(&[&dir.path().join("*.log")]));
+    if !run.inotify {
+        eprintln!("skipped: inotify is not usable here, so it cannot overflow");
+        return;
+    }
     run.wait_count(1);
     let noise = dir.path().to_path_buf();
     let (a, b) = (path.clone(), dir.path().join("b.log"));
