@@ -63,6 +63,7 @@ pub mod json;
 pub mod lines;
 pub mod net;
 pub mod ratelimit;
+pub mod rdns;
 pub mod registry;
 pub mod sample;
 pub mod stats;

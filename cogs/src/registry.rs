@@ -97,6 +97,11 @@ impl Registry {
             "drain: frames to a TCP or Unix-socket peer, reconnecting",
             |s, _| crate::net::NetDrain::new(s),
         );
+        r.add(
+            "reverse_dns",
+            "add the host name of an address field (worker threads, cache, never blocks)",
+            |s, _| crate::rdns::ReverseDns::new(s),
+        );
         r.add("lines", "split byte chunks into lines", |s, _| {
             crate::lines::Lines::new(s)
         });
