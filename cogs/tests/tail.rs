@@ -656,6 +656,44 @@ fn a_restart_goes_on_from_the_checkpoint_without_losing_or_repeating_a_line() {
     assert_eq!(second[0].line, 21, "line numbers go on from the checkpoint");
 }
 
+/// A drain that loses what it gets: it never reports it done.
+struct Swallow;
+
+impl Cog<Event> for Swallow {
+    fn role(&self) -> Role {
+        Role::Drain
+    }
+    fn process<N: Next<Event> + ?Sized>(&mut self, _: Event, _: &mut Context<'_, Event, N>) {}
+}
+
+#[test]
+fn positions_advance_only_over_lines_reported_done() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("l", 0..10)).unwrap();
+    let mut s = settings(&[&path]);
+    s.checkpoint_dir = Some(state.clone());
+    s.batch = true;
+    let mut esc = escapement(true);
+    esc.add_train(
+        Train::new("lossy")
+            .ids(Event::id_getter())
+            .cog(Tail::new(s.clone()).unwrap())
+            .cog(Swallow),
+    );
+    assert_eq!(esc.run().unwrap(), Exit::Clean);
+    drop(esc);
+    assert_eq!(saved_positions(&state).unwrap()[0].pos, 0, "nothing was delivered");
+    let (seen, _, _) = batch(s);
+    assert_eq!(texts(&seen), names("l", 0..10), "so everything is read again");
+    assert_eq!(
+        saved_positions(&state).unwrap()[0].pos,
+        fs::metadata(&path).unwrap().len()
+    );
+}
+
 #[test]
 fn a_file_rotated_while_stopped_is_found_by_inode_and_finished() {
     let _one = exclusive();
