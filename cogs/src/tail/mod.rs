@@ -91,7 +91,7 @@ mod glob;
 mod position;
 mod tracked;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -372,6 +372,8 @@ pub struct Tail<D = Event> {
     rescan_all: bool,
     /// Opening a file failed: try again at the next tick.
     retry_rescan: bool,
+    /// Paths that could not be opened (logged once each).
+    failing: HashSet<PathBuf>,
     /// Stopped reading for a congested cog: waiting for `resume`.
     waiting: bool,
     buf: Vec<u8>,
@@ -463,6 +465,7 @@ impl<D: 'static> Tail<D> {
             rescan: None,
             rescan_all: false,
             retry_rescan: false,
+            failing: HashSet::new(),
             waiting: false,
             buf: vec![0; READ_CHUNK.min(settings.read_bytes_per_turn)],
             acks: Acks::default(),
@@ -590,11 +593,22 @@ impl<D: 'static> Tail<D> {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => {
-                log::error!("{}: cannot open: {e}; trying again in a while", path.display());
+                // Once per path, not once per retry (too many open files).
+                if self.failing.insert(path.to_path_buf()) {
+                    log::error!(
+                        "{}: cannot open: {e}; trying again every checkpoint interval",
+                        path.display()
+                    );
+                } else {
+                    log::debug!("{}: cannot open: {e}", path.display());
+                }
                 self.retry_rescan = true;
                 return;
             }
         };
+        if self.failing.remove(path) {
+            log::info!("{}: opened at last", path.display());
+        }
         if let Some(&slot) = self.by_inode.get(&file.key()) {
             // Renamed between the stat and the open, onto a file we have.
             if let Some(known) = self.file(slot) {
