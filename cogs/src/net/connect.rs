@@ -115,6 +115,9 @@ impl Conn {
 
 const SOCKET: u64 = 0;
 const TIMER: u64 = 1;
+const FLUSH: u64 = 2;
+/// Unwritten bytes that make a write happen at once rather than at the end of the burst.
+const WRITE_AT: usize = 64 * 1024;
 const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Counts of a [`NetDrain`]; clones share them.
@@ -153,6 +156,8 @@ pub struct NetDrain<D = Event> {
     connecting_since: Option<Instant>,
     congested: bool,
     finishing: bool,
+    /// A write at the end of this burst of data is queued.
+    flush_queued: bool,
     stats: NetDrainStats,
     scratch: Vec<u8>,
 }
@@ -218,6 +223,7 @@ impl<D: 'static> NetDrain<D> {
             connecting_since: None,
             congested: false,
             finishing: false,
+            flush_queued: false,
             stats: NetDrainStats::default(),
             scratch: Vec::new(),
         })
@@ -410,7 +416,16 @@ impl<D: 'static> Cog<D> for NetDrain<D> {
         if self.buf.len() >= self.settings.buffer_bytes && self.settings.when_full == WhenFull::Block {
             self.congested = true;
         }
-        self.write(ctx);
+        // One write per burst of data (or per 64 KiB), not one per datum.
+        let unwritten = (self.end() - self.written) as usize;
+        if unwritten >= WRITE_AT || self.finishing {
+            self.write(ctx);
+        } else if !self.flush_queued {
+            self.flush_queued = ctx.enqueue(FLUSH).is_ok();
+            if !self.flush_queued {
+                self.write(ctx);
+            }
+        }
     }
 
     fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
@@ -445,6 +460,10 @@ impl<D: 'static> Cog<D> for NetDrain<D> {
                         }
                     }
                 }
+                self.write(ctx);
+            }
+            (FLUSH, _) => {
+                self.flush_queued = false;
                 self.write(ctx);
             }
             (TIMER, _) => {

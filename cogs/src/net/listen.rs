@@ -348,6 +348,10 @@ impl NetSupply {
                         self.emit(&mut c, f, ctx);
                     }
                     self.clients[idx] = Some(c);
+                    if n < want {
+                        // A short read: the socket is drained (no need to see WouldBlock).
+                        break None;
+                    }
                     if let Err(big) = pushed {
                         break Some(Some(big.0));
                     }
