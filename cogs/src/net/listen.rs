@@ -348,12 +348,12 @@ impl NetSupply {
                         self.emit(&mut c, f, ctx);
                     }
                     self.clients[idx] = Some(c);
+                    if let Err(big) = pushed {
+                        break Some(Some(big.0));
+                    }
                     if n < want {
                         // A short read: the socket is drained (no need to see WouldBlock).
                         break None;
-                    }
-                    if let Err(big) = pushed {
-                        break Some(Some(big.0));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
