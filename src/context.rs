@@ -70,39 +70,49 @@ pub struct Context<'a, D, N: ?Sized> {
     pub(crate) next: &'a mut N,
     pub(crate) train: &'a TrainShared<D>,
     pub(crate) cog: u32,
-    /// In `process`: what the cog emits, it passes on from upstream (a
-    /// capture records a supply's own data only).
-    relaying: bool,
+    /// The capture's tap, in a supply's own callbacks when the train is
+    /// captured: what it emits there is recorded. `None` everywhere else,
+    /// `process` included (a supply passing on what reached it), so the
+    /// check in `emit` folds away where nothing is captured.
+    tap: Option<&'a Tap<D>>,
 }
 
 impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
+    #[inline]
     pub(crate) fn new(core: &'a mut Core, next: &'a mut N, train: &'a TrainShared<D>, cog: u32) -> Self {
         Context {
             core,
             next,
             train,
             cog,
-            relaying: false,
+            tap: None,
         }
     }
 
-    /// The context of a `process` call.
+    /// The context of a callback other than `process`: a supply's emits
+    /// are captured if its train is.
     #[inline]
-    pub(crate) fn relay(core: &'a mut Core, next: &'a mut N, train: &'a TrainShared<D>, cog: u32) -> Self {
+    pub(crate) fn callback(
+        core: &'a mut Core,
+        next: &'a mut N,
+        train: &'a TrainShared<D>,
+        cog: u32,
+        supply: bool,
+    ) -> Self {
         Context {
             core,
             next,
             train,
             cog,
-            relaying: true,
+            tap: if supply { train.tap.as_ref() } else { None },
         }
     }
 
     /// Sends one datum down the train.
     #[inline]
     pub fn emit(&mut self, datum: D) {
-        if let Some(tap) = &self.train.tap {
-            tap.emitted(self.cog, self.relaying, &datum, self.train, self.core);
+        if let Some(tap) = self.tap {
+            tap.input(self.cog, &datum, self.train, self.core);
         }
         self.next.push(datum, self.core, self.train)
     }

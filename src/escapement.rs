@@ -241,7 +241,8 @@ pub struct Escapement {
     replay: Option<Driver>,
     /// The supplies of capturable trains: what a replay swaps out.
     swappable: Vec<CogAddr>,
-    /// Turns in a row a replay had immediate work and kept its clock still.
+    /// Turns in a row a replay's clock stood still; after a turn budget of
+    /// them, it moves even while immediate events keep coming.
     busy_turns: usize,
     /// When a finish that began is forced to `done` (real time).
     finish_by: Option<Instant>,

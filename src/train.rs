@@ -99,8 +99,14 @@ impl<D: 'static> Chain<D> for End {
 impl<D, C: Cog<D>, R: Chain<D>> Next<D> for Link<C, R> {
     #[inline]
     fn push(&mut self, datum: D, core: &mut Core, train: &TrainShared<D>) {
+        // `role` is a constant of the cog's type: this vanishes but at drains.
+        if self.cog.role() == Role::Drain {
+            if let Some(tap) = &train.tap {
+                tap.output(self.index, &datum, train, core);
+            }
+        }
         self.cog
-            .process(datum, &mut Context::relay(core, &mut self.rest, train, self.index))
+            .process(datum, &mut Context::new(core, &mut self.rest, train, self.index))
     }
     fn congested(&self) -> bool {
         self.cog.congested() || self.rest.congested()
@@ -140,36 +146,37 @@ impl<D: 'static, C: Cog<D>, R: Chain<D>> Chain<D> for Link<C, R> {
     }
     fn inject(&mut self, index: u32, datum: D, core: &mut Core, train: &TrainShared<D>) {
         if index == self.index {
-            Context::new(core, &mut self.rest, train, self.index).emit(datum)
+            Context::callback(core, &mut self.rest, train, self.index, true).emit(datum)
         } else {
             self.rest.inject(index, datum, core, train)
         }
     }
     fn start(&mut self, core: &mut Core, train: &TrainShared<D>) {
+        let supply = self.cog.role() == Role::Supply;
         self.cog
-            .start(&mut Context::new(core, &mut self.rest, train, self.index));
+            .start(&mut Context::callback(core, &mut self.rest, train, self.index, supply));
         self.rest.start(core, train)
     }
     fn fire(&mut self, index: u32, key: u64, fired: Fired, core: &mut Core, train: &TrainShared<D>) {
         if index == self.index {
-            self.cog
-                .fire(key, fired, &mut Context::new(core, &mut self.rest, train, self.index))
+            let supply = self.cog.role() == Role::Supply;
+            let mut ctx = Context::callback(core, &mut self.rest, train, self.index, supply);
+            self.cog.fire(key, fired, &mut ctx)
         } else {
             self.rest.fire(index, key, fired, core, train)
         }
     }
     fn notify(&mut self, notice: Broadcast, core: &mut Core, train: &TrainShared<D>) {
-        deliver(
-            &mut self.cog,
-            notice,
-            &mut Context::new(core, &mut self.rest, train, self.index),
-        );
+        let supply = self.cog.role() == Role::Supply;
+        let mut ctx = Context::callback(core, &mut self.rest, train, self.index, supply);
+        deliver(&mut self.cog, notice, &mut ctx);
         self.rest.notify(notice, core, train)
     }
     fn finish(&mut self, index: u32, core: &mut Core, train: &TrainShared<D>) -> Finish {
         if index == self.index {
+            let supply = self.cog.role() == Role::Supply;
             self.cog
-                .finish(&mut Context::new(core, &mut self.rest, train, self.index))
+                .finish(&mut Context::callback(core, &mut self.rest, train, self.index, supply))
         } else {
             self.rest.finish(index, core, train)
         }
@@ -280,7 +287,8 @@ impl<D: 'static> DynRest<'_, D> {
             cogs: rest,
             index: index + 1,
         };
-        let mut ctx: DynContext<'_, D> = Context::new(core, &mut rest, train, index);
+        let supply = train.tap.is_some() && cog.role_dyn() == Role::Supply;
+        let mut ctx: DynContext<'_, D> = Context::callback(core, &mut rest, train, index, supply);
         Some(f(cog.as_mut(), &mut ctx))
     }
 }
@@ -293,7 +301,12 @@ impl<D: 'static> Next<D> for DynRest<'_, D> {
                     cogs: rest,
                     index: self.index + 1,
                 };
-                cog.process_dyn(datum, &mut Context::relay(core, &mut rest, train, self.index))
+                if let Some(tap) = &train.tap {
+                    if cog.role_dyn() == Role::Drain {
+                        tap.output(self.index, &datum, train, core);
+                    }
+                }
+                cog.process_dyn(datum, &mut Context::new(core, &mut rest, train, self.index))
             }
             None => End.push(datum, core, train),
         }

@@ -873,7 +873,15 @@ fn a_capture_is_readable_while_written_and_a_torn_tail_is_no_error() {
     let _g = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("live.tbcap");
-    let (gate, mut go) = UnixStream::pair().unwrap();
+    let (gate, go) = UnixStream::pair().unwrap();
+    // Opens the gate however this test ends, so the run always ends too.
+    struct Opener(UnixStream);
+    impl Drop for Opener {
+        fn drop(&mut self) {
+            let _ = self.0.write_all(b"g");
+        }
+    }
+    let go = Opener(go);
     let run = {
         let capture = capture.clone();
         let out = dir.path().join("out");
@@ -909,7 +917,7 @@ fn a_capture_is_readable_while_written_and_a_torn_tail_is_no_error() {
     }
     assert!(!run.is_finished());
     assert_eq!(reader.next().unwrap(), None, "nothing more before the gate opens");
-    go.write_all(b"g").unwrap();
+    drop(go);
     run.join().unwrap();
     while let Some(entry) = reader.next().unwrap() {
         entries.push(entry);
@@ -1029,4 +1037,119 @@ fn a_timer_reads_the_loop_s_clock_at_its_deadline_and_the_clock_never_goes_back(
         .map(|(deadline, _)| (*deadline - base).as_millis() as u64)
         .collect();
     assert_eq!(at_deadline, [10, 10, 20, 30], "each timer read its own deadline");
+}
+
+#[test]
+fn a_train_built_at_run_time_is_captured_and_replayed_like_a_static_one() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let train = |supply: Box<dyn tourbillon::DynCog<Event>>, out: &Path, probe: &Probe| {
+        let mut train = Train::dynamic("lines").ids(Event::id_getter());
+        train.push(supply);
+        train.push(Box::new(Quiet::new(Duration::from_millis(30))));
+        train.push(Box::new(Window::new(Duration::from_millis(100))));
+        train.push(Box::new(LinesOut::new(out, probe.clone())));
+        train.capturable()
+    };
+    let live = Probe::default();
+    let mut esc = quiet()
+        .capture(CaptureOptions::new(path("live.tbcap")))
+        .build()
+        .unwrap();
+    esc.add_train(train(
+        Box::new(Ticker::new(Duration::from_millis(7), 50)),
+        &path("live.out"),
+        &live,
+    ));
+    esc.run().unwrap();
+    drop(esc);
+
+    let replayed = Probe::default();
+    let mut esc = quiet()
+        .replay(ReplayOptions::new(path("live.tbcap")).strict(true))
+        .capture(CaptureOptions::new(path("replay.tbcap")))
+        .build()
+        .unwrap();
+    esc.add_train(train(
+        Box::new(Ticker::new(Duration::from_secs(3600), 1)),
+        &path("replay.out"),
+        &replayed,
+    ));
+    assert!(esc.listing().contains("supply  ticker"), "{}", esc.listing());
+    esc.run().unwrap();
+    assert_eq!(
+        fs::read(path("replay.out")).unwrap(),
+        fs::read(path("live.out")).unwrap()
+    );
+    assert_eq!(replayed.offsets(), live.offsets());
+    match compare(path("live.tbcap"), path("replay.tbcap")).unwrap() {
+        Comparison::Same { outputs } => assert_eq!(outputs, live.offsets().len() as u64),
+        Comparison::Different(d) => panic!("{d}"),
+    }
+}
+
+/// Passes data on, and keeps the loop busy: it re-queues itself on every
+/// turn until the escapement finishes.
+struct Spinner;
+
+impl Cog<Event> for Spinner {
+    fn start<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+        ctx.enqueue(0).unwrap();
+    }
+    fn fire<N: Next<Event> + ?Sized>(&mut self, _: u64, _: Fired, ctx: &mut Context<'_, Event, N>) {
+        // Refused once this cog got `finish`: then it stops.
+        let _ = ctx.enqueue(0);
+    }
+    fn process<N: Next<Event> + ?Sized>(&mut self, e: Event, ctx: &mut Context<'_, Event, N>) {
+        ctx.emit(e)
+    }
+}
+
+#[test]
+fn a_cog_that_keeps_the_loop_busy_does_not_stall_a_replay() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let train = |supply: Ticker, out: &Path, probe: &Probe| {
+        Train::new("busy")
+            .ids(Event::id_getter())
+            .cog(supply)
+            .cog(Spinner)
+            .cog(Window::new(Duration::from_millis(50)))
+            .cog(LinesOut::new(out, probe.clone()))
+            .capturable()
+    };
+    let live = Probe::default();
+    let mut esc = quiet()
+        .capture(CaptureOptions::new(path("live.tbcap")))
+        .build()
+        .unwrap();
+    esc.add_train(train(
+        Ticker::new(Duration::from_millis(10), 20),
+        &path("live.out"),
+        &live,
+    ));
+    esc.run().unwrap();
+    drop(esc);
+
+    let replayed = Probe::default();
+    let mut esc = quiet().replay(ReplayOptions::new(path("live.tbcap"))).build().unwrap();
+    esc.add_train(train(
+        Ticker::new(Duration::from_secs(3600), 1),
+        &path("replay.out"),
+        &replayed,
+    ));
+    // Should virtual time stand still, this ends the replay early.
+    let remote = esc.core().remote();
+    thread::spawn(move || {
+        thread::sleep(Duration::from_secs(30));
+        let _ = remote.send(|core| core.finish());
+    });
+    esc.run().unwrap();
+    assert_eq!(
+        fs::read(path("replay.out")).unwrap(),
+        fs::read(path("live.out")).unwrap()
+    );
+    assert_eq!(replayed.offsets(), live.offsets());
 }

@@ -2,10 +2,12 @@
 //! trains again on that record, and compare what came out.
 //!
 //! A **capture** records, for every captured train, each datum a supply
-//! emits (not what it passes on from upstream): the datum (serde_json), its
-//! event id, which supply, and the loop's clock at that moment. It also
-//! records what reaches each drain, so two runs can be compared, and the
-//! moment the loop began to finish. Its first records describe each train:
+//! emits in its own callbacks (not what it passes on from upstream in
+//! `process`): the datum (serde_json), its event id, which supply, and the
+//! loop's clock at that moment. It also records what reaches each drain, so
+//! two runs can be compared, and the moment the loop began to finish.
+//! Nothing of this costs anything in a train that is not captured: the
+//! checks fold away where a cog is neither a supply nor a drain. Its first records describe each train:
 //! name, cogs with their settings as they render themselves, and a
 //! fingerprint of all that. The file is framed like the
 //! [state store](crate::store) (length, sequence number, CRC32C; see
@@ -45,8 +47,18 @@
 //!     fn process<N: Next<u64> + ?Sized>(&mut self, n: u64, ctx: &mut Context<'_, u64, N>) { ctx.emit(n) }
 //! }
 //!
+//! /// Prints what reaches it.
+//! struct Print;
+//! impl Cog<u64> for Print {
+//!     fn role(&self) -> Role { Role::Drain }
+//!     fn process<N: Next<u64> + ?Sized>(&mut self, n: u64, ctx: &mut Context<'_, u64, N>) {
+//!         println!("{n}");
+//!         ctx.discard(&n)
+//!     }
+//! }
+//!
 //! fn train(supply: Ticks) -> Train<u64, impl tourbillon::Chain<u64>> {
-//!     Train::new("squares").cog(supply).map(|n| n * n).capturable()
+//!     Train::new("squares").cog(supply).map(|n| n * n).cog(Print).capturable()
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

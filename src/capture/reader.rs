@@ -37,8 +37,7 @@ pub struct Datum {
     /// The train's name.
     pub train: String,
     /// The position in the train of the supply that emitted it, or of the
-    /// drain it reached (from 0; one past the last cog for what left a
-    /// train without a drain).
+    /// drain it reached, from 0.
     pub cog: u32,
     /// That cog's description: the supply's or drain's name.
     pub name: String,
@@ -65,7 +64,7 @@ impl Datum {
 pub enum Entry {
     /// A supply emitted this datum.
     Input(Datum),
-    /// This datum reached a drain (or left a train without one).
+    /// This datum reached a drain.
     Output(Datum),
     /// The loop began to finish, this long after the run began.
     Finish(Duration),
@@ -229,7 +228,7 @@ impl CaptureReader {
                 info.name.clone(),
                 info.cogs
                     .get(rec.c as usize)
-                    .map_or_else(|| "end".to_owned(), |c| c.text.clone()),
+                    .map_or_else(String::new, |c| c.text.clone()),
             ),
             None => (String::new(), String::new()),
         };

@@ -10,7 +10,7 @@ use super::format::{self, Codec, Head, Write};
 use super::{CaptureError, CaptureOptions};
 use crate::context::TrainShared;
 use crate::store::record::{encode_header, FrameError, Kind, MAX_PAYLOAD};
-use crate::{CogInfo, Core, Role};
+use crate::{CogInfo, Core};
 
 /// Frames wait in memory until the end of the loop's turn, or until this
 /// many bytes are waiting.
@@ -38,22 +38,25 @@ impl std::fmt::Debug for CaptureWriter {
 }
 
 impl CaptureWriter {
-    /// Creates (or truncates) the capture file and writes its header and
-    /// `Begin` record.
+    /// Creates (or replaces) the capture file with its header and `Begin`
+    /// record. The file appears whole: a reader never finds it empty.
     pub(crate) fn create(options: &CaptureOptions, now: Instant) -> Result<Self, CaptureError> {
         let path = options.path.clone();
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let io = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CaptureError::Io { op, path, source }
+        };
         let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&path)
-            .map_err(|source| CaptureError::Io {
-                op: "create",
-                path: path.clone(),
-                source,
-            })?;
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
         let mut writer = CaptureWriter {
-            path,
+            path: tmp.clone(),
             file,
             buf: encode_header(Kind::Capture, 0).to_vec(),
             seq: 0,
@@ -65,8 +68,15 @@ impl CaptureWriter {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let by = concat!("tourbillon ", env!("CARGO_PKG_VERSION"));
-        writer.append(&Write::Begin { started_ms, by }, "the header")?;
-        writer.flush()?;
+        let begun = writer
+            .append(&Write::Begin { started_ms, by }, "the header")
+            .and_then(|()| writer.flush())
+            .and_then(|()| std::fs::rename(&tmp, &path).map_err(io("rename into place", &path)));
+        if let Err(e) = begun {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        writer.path = path;
         Ok(writer)
     }
 
@@ -102,20 +112,6 @@ impl CaptureWriter {
         cogs: &[CogInfo],
         codec: Codec<D>,
     ) -> Result<Option<Tap<D>>, CaptureError> {
-        let len = cogs.len();
-        let inputs: Box<[bool]> = cogs.iter().map(|c| self.inputs && c.role == Role::Supply).collect();
-        let drains = cogs.iter().any(|c| c.role == Role::Drain);
-        // What an emit of cog i reaches: cog i + 1, or the end of the train
-        // (the output of a train without a drain).
-        let outputs: Box<[bool]> = (0..len)
-            .map(|i| {
-                self.outputs
-                    && match cogs.get(i + 1) {
-                        Some(next) => next.role == Role::Drain,
-                        None => !drains,
-                    }
-            })
-            .collect();
         let fingerprint = format::fingerprint(name, cogs);
         let cogs = cogs
             .iter()
@@ -129,15 +125,15 @@ impl CaptureWriter {
             },
             "a train record",
         )?;
-        if !inputs.iter().chain(outputs.iter()).any(|&on| on) {
+        if !self.inputs && !self.outputs {
             return Ok(None);
         }
         Ok(Some(Tap {
             record: codec.record,
             name: name.into(),
             train: tr,
-            inputs,
-            outputs,
+            inputs: self.inputs,
+            outputs: self.outputs,
         }))
     }
 
@@ -187,69 +183,63 @@ fn frame_error(e: FrameError) -> String {
     }
 }
 
-/// What a captured train records when its cogs emit: the emits of its
-/// supplies (not what they pass on from upstream), and what reaches its
-/// drains.
+/// What a captured train records: what its supplies emit in their own
+/// callbacks (not what they pass on from upstream), and what reaches its
+/// drains. Its contexts call it; a capture that fails stops, with an error
+/// logged, and the run goes on.
 pub(crate) struct Tap<D> {
     record: fn(&mut Vec<u8>, u64, &Head, &D) -> Result<(), FrameError>,
     name: String,
     train: u32,
-    /// By cog: its own emits are recorded as `In`.
-    inputs: Box<[bool]>,
-    /// By cog: what it emits reaches a drain (or leaves a drainless train),
-    /// recorded as `Out`.
-    outputs: Box<[bool]>,
+    inputs: bool,
+    outputs: bool,
 }
 
 impl<D> Tap<D> {
-    /// Cog `cog` emits `datum`; `relaying` when it passes on what reached
-    /// it from upstream. A capture that fails stops, with an error logged:
-    /// the run goes on.
+    /// Supply `cog` emits `datum`.
     #[inline(never)]
-    pub(crate) fn emitted(&self, cog: u32, relaying: bool, datum: &D, train: &TrainShared<D>, core: &mut Core) {
-        let i = cog as usize;
-        let input = !relaying && self.inputs.get(i) == Some(&true);
-        let output = self.outputs.get(i) == Some(&true);
-        if !input && !output {
-            return;
+    pub(crate) fn input(&self, cog: u32, datum: &D, train: &TrainShared<D>, core: &mut Core) {
+        if self.inputs {
+            self.write(true, cog, datum, train, core)
         }
+    }
+
+    /// `datum` reaches drain `cog`.
+    #[inline(never)]
+    pub(crate) fn output(&self, cog: u32, datum: &D, train: &TrainShared<D>, core: &mut Core) {
+        if self.outputs {
+            self.write(false, cog, datum, train, core)
+        }
+    }
+
+    fn write(&self, input: bool, cog: u32, datum: &D, train: &TrainShared<D>, core: &mut Core) {
         let Some(writer) = core.capture.as_mut() else { return };
         let now = core.clock.now();
         let (instant, fired) = core.fired;
-        let mut head = Head {
-            input: true,
+        let head = Head {
+            input,
             tr: self.train,
             c: cog,
             t: writer.stamp(now),
             id: train.id_of(datum).map(|id| id.0),
             n: core.next_id,
-            k: if instant == now { fired } else { 0 },
+            k: if input && instant == now { fired } else { 0 },
         };
-        let mut result = Ok(());
-        if input {
-            result = self.write(writer, &head, datum);
-        }
-        if output && result.is_ok() {
-            head.input = false;
-            head.c = cog + 1;
-            result = self.write(writer, &head, datum);
-        }
-        if result.is_ok() && writer.buf.len() >= FLUSH_AT {
-            result = writer.flush();
+        let mut result =
+            (self.record)(&mut writer.buf, writer.seq + 1, &head, datum).map_err(|e| CaptureError::Encode {
+                what: format!("a datum of train {}, cog {}", self.name, cog + 1),
+                reason: frame_error(e),
+            });
+        if result.is_ok() {
+            writer.seq += 1;
+            if writer.buf.len() >= FLUSH_AT {
+                result = writer.flush();
+            }
         }
         if let Err(e) = result {
             log::error!("capture to {} stops: {e}", writer.path.display());
             core.capture = None;
         }
-    }
-
-    fn write(&self, writer: &mut CaptureWriter, head: &Head, datum: &D) -> Result<(), CaptureError> {
-        (self.record)(&mut writer.buf, writer.seq + 1, head, datum).map_err(|e| CaptureError::Encode {
-            what: format!("a datum of train {}, cog {}", self.name, head.c + 1),
-            reason: frame_error(e),
-        })?;
-        writer.seq += 1;
-        Ok(())
     }
 }
 
