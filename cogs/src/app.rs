@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
+use tourbillon::capture::{CaptureOptions, CaptureReader, Entry, Pace, ReplayOptions};
 use tourbillon::{Escapement, Event, Exit, Train};
 
 use crate::config::{self, Config, ConfigErrors, KeyPath, Sources, TrainConfig};
@@ -23,7 +24,9 @@ Examples:
   tourbillon train /etc/tourbillon.toml         print the trains with effective settings
   tourbillon train --dot /etc/tourbillon.toml | dot -Tsvg > trains.svg
   TOURBILLON__LOG__LEVEL=debug tourbillon run /etc/tourbillon.toml
-  tourbillon run /etc/tourbillon.toml --set trains.web.cogs[0].batch=true";
+  tourbillon run /etc/tourbillon.toml --set trains.web.cogs[0].batch=true
+  tourbillon run /etc/tourbillon.toml --capture today.tbcap
+  tourbillon replay today.tbcap /etc/tourbillon.toml --compare";
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -56,6 +59,40 @@ pub enum Command {
         /// A file or glob for the built-in default to follow; repeatable.
         #[arg(long, value_name = "PATH")]
         input: Vec<String>,
+        /// Record what the supplies emit and what reaches the drains into
+        /// this capture file, for `tourbillon replay`.
+        #[arg(long, value_name = "FILE")]
+        capture: Option<PathBuf>,
+        /// `--set` overrides.
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Run the trains of CONFIG (or the built-in default) again on a
+    /// capture: supplies are replaced by what they recorded, timers follow
+    /// the recorded clock. Prints a summary; with --compare, exit 1 if the
+    /// drains got anything different.
+    Replay {
+        /// The capture file (from `tourbillon run --capture`).
+        capture: PathBuf,
+        /// The configuration the capture was made with (default: the built-in one).
+        config: Option<PathBuf>,
+        /// For the built-in default: the --input given when it was captured.
+        #[arg(long, value_name = "PATH")]
+        input: Vec<String>,
+        /// `fastest` (default), `recorded`, or a multiple of the recorded speed (`10`).
+        #[arg(long, default_value = "fastest")]
+        pace: String,
+        /// Refuse trains whose cogs or settings differ from the captured ones
+        /// (default: warn and go on).
+        #[arg(long)]
+        strict: bool,
+        /// Capture the replay too, into this file.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+        /// Compare what reached the drains with the capture (implies a record
+        /// of the replay, in a temporary file unless --record is given).
+        #[arg(long)]
+        compare: bool,
         /// `--set` overrides.
         #[command(flatten)]
         overrides: Overrides,
@@ -292,18 +329,153 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
         Command::Run {
             config,
             input,
+            capture,
             overrides,
         } => {
             if config.is_some() && !input.is_empty() {
                 eprintln!("tourbillon: --input is for the built-in default; with CONFIG, list the files in a tail cog");
                 return 2;
             }
-            run(sources(config, &input, overrides), registry)
+            let mode = Mode {
+                capture: capture.map(CaptureOptions::new),
+                replay: None,
+            };
+            run(sources(config, &input, overrides), registry, mode)
+        }
+        Command::Replay {
+            capture,
+            config,
+            input,
+            pace,
+            strict,
+            record,
+            compare,
+            overrides,
+        } => {
+            let pace = match pace.as_str() {
+                "fastest" => Pace::Fastest,
+                "recorded" => Pace::Recorded(1.0),
+                n => match n.parse::<f64>() {
+                    Ok(x) if x > 0.0 && x.is_finite() => Pace::Recorded(x),
+                    _ => {
+                        eprintln!("tourbillon: --pace `{n}`: expected fastest, recorded or a positive multiple");
+                        return 2;
+                    }
+                },
+            };
+            replay(
+                sources(config, &input, overrides),
+                registry,
+                ReplayArgs {
+                    capture,
+                    pace,
+                    strict,
+                    record,
+                    compare,
+                },
+            )
         }
     }
 }
 
-fn run(sources: Sources, registry: &Registry) -> i32 {
+/// Capture or replay, for [`run`].
+#[derive(Default)]
+struct Mode {
+    capture: Option<CaptureOptions>,
+    replay: Option<ReplayOptions>,
+}
+
+struct ReplayArgs {
+    capture: PathBuf,
+    pace: Pace,
+    strict: bool,
+    record: Option<PathBuf>,
+    compare: bool,
+}
+
+/// What a capture holds, for the progress line and the summary.
+fn survey(path: &std::path::Path) -> Result<(u64, u64, Duration), String> {
+    let mut reader = CaptureReader::open(path).map_err(|e| e.to_string())?;
+    let (mut inputs, mut outputs, mut span) = (0, 0, Duration::ZERO);
+    while let Some(entry) = reader.next().map_err(|e| e.to_string())? {
+        match entry {
+            Entry::Input(d) => {
+                inputs += 1;
+                span = span.max(d.at);
+            }
+            Entry::Output(d) => {
+                outputs += 1;
+                span = span.max(d.at);
+            }
+            Entry::Finish(at) => span = span.max(at),
+        }
+    }
+    Ok((inputs, outputs, span))
+}
+
+fn replay(sources: Sources, registry: &Registry, args: ReplayArgs) -> i32 {
+    let (inputs, outputs, span) = match survey(&args.capture) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tourbillon: {e}");
+            return 1;
+        }
+    };
+    let tmp = tempfile_path(&args.capture);
+    let record = args.record.clone().or_else(|| args.compare.then(|| tmp.clone()));
+    let mode = Mode {
+        capture: record.clone().map(CaptureOptions::new),
+        replay: Some(ReplayOptions::new(&args.capture).pace(args.pace).strict(args.strict)),
+    };
+    let started = std::time::Instant::now();
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()).then_some(span);
+    let code = run_with(sources, registry, mode, progress);
+    let took = started.elapsed();
+    eprintln!(
+        "replayed {} ({inputs} inputs, {outputs} outputs over {:.1}s recorded) in {:.2}s",
+        args.capture.display(),
+        span.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    if code != 0 {
+        return code;
+    }
+    let mut code = 0;
+    if let (true, Some(r)) = (args.compare, &record) {
+        match tourbillon::capture::compare(&args.capture, r) {
+            Ok(tourbillon::capture::Comparison::Same { outputs }) => {
+                println!("same: the drains got the same {outputs} data");
+            }
+            Ok(tourbillon::capture::Comparison::Different(d)) => {
+                println!("different: {d}");
+                code = 1;
+            }
+            Err(e) => {
+                eprintln!("tourbillon: compare: {e}");
+                code = 1;
+            }
+        }
+    }
+    if args.record.is_none() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    code
+}
+
+fn tempfile_path(capture: &std::path::Path) -> PathBuf {
+    let name = format!(
+        ".{}.replay-{}",
+        capture.file_name().and_then(|n| n.to_str()).unwrap_or("capture"),
+        std::process::id()
+    );
+    std::env::temp_dir().join(name)
+}
+
+fn run(sources: Sources, registry: &Registry, mode: Mode) -> i32 {
+    run_with(sources, registry, mode, None)
+}
+
+fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<Duration>) -> i32 {
     // Everything that can be wrong with the configuration is found before
     // anything happens, while errors still reach the terminal.
     let (config, trains) = match load_and_build(&sources, registry) {
@@ -353,15 +525,21 @@ fn run(sources: Sources, registry: &Registry) -> i32 {
         Ok((_, t)) => t,
         Err(e) => return fail(&mut ready, e.to_string()),
     };
-    let mut esc = match Escapement::builder()
-        .finish_deadline(Duration::from_secs(config.daemon.finish_deadline_secs))
-        .build()
-    {
+    let mut builder = Escapement::builder().finish_deadline(Duration::from_secs(config.daemon.finish_deadline_secs));
+    if let Some(c) = mode.capture {
+        builder = builder.capture(c);
+    }
+    if let Some(r) = mode.replay {
+        builder = builder.replay(r);
+    }
+    let mut esc = match builder.build() {
         Ok(e) => e,
         Err(e) => return fail(&mut ready, format!("tourbillon: {e}")),
     };
     for t in built {
-        let mut train = Train::dynamic(t.config.name.clone()).ids(Event::id_getter());
+        let mut train = Train::dynamic(t.config.name.clone())
+            .ids(Event::id_getter())
+            .capturable();
         for c in t.cogs {
             train.push(c.cog);
         }
@@ -384,6 +562,33 @@ fn run(sources: Sources, registry: &Registry) -> i32 {
                 core.finish();
             } else {
                 log::info!("daemon: running as uid {} gid {}", id.uid, id.gid);
+            }
+        });
+    }
+    if let Some(span) = progress {
+        // A progress line on the terminal, from a thread that asks the loop
+        // for its (virtual) clock: nothing of it is bound on the loop.
+        let remote = esc.core().remote();
+        let t0 = esc.core().now();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(250));
+            let sent = remote.send(move |core| {
+                let at = core.now().saturating_duration_since(t0);
+                let pct = if span.is_zero() {
+                    100.0
+                } else {
+                    100.0 * at.as_secs_f64() / span.as_secs_f64()
+                };
+                eprint!(
+                    "\rreplay: {:5.1}%  ({:.1}s of {:.1}s recorded)",
+                    pct.min(100.0),
+                    at.as_secs_f64(),
+                    span.as_secs_f64()
+                );
+            });
+            if sent.is_err() {
+                eprintln!();
+                return;
             }
         });
     }

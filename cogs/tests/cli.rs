@@ -279,3 +279,65 @@ fn version_and_help_with_examples() {
         text(&h.stdout)
     );
 }
+
+#[test]
+fn a_captured_run_replays_to_the_same_output_and_a_changed_train_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let body = "[log]\nlevel = \"error\"\n[trains.main]\ncogs = [\n  { kind = \"stdin\" },\n  \
+                { kind = \"json_decode\", on_error = \"wrap\" },\n  { kind = \"set\", fields = { p = \"cap\" } },\n  \
+                { kind = \"json_encode\" },\n  { kind = \"file\", path = \"out.jsonl\" },\n]\n";
+    write(d, "c.toml", body);
+    let live = run_with_stdin(
+        tourbillon(d, &["run", "c.toml", "--capture", "live.tbcap"]),
+        b"{\"a\":1}\nnot json\n{\"b\":2}\n",
+    );
+    assert_eq!(live.status.code(), Some(0), "{}", text(&live.stderr));
+    assert_eq!(
+        std::fs::read_to_string(d.join("out.jsonl")).unwrap(),
+        "{\"a\":1,\"p\":\"cap\"}\n{\"message\":\"not json\",\"p\":\"cap\"}\n{\"b\":2,\"p\":\"cap\"}\n"
+    );
+
+    let same = tourbillon(d, &["replay", "live.tbcap", "c.toml", "--compare"])
+        .output()
+        .unwrap();
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stderr));
+    assert_eq!(text(&same.stdout), "same: the drains got the same 3 data\n");
+    assert!(
+        text(&same.stderr).contains("replayed live.tbcap (3 inputs, 3 outputs"),
+        "{}",
+        text(&same.stderr)
+    );
+
+    let changed = [
+        "replay",
+        "live.tbcap",
+        "c.toml",
+        "--compare",
+        "--set",
+        "trains.main.cogs[2].fields.p=\"x\"",
+    ];
+    let diff = tourbillon(d, &changed).output().unwrap();
+    assert_eq!(diff.status.code(), Some(1));
+    assert!(
+        text(&diff.stdout).starts_with("different: train main drain 5"),
+        "{}",
+        text(&diff.stdout)
+    );
+
+    let strict = [
+        "replay",
+        "live.tbcap",
+        "c.toml",
+        "--strict",
+        "--set",
+        "trains.main.cogs[2].fields.p=\"x\"",
+    ];
+    let refused = tourbillon(d, &strict).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("captured with another train"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
