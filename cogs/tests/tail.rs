@@ -389,6 +389,24 @@ fn a_glob_picks_up_a_new_file_while_running() {
 }
 
 #[test]
+fn a_double_star_pattern_follows_files_in_directories_made_later() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let run = follow(settings(&[&dir.path().join("**/*.log")]));
+    std::thread::sleep(Duration::from_millis(50));
+    let deep = dir.path().join("a/b/c");
+    fs::create_dir_all(&deep).unwrap();
+    fs::write(deep.join("x.log"), numbered("deep", 0..3)).unwrap();
+    fs::write(deep.join("x.txt"), numbered("txt", 0..3)).unwrap();
+    run.wait_count(3);
+    append(&deep.join("x.log"), &numbered("deep", 3..4));
+    run.wait_count(4);
+    let seen = run.stop();
+    assert_eq!(texts(&seen), names("deep", 0..4));
+    assert!(seen[0].origin.ends_with("a/b/c/x.log"), "{}", seen[0].origin);
+}
+
+#[test]
 fn read_from_end_starts_after_the_last_complete_line() {
     let _one = exclusive();
     let dir = tempfile::tempdir().unwrap();
