@@ -1,10 +1,10 @@
 //! Running as a well-behaved *nix daemon: detach, pidfile, umask, working
 //! directory, privilege drop, standard streams to `/dev/null`.
 //!
-//! The order matters and [`Daemon`] keeps it: [`detach`](Daemon::detach)
-//! forks before any thread, poll or signal registration exists; the pidfile
-//! is created (exclusively, locked) while still privileged; the privilege
-//! drop comes after what needs root is open.
+//! The order matters, and `tourbillon run` keeps it: [`detach`] forks
+//! before any thread, poll or signal registration exists; the [`Pidfile`] is
+//! created (exclusively, locked) while still privileged; the privilege drop
+//! ([`drop_privileges`]) comes after what needs root is open.
 
 use std::ffi::CString;
 use std::fmt;

@@ -135,7 +135,7 @@ pub struct NetDrainStats {
     pub peak_buffered: Counter,
 }
 
-/// Writes each datum's bytes, framed, to a peer; see the [module docs](self).
+/// Writes each datum's bytes, framed, to a peer; see the [module docs](super).
 pub struct NetDrain<D = Event> {
     settings: NetDrainSettings,
     addr: Address,
