@@ -117,6 +117,39 @@ pub enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Serve the programs of SPEC as newline-delimited JSON on a socket
+    /// (the same as a train with one `program_server` cog).
+    Serve {
+        /// The program spec (TOML; `.json` for JSON).
+        spec: PathBuf,
+        /// Where to listen: `tcp:HOST:PORT`, `HOST:PORT` or `unix:PATH`.
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+        /// Journal runs here; interrupted runs are taken up at start.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// `--set` overrides (`--set log.level=debug`).
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+    /// Run PROGRAM on a program server and print the response; the exit
+    /// status follows its `status`: ok 0, failed 1, compensated 3,
+    /// compensation_failed 4, rejected 5, no answer 6.
+    Call {
+        /// The server: `tcp:HOST:PORT`, `HOST:PORT` or `unix:PATH`.
+        addr: String,
+        /// The program to run.
+        program: String,
+        /// The program's arguments, a JSON object.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// The request id (JSON, or taken as a string).
+        #[arg(long, default_value = "1")]
+        id: String,
+        /// Seconds to wait for the answer; 0 waits forever.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
 }
 
 /// The built-in default train, for `tourbillon run` without a file.
@@ -375,6 +408,23 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
                 },
             )
         }
+        Command::Serve {
+            spec,
+            listen,
+            state_dir,
+            overrides,
+        } => {
+            let mut s = sources(None, &[], overrides);
+            s.embedded = Some(crate::program::serve_config(&spec, &listen, state_dir.as_deref()));
+            run(s, registry, Mode::default())
+        }
+        Command::Call {
+            addr,
+            program,
+            data,
+            id,
+            timeout,
+        } => crate::program::call_command(&addr, &program, &data, &id, timeout),
     }
 }
 

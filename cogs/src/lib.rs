@@ -20,6 +20,7 @@
 //! | [`ratelimit`] | [`RateLimit`](ratelimit::RateLimit): token bucket per key | step |
 //! | [`sample`] | [`Sample`](sample::Sample): one in N, or with a probability | step |
 //! | [`stats`] | [`Stats`](stats::Stats): logs per-cog counters | step |
+//! | [`program`] | [`ProgramCog`](program::ProgramCog), [`ProgramServer`](program::ProgramServer): sequences of steps with rectifiers | step, supply |
 //!
 //! A tail pipeline by hand, decoding JSON lines and writing them back out:
 //!
@@ -62,6 +63,7 @@ pub mod filter;
 pub mod json;
 pub mod lines;
 pub mod net;
+pub mod program;
 pub mod ratelimit;
 pub mod rdns;
 pub mod registry;

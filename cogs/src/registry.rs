@@ -172,6 +172,7 @@ impl Registry {
         r.add("stdout", "drain: write lines to standard output", |s, _| {
             crate::stdout::StdoutDrain::new(s)
         });
+        crate::program::register(&mut r, crate::program::Functions::standard());
         r
     }
 

@@ -1,0 +1,136 @@
+//! `tourbillon call` and `tourbillon serve`, and the cog kinds that serve
+//! programs from a configuration.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::engine::status;
+use super::function::Functions;
+use super::{ProgramCog, ProgramServer};
+use crate::net::Address;
+use crate::registry::Registry;
+
+/// Exit status of `tourbillon call` for a response's `status`: `ok` 0,
+/// `failed` 1, `compensated` 3, `compensation_failed` 4, `rejected` 5
+/// (2 is a usage error; 6 a connection or protocol error).
+pub fn exit_status(status: &str) -> i32 {
+    match status {
+        status::OK => 0,
+        status::FAILED => 1,
+        status::COMPENSATED => 3,
+        status::COMPENSATION_FAILED => 4,
+        status::REJECTED => 5,
+        _ => 6,
+    }
+}
+
+/// Sends one request to a program server and returns its response.
+pub fn call(addr: &str, program: &str, data: Value, id: Value, timeout: Duration) -> Result<Value, String> {
+    let address = Address::parse("ADDR", addr).map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_vec(&json!({ "id": id, "program": program, "data": data })).expect("a Value");
+    line.push(b'\n');
+    let timeout = Some(timeout).filter(|t| !t.is_zero());
+    let response = match address {
+        Address::Tcp(a) => {
+            let s = std::net::TcpStream::connect(a).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            s.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+            exchange(s, &line)
+        }
+        Address::Unix(p) => {
+            let s =
+                std::os::unix::net::UnixStream::connect(&p).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            s.set_read_timeout(timeout).map_err(|e| e.to_string())?;
+            exchange(s, &line)
+        }
+        Address::Udp(_) => return Err("programs are served over TCP or a Unix socket".into()),
+    }
+    .map_err(|e| format!("{addr}: {e}"))?;
+    serde_json::from_str(&response).map_err(|e| format!("{addr}: the response is not JSON: {e}"))
+}
+
+fn exchange<S: std::io::Read + Write>(mut s: S, line: &[u8]) -> std::io::Result<String> {
+    s.write_all(line)?;
+    let mut response = String::new();
+    BufReader::new(s).read_line(&mut response)?;
+    if response.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the server closed the connection without answering",
+        ));
+    }
+    Ok(response)
+}
+
+/// `tourbillon call`: prints the response, returns the exit status.
+pub fn call_command(addr: &str, program: &str, data: &str, id: &str, timeout_secs: u64) -> i32 {
+    let data: Value = match serde_json::from_str(data) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("tourbillon: --data is not valid JSON: {e}");
+            return 2;
+        }
+    };
+    let id = serde_json::from_str(id).unwrap_or_else(|_| Value::String(id.to_owned()));
+    match call(addr, program, data, id, Duration::from_secs(timeout_secs)) {
+        Ok(response) => {
+            println!("{response}");
+            exit_status(response["status"].as_str().unwrap_or_default())
+        }
+        Err(e) => {
+            eprintln!("tourbillon: {e}");
+            6
+        }
+    }
+}
+
+/// The configuration `tourbillon serve` runs: one train with a
+/// `program_server` cog.
+pub fn serve_config(spec: &Path, listen: &str, state_dir: Option<&Path>) -> String {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let quote = |s: String| Value::String(s).to_string();
+    let mut cog = format!(
+        "kind = \"program_server\", spec = {}, listen = {}",
+        quote(abs(spec).display().to_string()),
+        quote(listen.to_owned())
+    );
+    if let Some(dir) = state_dir {
+        cog.push_str(&format!(", state_dir = {}", quote(abs(dir).display().to_string())));
+    }
+    format!("[trains.programs]\ncogs = [{{ {cog} }}]\n")
+}
+
+/// Adds (or replaces) the cog kinds `program` (a request event in, its
+/// response out) and `program_server` (serves programs on a socket), whose
+/// hooks may name `functions`. A binary with its own step functions calls
+/// this on its registry before [`app::main`](crate::app::main):
+///
+/// ```
+/// use serde_json::json;
+/// use tourbillon_cogs::program::{self, Flow, Functions};
+/// use tourbillon_cogs::registry::Registry;
+///
+/// let mut functions = Functions::standard();
+/// functions.add("charge", |call| Flow::Done(json!({ "charged": call.arg("amount").cloned() })));
+/// let mut registry = Registry::standard();
+/// program::register(&mut registry, functions);
+/// // std::process::exit(tourbillon_cogs::app::main(std::env::args_os(), &registry));
+/// # assert!(registry.kinds().contains(&"program_server"));
+/// ```
+pub fn register(registry: &mut Registry, functions: Functions) {
+    let functions = Arc::new(functions);
+    let f = Arc::clone(&functions);
+    registry.add(
+        "program",
+        "run programs: request events in, response events out",
+        move |s, _| ProgramCog::new(s, Arc::clone(&f)),
+    );
+    registry.add(
+        "program_server",
+        "supply: serve programs as newline-delimited JSON on a TCP or Unix socket",
+        move |s, _| ProgramServer::new(s, Arc::clone(&functions)),
+    );
+}

@@ -1,0 +1,112 @@
+//! Programs: named sequences of steps with rectifiers, run on a data pool,
+//! atomic or compensated; served as JSON over a socket.
+//!
+//! # Spec
+//!
+//! A spec (TOML, or JSON) names programs and hooks:
+//!
+//! ```toml
+//! name = "bank"
+//! version = "1"
+//!
+//! [programs.transfer]
+//! description = "move money between two accounts"
+//! hooks = ["debit", "credit", "programs.audit"]
+//! lock = "from"                 # runs with the same `from` wait for each other
+//! recovery = "compensate"       # or "complete": what a restart does with an interrupted run
+//! args.from = { type = "string", required = true }
+//! args.to = { type = "string", required = true }
+//! args.amount = { type = "int", required = true }
+//! args.fail = { type = "bool", default = false, description = "fail on purpose" }
+//! outputs.receipt = { type = "string", required = true }
+//!
+//! [programs.audit]
+//! hooks = ["log"]
+//!
+//! [hooks.debit]
+//! reference = "append_file"                      # a function registered in Rust
+//! args = { path = "/tmp/${from}.ledger", line = "-${amount}" }
+//! rectifiers = ["undo_debit"]
+//! timeout_ms = 2000
+//! retries = 2
+//! retry_delay_ms = 100
+//!
+//! [hooks.undo_debit]
+//! reference = "append_file"
+//! args = { path = "/tmp/${from}.ledger", line = "+${amount} (undo)" }
+//! # ... credit, log, with `dependencies = [...]` to run other hooks just before
+//! ```
+//!
+//! - `programs.NAME`: `hooks` in order (a hook, or `programs.OTHER` to run
+//!   another program nested), `args` and `outputs` (each: `type` in string,
+//!   int, float, list, dict, bool; `required`; `default`; `description`),
+//!   `description`, `lock`, `recovery`.
+//! - `hooks.NAME`: `reference` (a registered function), `args` (strings may
+//!   hold `${name}` references into the data pool: a string that is one
+//!   reference takes the value as it is, an int stays an int; `$${` is a
+//!   literal `${`), `dependencies` (hooks run just before this one, unless
+//!   they already ran), `rectifiers` (hooks that undo it, in order),
+//!   `outputs` (names it adds to the pool, for reference checking),
+//!   `description`, `timeout_ms` (per attempt), `retries`, `retry_delay_ms`.
+//!
+//! [`Spec::load`] checks it all and lists every error with its path:
+//! unknown keys and references, dependency and program cycles, bad types,
+//! defaults of the wrong type, duplicate names, functions not registered.
+//!
+//! # Runs
+//!
+//! A request `{"id": ANY, "program": NAME, "data": {...}}` is checked
+//! against the program's `args` (unknown or missing arguments, wrong
+//! types: answered `rejected`, nothing runs), defaults filled in, and the
+//! data becomes the run's pool. Each step's function gets its resolved
+//! arguments and returns a dict merged into the pool, or fails. When step
+//! *i* fails (after its retries), the rectifiers of the steps done run in
+//! reverse, from step *i-1* down to the first. A nested program is
+//! inlined: a failure inside it undoes its own steps, then those before
+//! it; a failure after it undoes all of its steps, as a unit. At the end,
+//! the pool is filtered to the program's `outputs` and checked (a missing
+//! required output is a failure, compensated like any other).
+//!
+//! The response: `{"id", "status", "outputs", "error": {"step", "message"}
+//! or null, "trace": [...]}` where `status` is `ok`, `failed` (nothing was
+//! undone), `compensated`, `compensation_failed` or `rejected`, and `trace`
+//! lists each step run and each rectifier run, in order. `id` and `status`
+//! never come from the data pool.
+//!
+//! Steps may wait without blocking other runs: a function returns
+//! [`Flow::After`] (a timer), [`Flow::Readable`] / [`Flow::Writable`] (an
+//! fd) or [`Flow::Pending`] with a [`Reply`] answered from another thread.
+//!
+//! # Durability
+//!
+//! With a `state_dir`, each run logs to a [`Store`](tourbillon::Store):
+//! begun, step started, step done (with what it added to the pool), failed,
+//! rectifier run, answered. A restarted host takes up the runs a crash
+//! interrupted: it runs the rectifiers still due (the step in flight
+//! included, so rectifiers must tolerate undoing what did not happen), or,
+//! for `recovery = "complete"`, runs the step in flight again and goes on.
+//!
+//! # Hosts
+//!
+//! - [`ProgramCog`] (kind `program`): a request event in, its response out.
+//! - [`ProgramServer`] (kind `program_server`): newline-delimited JSON
+//!   over TCP or a Unix socket; `tourbillon serve SPEC --listen ADDR`, and
+//!   `tourbillon call ADDR PROGRAM --data JSON` as the client.
+//!
+//! Functions are registered by name in [`Functions`]; see [`register`] for
+//! a binary with its own.
+
+mod cli;
+mod cog;
+mod engine;
+mod function;
+mod journal;
+mod server;
+mod spec;
+
+pub use cli::{call, call_command, exit_status, register, serve_config};
+pub use cog::{ProgramCog, ProgramSettings};
+pub use engine::{rejection, status, ProgramStats, Request};
+pub use function::{Call, Flow, Functions, Reply, Resume, StepFn, StepResult};
+pub use server::{ProgramServer, ProgramServerSettings, ServerStats};
+pub use spec::{ArgSpec, ArgType, Format, HookSpec, PlanStep, ProgramSpec, Recovery, Spec, SpecError, SpecErrors};

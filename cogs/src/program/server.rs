@@ -1,0 +1,623 @@
+//! The `program_server` supply: newline-delimited JSON requests over TCP or
+//! a Unix socket, each answered on its own connection when its run ends.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tourbillon::{Cog, Context, Event, FdId, Finish, Fired, Interest, Next, Role, TimerId};
+
+use super::cog::engine;
+use super::engine::{rejection, Answer, Engine, ProgramStats, Request, ENGINE_KEYS};
+use super::function::Functions;
+use crate::net::Address;
+use crate::{Counter, Error};
+
+/// Settings of [`ProgramServer`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProgramServerSettings {
+    /// Where to listen: `tcp:HOST:PORT` (or `HOST:PORT`) or `unix:PATH`. Required.
+    pub listen: String,
+    /// The spec file: TOML, or JSON if its name ends in `.json`. Required.
+    pub spec: PathBuf,
+    /// Directory of the run journal; see [`ProgramSettings`](super::ProgramSettings).
+    /// Default: none.
+    pub state_dir: Option<PathBuf>,
+    /// Journal without fsync. Default false.
+    pub no_fsync: bool,
+    /// Longest request line, in bytes: a longer one is answered `rejected`
+    /// (and skipped up to its newline); the connection stays. Default
+    /// 1048576 (1 MiB).
+    pub max_request_bytes: usize,
+    /// Clients connected at once at most; more wait in the listen backlog.
+    /// Default 1024.
+    pub max_clients: usize,
+    /// Milliseconds a client with nothing in flight may stay silent before
+    /// it is closed; 0 never. Default 300000 (5 minutes).
+    pub idle_timeout_ms: u64,
+    /// For `unix:`: the socket file's permissions, in octal. Default "660".
+    pub unix_mode: String,
+}
+
+impl Default for ProgramServerSettings {
+    fn default() -> Self {
+        ProgramServerSettings {
+            listen: String::new(),
+            spec: PathBuf::new(),
+            state_dir: None,
+            no_fsync: false,
+            max_request_bytes: 1 << 20,
+            max_clients: 1024,
+            idle_timeout_ms: 300_000,
+            unix_mode: "660".into(),
+        }
+    }
+}
+
+/// What a [`ProgramServer`] counted about connections; clones share the counts.
+#[derive(Clone, Debug, Default)]
+pub struct ServerStats {
+    /// Clients accepted.
+    pub accepted: Counter,
+    /// Clients closed.
+    pub closed: Counter,
+    /// Clients closed for idleness.
+    pub idle_closed: Counter,
+    /// Requests over `max_request_bytes`.
+    pub oversized: Counter,
+    /// Responses whose client had gone.
+    pub orphaned: Counter,
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn raw(&self) -> i32 {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+struct Client {
+    stream: Stream,
+    fd: FdId,
+    peer: Arc<str>,
+    /// The request line read so far.
+    line: Vec<u8>,
+    /// Skipping the rest of an oversized request.
+    skipping: bool,
+    out: Vec<u8>,
+    /// Requests of this client whose runs are in flight.
+    in_flight: usize,
+    /// The client closed its end: answer what is in flight, then close.
+    ended: bool,
+    last_active: Instant,
+    gen: u32,
+}
+
+const LISTEN: u64 = 0;
+const SWEEP: u64 = 1;
+const CLIENT: u64 = 1 << 61;
+const READ_BUDGET: usize = 256 * 1024;
+
+/// Serves programs over a socket: one request per line
+/// (`{"id", "program", "data"}`), one response line per request on the same
+/// connection (`{"id", "status", "outputs", "error", "trace"}`), in the
+/// order runs end. Many clients, many requests per connection; a bad
+/// request gets a `rejected` answer and nothing else changes. Responses
+/// also go down the train as events (for an audit drain).
+pub struct ProgramServer {
+    settings: ProgramServerSettings,
+    addr: Address,
+    unix_mode: u32,
+    engine: Engine,
+    listener: Option<Listener>,
+    listener_fd: Option<FdId>,
+    clients: Vec<Option<Client>>,
+    gens: Vec<u32>,
+    free: Vec<usize>,
+    live: usize,
+    full: bool,
+    buf: Vec<u8>,
+    sweep: Option<TimerId>,
+    finishing: bool,
+    stats: ServerStats,
+}
+
+impl fmt::Debug for ProgramServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProgramServer")
+            .field("listen", &self.settings.listen)
+            .field("engine", &self.engine)
+            .field("clients", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProgramServer {
+    /// The server from its settings and the functions hooks may name; the
+    /// spec is loaded and checked now, the socket bound when the loop starts.
+    pub fn new(settings: ProgramServerSettings, functions: Arc<Functions>) -> Result<ProgramServer, Error> {
+        if settings.listen.is_empty() {
+            return Err(Error::setting(
+                "listen",
+                "required: where to listen (tcp:127.0.0.1:7070, unix:/run/programs.sock)",
+            ));
+        }
+        let addr = Address::parse("listen", &settings.listen)?;
+        if matches!(addr, Address::Udp(_)) {
+            return Err(Error::setting(
+                "listen",
+                "programs are served over TCP or a Unix socket, not UDP",
+            ));
+        }
+        for (key, v) in [
+            ("max_request_bytes", settings.max_request_bytes),
+            ("max_clients", settings.max_clients),
+        ] {
+            if v == 0 {
+                return Err(Error::setting(key, "must be at least 1"));
+            }
+        }
+        let unix_mode = u32::from_str_radix(&settings.unix_mode, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| Error::setting("unix_mode", format!("`{}` is not an octal mode", settings.unix_mode)))?;
+        let engine = engine(
+            &settings.spec,
+            settings.state_dir.as_deref(),
+            settings.no_fsync,
+            functions,
+        )?;
+        Ok(ProgramServer {
+            addr,
+            unix_mode,
+            engine,
+            listener: None,
+            listener_fd: None,
+            clients: Vec::new(),
+            gens: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            full: false,
+            buf: vec![0; 64 * 1024],
+            sweep: None,
+            finishing: false,
+            stats: ServerStats::default(),
+            settings,
+        })
+    }
+
+    /// The counters of its runs.
+    pub fn program_stats(&self) -> ProgramStats {
+        self.engine.stats.clone()
+    }
+
+    /// The counters of its connections.
+    pub fn stats(&self) -> ServerStats {
+        self.stats.clone()
+    }
+
+    fn bind(&self) -> io::Result<Listener> {
+        Ok(match &self.addr {
+            Address::Unix(p) => {
+                // A socket file left by a process that is gone: nobody answers on it.
+                if p.exists() && std::os::unix::net::UnixStream::connect(p).is_err() {
+                    let _ = std::fs::remove_file(p);
+                }
+                let l = UnixListener::bind(p)?;
+                std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(self.unix_mode))?;
+                Listener::Unix(l, p.clone())
+            }
+            Address::Tcp(a) | Address::Udp(a) => Listener::Tcp(TcpListener::bind(*a)?),
+        })
+    }
+
+    fn key(idx: usize, gen: u32) -> u64 {
+        CLIENT | (u64::from(gen) << 32) | idx as u64
+    }
+
+    fn accept<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+        loop {
+            if self.live >= self.settings.max_clients {
+                self.full = true;
+                return;
+            }
+            let accepted = match &self.listener {
+                Some(Listener::Tcp(l)) => l.accept().map(|(s, a)| (Stream::Tcp(s), format!("tcp:{a}"))),
+                Some(Listener::Unix(l, p)) => l
+                    .accept()
+                    .map(|(s, _)| (Stream::Unix(s), format!("unix:{}", p.display()))),
+                None => return,
+            };
+            match accepted {
+                Ok((stream, peer)) => self.add_client(stream, peer, ctx),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::error!("{}: accept failed: {e}", self.addr);
+                    let _ = ctx.enqueue(LISTEN);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_client<N: Next<Event> + ?Sized>(&mut self, stream: Stream, peer: String, ctx: &mut Context<'_, Event, N>) {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.clients.push(None);
+            self.gens.push(0);
+            self.clients.len() - 1
+        });
+        let gen = self.gens[idx];
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let fd = match ctx.register(&stream.raw(), interest, Self::key(idx, gen)) {
+            Ok(fd) => fd,
+            Err(e) => {
+                log::error!("{}: cannot watch client {peer}: {e}; closing it", self.addr);
+                self.free.push(idx);
+                return;
+            }
+        };
+        self.stats.accepted.add(1);
+        self.live += 1;
+        self.clients[idx] = Some(Client {
+            stream,
+            fd,
+            peer: Arc::from(peer),
+            line: Vec::new(),
+            skipping: false,
+            out: Vec::new(),
+            in_flight: 0,
+            ended: false,
+            last_active: ctx.now(),
+            gen,
+        });
+        let _ = ctx.enqueue(Self::key(idx, gen));
+    }
+
+    fn close<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
+        let Some(c) = self.clients[idx].take() else { return };
+        ctx.unregister(c.fd);
+        c.stream.shutdown();
+        self.stats.closed.add(1);
+        self.gens[idx] = self.gens[idx].wrapping_add(1);
+        self.free.push(idx);
+        self.live -= 1;
+        if self.full {
+            self.full = false;
+            let _ = ctx.enqueue(LISTEN);
+        }
+    }
+
+    /// Reads a client until `WouldBlock`, its end or the per-turn budget,
+    /// submitting each request line.
+    fn read_client<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
+        let mut budget = READ_BUDGET;
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut lines: Vec<Result<Vec<u8>, usize>> = Vec::new();
+        let max = self.settings.max_request_bytes;
+        while let Some(c) = self.clients[idx].as_mut() {
+            if c.ended || self.finishing {
+                break;
+            }
+            if budget == 0 {
+                let _ = ctx.enqueue(Self::key(idx, c.gen));
+                break;
+            }
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    c.ended = true;
+                    if !c.line.is_empty() && !c.skipping {
+                        lines.push(Ok(std::mem::take(&mut c.line)));
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    c.last_active = ctx.now();
+                    split_lines(c, &buf[..n], max, &mut lines);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::info!("{}: client {}: {e}", self.addr, c.peer);
+                    c.ended = true;
+                    c.out.clear();
+                    break;
+                }
+            }
+        }
+        self.buf = buf;
+        let gen = self.gens[idx];
+        for line in lines {
+            let tag = Self::key(idx, gen);
+            match line {
+                Ok(line) => self.request(idx, tag, &line, ctx),
+                Err(size) => {
+                    self.stats.oversized.add(1);
+                    let message = format!("request of {size} bytes or more, over the limit of {max} bytes");
+                    self.reply(idx, rejection(Value::Null, message));
+                }
+            }
+        }
+        self.answer(ctx);
+        self.settle(idx, ctx);
+    }
+
+    fn request<N: Next<Event> + ?Sized>(&mut self, idx: usize, tag: u64, line: &[u8], ctx: &mut Context<'_, Event, N>) {
+        match Request::decode(line) {
+            Ok(request) => {
+                if let Some(c) = self.clients[idx].as_mut() {
+                    c.in_flight += 1;
+                }
+                self.engine.submit(request, tag, ctx);
+            }
+            Err((id, message)) => {
+                self.engine.stats.rejected.add(1);
+                self.reply(idx, rejection(id, message));
+            }
+        }
+    }
+
+    /// Queues a response line for a client.
+    fn reply(&mut self, idx: usize, response: Value) {
+        if let Some(c) = self.clients[idx].as_mut() {
+            // Serializing a Value cannot fail.
+            let _ = serde_json::to_writer(&mut c.out, &response);
+            c.out.push(b'\n');
+        }
+    }
+
+    /// Routes the engine's answers to their clients and down the train.
+    fn answer<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+        let mut touched = Vec::new();
+        for Answer { tag, response } in self.engine.take_answers() {
+            let mut origin = None;
+            if let Some(tag) = tag {
+                let idx = (tag & 0xffff_ffff) as usize;
+                let gen = ((tag & !CLIENT) >> 32) as u32;
+                match self.clients.get_mut(idx).and_then(Option::as_mut) {
+                    Some(c) if c.gen == gen => {
+                        c.in_flight -= 1;
+                        c.last_active = ctx.now();
+                        let _ = serde_json::to_writer(&mut c.out, &response);
+                        c.out.push(b'\n');
+                        origin = Some(Arc::clone(&c.peer));
+                        touched.push(idx);
+                    }
+                    _ => self.stats.orphaned.add(1),
+                }
+            }
+            let mut event = Event::new(ctx.next_event_id(), response);
+            event.origin = origin;
+            ctx.emit(event);
+        }
+        touched.dedup();
+        for idx in touched {
+            self.settle(idx, ctx);
+        }
+        self.check_finished(ctx);
+    }
+
+    /// Writes what a client is owed; closes it once it ended and has all its answers.
+    fn settle<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
+        let Some(c) = self.clients[idx].as_mut() else { return };
+        let mut written = 0;
+        let mut broken = false;
+        while written < c.out.len() {
+            match c.stream.write(&c.out[written..]) {
+                Ok(0) => {
+                    broken = true;
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::info!("{}: client {}: {e}", self.addr, c.peer);
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        c.out.drain(..written);
+        if broken {
+            c.out.clear();
+            c.ended = true;
+        }
+        if c.ended && c.in_flight == 0 && c.out.is_empty() {
+            self.close(idx, ctx);
+        }
+    }
+
+    fn sweep<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+        let idle = Duration::from_millis(self.settings.idle_timeout_ms);
+        let now = ctx.now();
+        for idx in 0..self.clients.len() {
+            let stale = self.clients[idx]
+                .as_ref()
+                .is_some_and(|c| c.in_flight == 0 && c.out.is_empty() && now.duration_since(c.last_active) >= idle);
+            if stale {
+                self.stats.idle_closed.add(1);
+                self.close(idx, ctx);
+            }
+        }
+    }
+
+    fn check_finished<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+        if !self.finishing || self.engine.in_flight() > 0 {
+            return;
+        }
+        if self.clients.iter().flatten().any(|c| !c.out.is_empty()) {
+            return;
+        }
+        for idx in 0..self.clients.len() {
+            self.close(idx, ctx);
+        }
+        self.finishing = false;
+        ctx.finished();
+    }
+}
+
+/// Cuts request lines out of `bytes`: `Ok(line)` for each whole one,
+/// `Err(size)` for one over `max` (skipped up to its newline).
+fn split_lines(c: &mut Client, mut bytes: &[u8], max: usize, out: &mut Vec<Result<Vec<u8>, usize>>) {
+    while !bytes.is_empty() {
+        let nl = bytes.iter().position(|&b| b == b'\n');
+        let (chunk, rest, whole) = match nl {
+            Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+            None => (bytes, &[][..], false),
+        };
+        bytes = rest;
+        if c.skipping {
+            if whole {
+                c.skipping = false;
+            }
+            continue;
+        }
+        if c.line.len() + chunk.len() > max + 1 {
+            out.push(Err(c.line.len() + chunk.len()));
+            c.line.clear();
+            c.skipping = !whole;
+            continue;
+        }
+        c.line.extend_from_slice(chunk);
+        if whole {
+            let mut line = std::mem::take(&mut c.line);
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.len() > max {
+                out.push(Err(line.len()));
+            } else if !line.iter().all(u8::is_ascii_whitespace) {
+                out.push(Ok(line));
+            }
+        }
+    }
+}
+
+impl Cog<Event> for ProgramServer {
+    fn role(&self) -> Role {
+        Role::Supply
+    }
+
+    fn start<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+        match self.bind() {
+            Ok(listener) => {
+                let raw = match &listener {
+                    Listener::Tcp(l) => l.as_raw_fd(),
+                    Listener::Unix(l, _) => l.as_raw_fd(),
+                };
+                match ctx.register(&raw, Interest::READABLE, LISTEN) {
+                    Ok(fd) => {
+                        self.listener_fd = Some(fd);
+                        self.listener = Some(listener);
+                        log::info!("serving programs on {}", self.addr);
+                    }
+                    Err(e) => {
+                        log::error!("{}: cannot watch the listener: {e}; finishing", self.addr);
+                        ctx.finish_all();
+                    }
+                }
+            }
+            Err(e) => {
+                log::error!("{}: cannot listen: {e}; finishing", self.addr);
+                ctx.finish_all();
+            }
+        }
+        if self.settings.idle_timeout_ms > 0 {
+            let period = Duration::from_millis((self.settings.idle_timeout_ms / 4).clamp(10, 10_000));
+            self.sweep = ctx.every(period, SWEEP).ok();
+        }
+        self.engine.start(ctx);
+        self.answer(ctx);
+    }
+
+    fn fire<N: Next<Event> + ?Sized>(&mut self, key: u64, fired: Fired, ctx: &mut Context<'_, Event, N>) {
+        if key & ENGINE_KEYS != 0 {
+            self.engine.fire(key, fired, ctx);
+            return self.answer(ctx);
+        }
+        match key {
+            LISTEN => self.accept(ctx),
+            SWEEP => self.sweep(ctx),
+            _ => {
+                let idx = (key & 0xffff_ffff) as usize;
+                let gen = ((key & !CLIENT) >> 32) as u32;
+                if self
+                    .clients
+                    .get(idx)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.gen == gen)
+                {
+                    self.read_client(idx, ctx);
+                }
+            }
+        }
+    }
+
+    fn process<N: Next<Event> + ?Sized>(&mut self, event: Event, ctx: &mut Context<'_, Event, N>) {
+        ctx.emit(event)
+    }
+
+    fn finish<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) -> Finish {
+        self.engine.close();
+        if let Some(fd) = self.listener_fd.take() {
+            ctx.unregister(fd);
+        }
+        if let Some(Listener::Unix(_, path)) = self.listener.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(t) = self.sweep.take() {
+            ctx.cancel(t);
+        }
+        self.finishing = true;
+        self.check_finished(ctx);
+        if self.finishing {
+            Finish::Pending
+        } else {
+            Finish::Done
+        }
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "program_server {} ({})", self.addr, self.settings.spec.display())
+    }
+}
