@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::engine::status;
+use super::engine::{status, write_response};
 use super::function::Functions;
 use super::{ProgramCog, ProgramServer};
 use crate::net::Address;
@@ -77,7 +77,9 @@ pub fn call_command(addr: &str, program: &str, data: &str, id: &str, timeout_sec
     let id = serde_json::from_str(id).unwrap_or_else(|_| Value::String(id.to_owned()));
     match call(addr, program, data, id, Duration::from_secs(timeout_secs)) {
         Ok(response) => {
-            println!("{response}");
+            let mut line = Vec::new();
+            write_response(&mut line, &response);
+            print!("{}", String::from_utf8_lossy(&line));
             exit_status(response["status"].as_str().unwrap_or_default())
         }
         Err(e) => {

@@ -85,6 +85,29 @@ pub fn rejection(id: Value, message: impl Into<String>) -> Value {
     })
 }
 
+/// Writes a response as one line of JSON with its fields in the documented
+/// order: `id`, `status`, `outputs`, `error`, `trace`.
+pub fn write_response(out: &mut Vec<u8>, response: &Value) {
+    #[derive(serde::Serialize)]
+    struct Ordered<'a> {
+        id: &'a Value,
+        status: &'a Value,
+        outputs: &'a Value,
+        error: &'a Value,
+        trace: &'a Value,
+    }
+    let ordered = Ordered {
+        id: &response["id"],
+        status: &response["status"],
+        outputs: &response["outputs"],
+        error: &response["error"],
+        trace: &response["trace"],
+    };
+    // Serializing borrowed Values into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &ordered);
+    out.push(b'\n');
+}
+
 /// What a program host counted; clones share the counts.
 #[derive(Clone, Debug, Default)]
 pub struct ProgramStats {

@@ -106,7 +106,7 @@ mod spec;
 
 pub use cli::{call, call_command, exit_status, register, serve_config};
 pub use cog::{ProgramCog, ProgramSettings};
-pub use engine::{rejection, status, ProgramStats, Request};
+pub use engine::{rejection, status, write_response, ProgramStats, Request};
 pub use function::{Call, Flow, Functions, Reply, Resume, StepFn, StepResult};
 pub use server::{ProgramServer, ProgramServerSettings, ServerStats};
 pub use spec::{ArgSpec, ArgType, Format, HookSpec, PlanStep, ProgramSpec, Recovery, Spec, SpecError, SpecErrors};

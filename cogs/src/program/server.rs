@@ -15,7 +15,7 @@ use serde_json::Value;
 use tourbillon::{Cog, Context, Event, FdId, Finish, Fired, Interest, Next, Role, TimerId};
 
 use super::cog::engine;
-use super::engine::{rejection, Answer, Engine, ProgramStats, Request, ENGINE_KEYS};
+use super::engine::{rejection, write_response, Answer, Engine, ProgramStats, Request, ENGINE_KEYS};
 use super::function::Functions;
 use crate::net::Address;
 use crate::{Counter, Error};
@@ -372,6 +372,7 @@ impl ProgramServer {
                 Ok(line) => self.request(idx, tag, &line, ctx),
                 Err(size) => {
                     self.stats.oversized.add(1);
+                    self.engine.stats.rejected.add(1);
                     let message = format!("request of {size} bytes or more, over the limit of {max} bytes");
                     self.reply(idx, rejection(Value::Null, message));
                 }
@@ -399,9 +400,7 @@ impl ProgramServer {
     /// Queues a response line for a client.
     fn reply(&mut self, idx: usize, response: Value) {
         if let Some(c) = self.clients[idx].as_mut() {
-            // Serializing a Value cannot fail.
-            let _ = serde_json::to_writer(&mut c.out, &response);
-            c.out.push(b'\n');
+            write_response(&mut c.out, &response);
         }
     }
 
@@ -417,8 +416,7 @@ impl ProgramServer {
                     Some(c) if c.gen == gen => {
                         c.in_flight -= 1;
                         c.last_active = ctx.now();
-                        let _ = serde_json::to_writer(&mut c.out, &response);
-                        c.out.push(b'\n');
+                        write_response(&mut c.out, &response);
                         origin = Some(Arc::clone(&c.peer));
                         touched.push(idx);
                     }
