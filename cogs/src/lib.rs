@@ -21,6 +21,7 @@
 //! | [`sample`] | [`Sample`](sample::Sample): one in N, or with a probability | step |
 //! | [`stats`] | [`Stats`](stats::Stats): logs per-cog counters | step |
 //! | [`program`] | [`ProgramCog`](program::ProgramCog), [`ProgramServer`](program::ProgramServer): sequences of steps with rectifiers | step, supply |
+//! | `jetstream` (feature `nats`) | `JetStreamSupply`, `JetStreamDrain`, `RejectStep`: NATS JetStream, at least once | supply, drain, step |
 //!
 //! A tail pipeline by hand, decoding JSON lines and writing them back out:
 //!
@@ -60,6 +61,8 @@ pub mod daemon;
 pub mod fields;
 pub mod file;
 pub mod filter;
+#[cfg(feature = "nats")]
+pub mod jetstream;
 pub mod json;
 pub mod lines;
 pub mod net;

@@ -102,6 +102,8 @@ impl Registry {
             "add the host name of an address field (worker threads, cache, never blocks)",
             |s, _| crate::rdns::ReverseDns::new(s),
         );
+        #[cfg(feature = "nats")]
+        crate::jetstream::register(&mut r);
         r.add("lines", "split byte chunks into lines", |s, _| {
             crate::lines::Lines::new(s)
         });

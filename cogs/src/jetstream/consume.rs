@@ -1,0 +1,869 @@
+//! The `jetstream_consume` supply: messages of a durable pull consumer as
+//! events, acked when they are done; and the `jetstream_reject` step.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::AckKind;
+use async_nats::Subject;
+use futures_util::{FutureExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Semaphore;
+use tourbillon::accessor::Json;
+use tourbillon::{Cog, CogRemote, Context, Event, EventId, Finish, Fired, Getter, Next, Role};
+
+use super::{Auth, Backoff};
+use crate::{Counter, Error};
+
+/// Where a consumer created by the supply starts reading its stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deliver {
+    /// Every message still in the stream. The default.
+    #[default]
+    All,
+    /// Only messages stored after the consumer is created.
+    New,
+    /// The last message, then the new ones.
+    Last,
+}
+
+/// Settings of [`JetStreamSupply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumeSettings {
+    /// NATS servers to connect to. Default `["nats://127.0.0.1:4222"]`.
+    pub servers: Vec<String>,
+    /// Credentials and TLS, by file names. Default none.
+    pub auth: Auth,
+    /// The stream to read. Required.
+    pub stream: String,
+    /// Create the stream if it does not exist, over `subjects` (file
+    /// storage). Default false: it must exist.
+    pub create_stream: bool,
+    /// The subjects of a stream this supply creates. Default: `[stream + ".>"]`.
+    pub subjects: Vec<String>,
+    /// The durable pull consumer's name. Processes that name the same
+    /// consumer split its messages between them. Required.
+    pub consumer: String,
+    /// Create the consumer if it does not exist, with the settings below.
+    /// Default true. An existing consumer keeps its own settings.
+    pub create_consumer: bool,
+    /// Only messages on this subject (wildcards allowed) reach a consumer
+    /// this supply creates. Default: every subject of the stream.
+    pub filter_subject: Option<String>,
+    /// Where a created consumer starts: `"all"` (default), `"new"`, `"last"`.
+    /// `start_sequence` or `start_time` override it, for replays.
+    pub deliver: Deliver,
+    /// Start a created consumer at this stream sequence. Default none.
+    pub start_sequence: Option<u64>,
+    /// Start a created consumer at the first message stored at or after this
+    /// time (RFC 3339, `2026-01-02T03:04:05Z`). Default none.
+    pub start_time: Option<String>,
+    /// Milliseconds the server waits for an ack before delivering a message
+    /// again; longer than the train can take with an event. Default 30000.
+    pub ack_wait_ms: u64,
+    /// Deliveries of a message before it is given up: a message rejected on
+    /// its last delivery is termed. 0: no limit. Default 5.
+    pub max_deliver: u32,
+    /// Messages delivered and not yet acked, for all processes sharing the
+    /// consumer: the server's backpressure. At least 1. Default 1000.
+    pub max_ack_pending: u32,
+    /// Messages asked for per pull request. At least 1. Default 100.
+    pub batch: usize,
+    /// Messages this process holds unacked at most (in the train and
+    /// waiting for it): its own backpressure. At least `batch`. Default 1000.
+    pub max_in_flight: usize,
+    /// Milliseconds a rejected message waits before it comes back. Default 1000.
+    pub nak_delay_ms: u64,
+    /// The client's name, as the server shows it. Default `"tourbillon"`.
+    pub name: String,
+}
+
+impl Default for ConsumeSettings {
+    fn default() -> Self {
+        ConsumeSettings {
+            servers: super::default_servers(),
+            auth: Auth::default(),
+            stream: String::new(),
+            create_stream: false,
+            subjects: Vec::new(),
+            consumer: String::new(),
+            create_consumer: true,
+            filter_subject: None,
+            deliver: Deliver::All,
+            start_sequence: None,
+            start_time: None,
+            ack_wait_ms: 30_000,
+            max_deliver: 5,
+            max_ack_pending: 1000,
+            batch: 100,
+            max_in_flight: 1000,
+            nak_delay_ms: 1000,
+            name: "tourbillon".into(),
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains(['.', ' ', '\t', '*', '>', '/', '\\'])
+}
+
+impl ConsumeSettings {
+    /// Checks the settings; the error names the key.
+    pub fn validate(&self) -> Result<(), Error> {
+        super::validate_servers(&self.servers)?;
+        self.auth.validate()?;
+        if !valid_name(&self.stream) {
+            return Err(Error::setting(
+                "stream",
+                "required: a name without `.`, spaces or wildcards",
+            ));
+        }
+        if !valid_name(&self.consumer) {
+            return Err(Error::setting(
+                "consumer",
+                "required: a name without `.`, spaces or wildcards",
+            ));
+        }
+        if self.start_sequence.is_some() && self.start_time.is_some() {
+            return Err(Error::setting(
+                "start_time",
+                "give start_sequence or start_time, not both",
+            ));
+        }
+        if self.start_sequence == Some(0) {
+            return Err(Error::setting("start_sequence", "sequences start at 1"));
+        }
+        self.start_time()?;
+        for (key, v) in [
+            ("ack_wait_ms", self.ack_wait_ms),
+            ("max_ack_pending", u64::from(self.max_ack_pending)),
+            ("batch", self.batch as u64),
+        ] {
+            if v == 0 {
+                return Err(Error::setting(key, "must be at least 1"));
+            }
+        }
+        if self.max_in_flight < self.batch {
+            return Err(Error::setting("max_in_flight", "must be at least batch"));
+        }
+        Ok(())
+    }
+
+    fn start_time(&self) -> Result<Option<time::OffsetDateTime>, Error> {
+        self.start_time
+            .as_deref()
+            .map(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| Error::setting("start_time", format!("`{t}`: {e} (expected RFC 3339)")))
+            })
+            .transpose()
+    }
+
+    fn subjects(&self) -> Vec<String> {
+        if self.subjects.is_empty() {
+            vec![format!("{}.>", self.stream)]
+        } else {
+            self.subjects.clone()
+        }
+    }
+
+    fn consumer_config(&self) -> pull::Config {
+        let deliver_policy = match (self.start_sequence, self.start_time().ok().flatten(), self.deliver) {
+            (Some(start_sequence), _, _) => DeliverPolicy::ByStartSequence { start_sequence },
+            (_, Some(start_time), _) => DeliverPolicy::ByStartTime { start_time },
+            (_, _, Deliver::All) => DeliverPolicy::All,
+            (_, _, Deliver::New) => DeliverPolicy::New,
+            (_, _, Deliver::Last) => DeliverPolicy::Last,
+        };
+        pull::Config {
+            durable_name: Some(self.consumer.clone()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_millis(self.ack_wait_ms),
+            max_deliver: if self.max_deliver == 0 {
+                -1
+            } else {
+                i64::from(self.max_deliver)
+            },
+            max_ack_pending: i64::from(self.max_ack_pending),
+            filter_subject: self.filter_subject.clone().unwrap_or_default(),
+            deliver_policy,
+            ..Default::default()
+        }
+    }
+}
+
+/// What becomes of a message whose event a cog rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reject {
+    /// Deliver it again after a delay (`None`: the supply's `nak_delay_ms`);
+    /// termed instead on its last delivery.
+    Nak(Option<Duration>),
+    /// Never deliver it again (poison).
+    Term,
+}
+
+/// The handle through which cogs of the supply's train reject events: mark
+/// the event, then report it done (`ctx.event_done(id)` or `ctx.discard`).
+/// An event reported done without a mark is acked. Clones share the marks.
+#[derive(Clone, Debug, Default)]
+pub struct Rejects {
+    marks: Arc<Mutex<HashMap<EventId, Reject>>>,
+    any: Arc<AtomicBool>,
+}
+
+impl Rejects {
+    /// Marks event `id` as failed: nak'd with the supply's delay, termed on
+    /// its last delivery.
+    pub fn nak(&self, id: EventId) {
+        self.mark(id, Reject::Nak(None))
+    }
+
+    /// Marks event `id` with what becomes of its message.
+    pub fn mark(&self, id: EventId, how: Reject) {
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        marks.insert(id, how);
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn take(&self, id: EventId) -> Option<Reject> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        let r = marks.remove(&id);
+        if marks.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
+        r
+    }
+}
+
+/// One message as the supply hands it to its maker.
+#[derive(Debug)]
+pub struct Delivery<'a> {
+    /// The event's id.
+    pub id: EventId,
+    /// The message's payload.
+    pub payload: &'a [u8],
+    /// The subject it was published to.
+    pub subject: &'a Arc<str>,
+    /// Its sequence in the stream.
+    pub stream_sequence: u64,
+    /// How many times it was delivered, this time included (from 1).
+    pub delivered: u64,
+}
+
+/// Counts of a [`JetStreamSupply`]; clones share them.
+#[derive(Clone, Debug, Default)]
+pub struct SupplyStats {
+    /// Messages received.
+    pub received: Counter,
+    /// Messages received again (delivered before).
+    pub redelivered: Counter,
+    /// Acks sent.
+    pub acked: Counter,
+    /// Naks sent.
+    pub naked: Counter,
+    /// Messages termed (rejected on their last delivery, or marked `term`).
+    pub termed: Counter,
+}
+
+/// Loop to helper.
+enum Command {
+    /// Acknowledge (or nak, or term) a message; gives its permit back.
+    Ack(Subject, AckKind),
+    /// Stop pulling (finish).
+    Stop,
+}
+
+/// Helper to loop.
+enum Incoming {
+    Messages(Vec<Received>),
+    Fatal(String),
+}
+
+struct Received {
+    payload: bytes::Bytes,
+    subject: Subject,
+    reply: Subject,
+    stream_sequence: u64,
+    delivered: u64,
+}
+
+/// The messages of one event: usually one, several once events merged.
+enum Held {
+    One(Subject, u64),
+    Many(Vec<(Subject, u64)>),
+}
+
+type Maker<D> = Box<dyn FnMut(Delivery<'_>) -> D>;
+
+/// Delivers the messages of a durable JetStream pull consumer into the
+/// train; see the [module docs](super).
+pub struct JetStreamSupply<D = Event> {
+    settings: ConsumeSettings,
+    make: Maker<D>,
+    tx: Option<UnboundedSender<Command>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Messages received and not yet emitted (the train is congested).
+    backlog: VecDeque<Received>,
+    /// Emitted and not yet done, by event id.
+    pending: HashMap<EventId, Held>,
+    rejects: Rejects,
+    subject: Option<Arc<str>>,
+    waiting: bool,
+    finishing: bool,
+    stats: SupplyStats,
+}
+
+impl<D> fmt::Debug for JetStreamSupply<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JetStreamSupply")
+            .field("settings", &self.settings)
+            .field("pending", &self.pending.len())
+            .field("backlog", &self.backlog.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JetStreamSupply<Event> {
+    /// Events with the payload as `raw`, the subject as `origin` and the
+    /// stream sequence as `line`.
+    pub fn new(settings: ConsumeSettings) -> Result<Self, Error> {
+        JetStreamSupply::with_maker(settings, |d: Delivery<'_>| {
+            Event::from_raw(d.id, d.payload.to_vec(), Some(Arc::clone(d.subject)), d.stream_sequence)
+        })
+    }
+}
+
+impl<D: 'static> JetStreamSupply<D> {
+    /// Data made by `make` from each message.
+    pub fn with_maker(settings: ConsumeSettings, make: impl FnMut(Delivery<'_>) -> D + 'static) -> Result<Self, Error> {
+        settings.validate()?;
+        Ok(JetStreamSupply {
+            settings,
+            make: Box::new(make),
+            tx: None,
+            thread: None,
+            backlog: VecDeque::new(),
+            pending: HashMap::new(),
+            rejects: Rejects::default(),
+            subject: None,
+            waiting: false,
+            finishing: false,
+            stats: SupplyStats::default(),
+        })
+    }
+
+    /// The handle cogs of this train reject events through.
+    pub fn rejects(&self) -> Rejects {
+        self.rejects.clone()
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> SupplyStats {
+        self.stats.clone()
+    }
+
+    fn send(&self, c: Command) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(c);
+        }
+    }
+
+    fn settle(&mut self, reply: Subject, delivered: u64, reject: Option<Reject>) {
+        let last = self.settings.max_deliver > 0 && delivered >= u64::from(self.settings.max_deliver);
+        let kind = match reject {
+            None => {
+                self.stats.acked.add(1);
+                AckKind::Ack
+            }
+            Some(Reject::Nak(_)) if last => {
+                self.stats.termed.add(1);
+                log::warn!("jetstream_consume: a message rejected on its delivery {delivered} (the last) is termed");
+                AckKind::Term
+            }
+            Some(Reject::Term) => {
+                self.stats.termed.add(1);
+                AckKind::Term
+            }
+            Some(Reject::Nak(delay)) => {
+                self.stats.naked.add(1);
+                AckKind::Nak(Some(delay.unwrap_or(Duration::from_millis(self.settings.nak_delay_ms))))
+            }
+        };
+        self.send(Command::Ack(reply, kind));
+    }
+
+    /// Emits the backlog while the train takes it.
+    fn pump<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        while let Some(r) = self.backlog.front() {
+            if ctx.congested() {
+                self.waiting = true;
+                return;
+            }
+            let id = ctx.next_event_id();
+            let subject = match &self.subject {
+                Some(s) if **s == *r.subject.as_str() => Arc::clone(s),
+                _ => {
+                    let s: Arc<str> = Arc::from(r.subject.as_str());
+                    self.subject = Some(Arc::clone(&s));
+                    s
+                }
+            };
+            let datum = (self.make)(Delivery {
+                id,
+                payload: &r.payload,
+                subject: &subject,
+                stream_sequence: r.stream_sequence,
+                delivered: r.delivered,
+            });
+            let Some(r) = self.backlog.pop_front() else { break };
+            match ctx.id_of(&datum) {
+                Some(id) => {
+                    self.pending.insert(id, Held::One(r.reply, r.delivered));
+                }
+                // No id accessor: nothing will say it is done; ack now (at most once).
+                None => self.settle(r.reply, r.delivered, None),
+            }
+            ctx.emit(datum);
+        }
+    }
+
+    /// Finishing: what was received and not emitted goes back to the server
+    /// at once, for another process to take.
+    fn return_backlog(&mut self) {
+        for r in std::mem::take(&mut self.backlog) {
+            self.stats.naked.add(1);
+            self.send(Command::Ack(r.reply, AckKind::Nak(None)));
+        }
+    }
+}
+
+impl<D: 'static> Cog<D> for JetStreamSupply<D> {
+    fn role(&self) -> Role {
+        Role::Supply
+    }
+
+    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        let (tx, rx) = unbounded_channel();
+        let remote = ctx.remote(0);
+        let settings = self.settings.clone();
+        let stats = self.stats.clone();
+        match std::thread::Builder::new()
+            .name("jetstream-consume".into())
+            .spawn(move || helper(settings, rx, remote, stats))
+        {
+            Ok(t) => {
+                self.tx = Some(tx);
+                self.thread = Some(t);
+            }
+            Err(e) => {
+                log::error!("jetstream_consume: cannot start its thread: {e}");
+                ctx.exhausted();
+            }
+        }
+    }
+
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        ctx.emit(datum)
+    }
+
+    fn fire<N: Next<D> + ?Sized>(&mut self, _: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
+        let Fired::Message(m) = fired else { return };
+        let Ok(incoming) = m.downcast::<Incoming>() else { return };
+        match *incoming {
+            Incoming::Messages(batch) => {
+                for r in &batch {
+                    self.stats.received.add(1);
+                    if r.delivered > 1 {
+                        self.stats.redelivered.add(1);
+                    }
+                }
+                self.backlog.extend(batch);
+                if self.finishing {
+                    self.return_backlog();
+                } else if !self.waiting {
+                    self.pump(ctx);
+                }
+            }
+            Incoming::Fatal(why) => {
+                log::error!("jetstream_consume: {why}; this supply stops");
+                ctx.exhausted();
+            }
+        }
+    }
+
+    fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, _: &mut Context<'_, D, N>) {
+        let Some(held) = self.pending.remove(&id) else { return };
+        let reject = self.rejects.take(id);
+        match held {
+            Held::One(reply, delivered) => self.settle(reply, delivered, reject),
+            Held::Many(all) => {
+                for (reply, delivered) in all {
+                    self.settle(reply, delivered, reject);
+                }
+            }
+        }
+    }
+
+    fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, _: &mut Context<'_, D, N>) {
+        let Some(held) = self.pending.remove(&old) else { return };
+        let mut all = match self.pending.remove(&new) {
+            None => return drop(self.pending.insert(new, held)),
+            Some(Held::One(r, d)) => vec![(r, d)],
+            Some(Held::Many(v)) => v,
+        };
+        match held {
+            Held::One(r, d) => all.push((r, d)),
+            Held::Many(v) => all.extend(v),
+        }
+        self.pending.insert(new, Held::Many(all));
+    }
+
+    fn resume<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if self.waiting && !ctx.congested() {
+            self.waiting = false;
+            self.pump(ctx);
+        }
+    }
+
+    fn finish<N: Next<D> + ?Sized>(&mut self, _: &mut Context<'_, D, N>) -> Finish {
+        self.finishing = true;
+        self.send(Command::Stop);
+        self.return_backlog();
+        // The events in the train are acked as the cogs after this one
+        // finish; the helper sends those acks before the process ends (done).
+        Finish::Done
+    }
+
+    fn done(&mut self, _: &mut tourbillon::Core) {
+        if !self.pending.is_empty() {
+            log::info!(
+                "jetstream_consume: {} messages not done at the end: the server delivers them again",
+                self.pending.len()
+            );
+        }
+        // Closing the channel tells the helper to flush its acks and end;
+        // wait for that, briefly: the acks are small and the server near.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                log::warn!("jetstream_consume: acks may not have reached the server before the end");
+            }
+        }
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
+        write!(
+            f,
+            "jetstream_consume servers={} {} stream={} consumer={} batch={} max_ack_pending={} ack_wait_ms={} max_deliver={}",
+            s.servers.join(","),
+            s.auth,
+            s.stream,
+            s.consumer,
+            s.batch,
+            s.max_ack_pending,
+            s.ack_wait_ms,
+            s.max_deliver
+        )
+    }
+}
+
+fn helper(settings: ConsumeSettings, rx: UnboundedReceiver<Command>, remote: CogRemote, stats: SupplyStats) {
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = remote.send(Incoming::Fatal(format!("cannot start its runtime: {e}")));
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run(settings, rx, remote, stats));
+}
+
+/// Binds (or creates) the stream and the consumer, retrying while the
+/// server is away; a configuration the server refuses is fatal.
+async fn bind(js: &async_nats::jetstream::Context, s: &ConsumeSettings) -> Result<pull::Stream, String> {
+    let mut backoff = Backoff::new();
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let attempt = async {
+            let stream = if s.create_stream {
+                js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: s.stream.clone(),
+                    subjects: s.subjects(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("stream {}: {e}", s.stream))?
+            } else {
+                js.get_stream(&s.stream)
+                    .await
+                    .map_err(|e| format!("stream {}: {e}", s.stream))?
+            };
+            let consumer: async_nats::jetstream::consumer::PullConsumer = if s.create_consumer {
+                stream
+                    .get_or_create_consumer(&s.consumer, s.consumer_config())
+                    .await
+                    .map_err(|e| format!("consumer {}: {e}", s.consumer))?
+            } else {
+                stream
+                    .get_consumer(&s.consumer)
+                    .await
+                    .map_err(|e| format!("consumer {}: {e}", s.consumer))?
+            };
+            consumer
+                .stream()
+                .max_messages_per_batch(s.batch)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
+                .map_err(|e| format!("consumer {}: {e}", s.consumer))
+        };
+        match attempt.await {
+            Ok(messages) => {
+                log::info!(
+                    "jetstream_consume: bound to stream {} consumer {}",
+                    s.stream,
+                    s.consumer
+                );
+                return Ok(messages);
+            }
+            Err(e) if tries == 1 || tries % 20 == 0 => log::warn!("jetstream_consume: {e}; retrying"),
+            Err(_) => {}
+        }
+        backoff.wait().await;
+    }
+}
+
+async fn run(settings: ConsumeSettings, mut rx: UnboundedReceiver<Command>, remote: CogRemote, stats: SupplyStats) {
+    let client = match super::connect(&settings.servers, &settings.auth, &settings.name).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = remote.send(Incoming::Fatal(format!("cannot connect: {e}")));
+            return;
+        }
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    let permits = Arc::new(Semaphore::new(settings.max_in_flight));
+    let stop = Arc::new(tokio::sync::Notify::new());
+
+    // Pulls, while the loop has room (permits), until told to stop.
+    let pull = {
+        let (permits, stop, remote) = (Arc::clone(&permits), Arc::clone(&stop), remote.clone());
+        let settings = settings.clone();
+        tokio::task::spawn_local(async move {
+            let mut messages = tokio::select! {
+                m = bind(&js, &settings) => match m {
+                    Ok(m) => m,
+                    Err(e) => return drop(remote.send(Incoming::Fatal(e))),
+                },
+                _ = stop.notified() => return,
+            };
+            let mut errors = 0u64;
+            loop {
+                let next = tokio::select! {
+                    p = permits.acquire() => match p {
+                        Ok(p) => { p.forget(); messages.next() }
+                        Err(_) => return,
+                    },
+                    _ = stop.notified() => return,
+                };
+                let first = tokio::select! {
+                    m = next => m,
+                    _ = stop.notified() => { permits.add_permits(1); return }
+                };
+                let mut batch = Vec::new();
+                let mut item = first;
+                loop {
+                    match item {
+                        Some(Ok(m)) => {
+                            if let Some(r) = received(m) {
+                                batch.push(r);
+                            } else {
+                                permits.add_permits(1);
+                            }
+                        }
+                        Some(Err(e)) => {
+                            permits.add_permits(1);
+                            errors += 1;
+                            if errors == 1 || errors % 100 == 0 {
+                                log::warn!("jetstream_consume: pulling: {e} ({errors} so far)");
+                            }
+                        }
+                        None => {
+                            permits.add_permits(1);
+                            let _ = remote.send(Incoming::Messages(batch));
+                            // The consumer is gone; bind again.
+                            log::warn!("jetstream_consume: the message stream ended; binding again");
+                            messages = match bind(&js, &settings).await {
+                                Ok(m) => m,
+                                Err(e) => return drop(remote.send(Incoming::Fatal(e))),
+                            };
+                            batch = Vec::new();
+                            break;
+                        }
+                    }
+                    // Take what is already here without waiting, up to a batch.
+                    if batch.len() >= settings.batch {
+                        break;
+                    }
+                    let Ok(p) = permits.try_acquire() else { break };
+                    match messages.next().now_or_never() {
+                        Some(m) => {
+                            p.forget();
+                            item = m;
+                        }
+                        None => break,
+                    }
+                }
+                if !batch.is_empty() && remote.send(Incoming::Messages(batch)).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+
+    // Acks from the loop, until it lets go.
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        for c in batch.drain(..) {
+            match c {
+                Command::Ack(reply, kind) => {
+                    if let Err(e) = client.publish(reply, kind.into()).await {
+                        log::warn!("jetstream_consume: cannot send an ack: {e}");
+                    }
+                    permits.add_permits(1);
+                }
+                Command::Stop => {
+                    stop.notify_one();
+                    permits.close();
+                }
+            }
+        }
+    }
+    stop.notify_one();
+    pull.abort();
+    if let Err(e) = client.flush().await {
+        log::warn!("jetstream_consume: acks may be lost: {e}");
+    }
+    let _ = stats;
+}
+
+fn received(m: async_nats::jetstream::Message) -> Option<Received> {
+    let (stream_sequence, delivered) = match m.info() {
+        Ok(i) => (i.stream_sequence, i.delivered.max(1) as u64),
+        Err(e) => {
+            log::warn!("jetstream_consume: a message without JetStream metadata: {e}");
+            return None;
+        }
+    };
+    let m = m.message;
+    let reply = m.reply?;
+    Some(Received {
+        payload: m.payload,
+        subject: m.subject,
+        reply,
+        stream_sequence,
+        delivered,
+    })
+}
+
+/// Settings of [`RejectStep`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RejectSettings {
+    /// A field path: events that have this field are rejected (for example
+    /// the error field a decoder sets). Required.
+    pub field: String,
+    /// `true`: term them (poison, never delivered again); default false: nak
+    /// them (delivered again after the supply's `nak_delay_ms`, termed on
+    /// their last delivery).
+    pub term: bool,
+}
+
+/// The `jetstream_reject` step: rejects the events that have a field,
+/// through the [`Rejects`] of the train's `jetstream_consume` supply, and
+/// passes the others on.
+pub struct RejectStep<D = Event> {
+    settings: RejectSettings,
+    field: Getter<D, serde_json::Value>,
+    rejects: Rejects,
+    stats: Counter,
+}
+
+impl<D> fmt::Debug for RejectStep<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RejectStep")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Json> RejectStep<D> {
+    /// Rejects through `rejects` (from [`JetStreamSupply::rejects`]).
+    pub fn new(settings: RejectSettings, rejects: Rejects) -> Result<Self, Error> {
+        if settings.field.is_empty() {
+            return Err(Error::setting(
+                "field",
+                "required: the field whose presence rejects an event",
+            ));
+        }
+        Ok(RejectStep {
+            field: Getter::path(&settings.field),
+            settings,
+            rejects,
+            stats: Counter::default(),
+        })
+    }
+
+    /// Events rejected so far.
+    pub fn rejected(&self) -> Counter {
+        self.stats.clone()
+    }
+}
+
+impl<D: 'static> Cog<D> for RejectStep<D> {
+    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        if self.field.get(&datum).is_none() {
+            return ctx.emit(datum);
+        }
+        self.stats.add(1);
+        if let Some(id) = ctx.id_of(&datum) {
+            let how = if self.settings.term {
+                Reject::Term
+            } else {
+                Reject::Nak(None)
+            };
+            self.rejects.mark(id, how);
+        }
+        ctx.discard(&datum)
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "jetstream_reject field={} {}",
+            self.settings.field,
+            if self.settings.term { "term" } else { "nak" }
+        )
+    }
+}
