@@ -549,3 +549,89 @@ fn a_poison_event_is_termed_after_max_deliver_while_the_others_flow() {
         consumer_backlog(&server, "T", "picky") == (0, 0)
     });
 }
+
+/// `tourbillon check` on a configuration; (exit code, stderr).
+fn check(config: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    fs::write(&path, config).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn configured_jetstream_cogs_are_checked_without_a_server() {
+    let good = r#"
+[trains.work]
+cogs = [
+    { kind = "jetstream_consume", servers = ["nats://127.0.0.1:4222"], stream = "LOGS", consumer = "workers",
+      create_stream = true, subjects = ["logs.>"], start_time = "2026-01-02T03:04:05Z" },
+    { kind = "json_decode", on_error = "pass", error_field = "decode_error" },
+    { kind = "jetstream_reject", field = "decode_error" },
+    { kind = "jetstream_publish", subject = "logs.clean", auth = { token_file = "/etc/nats/token" } },
+]
+"#;
+    assert_eq!(check(good), (0, String::new()));
+    let bad = r#"
+[trains.work]
+cogs = [
+    { kind = "stdin" },
+    { kind = "jetstream_reject", field = "error" },
+    { kind = "jetstream_publish", subject = "logs.*", max_in_flight = 0 },
+    { kind = "jetstream_publish", subject = "x", auth = { token_file = "t", nkey_file = "n" } },
+]
+"#;
+    let (code, err) = check(bad);
+    assert_eq!(code, 1, "{err}");
+    for want in [
+        "trains.work.cogs[1].kind: jetstream_reject needs a jetstream_consume supply before it",
+        "trains.work.cogs[2].subject: a subject to publish to has no spaces or wildcards",
+        "trains.work.cogs[3].auth: give one of",
+    ] {
+        assert!(err.contains(want), "no `{want}` in:\n{err}");
+    }
+}
+
+/// The same poison, configured: `jetstream_reject` on a field a decoder
+/// sets, in the binary.
+#[test]
+fn a_configured_reject_terms_poison_after_max_deliver() {
+    let server = server_or_skip!("a_configured_reject_terms_poison_after_max_deliver");
+    create_stream(&server, "T", "t.>");
+    let n = 200;
+    publish(
+        &server,
+        "t.lines",
+        (0..n).map(|i| {
+            if i == 7 {
+                "not json".to_owned()
+            } else {
+                format!("{{\"n\":{i}}}")
+            }
+        }),
+    );
+    let out = server.path("out.log");
+    let config = server.path("reject.toml");
+    fs::write(
+        &config,
+        format!(
+            "[trains.r]\ncogs = [\n  {{ kind = \"jetstream_consume\", servers = [\"{}\"], stream = \"T\", consumer = \"r\", \
+             max_deliver = 2, nak_delay_ms = 50 }},\n  {{ kind = \"json_decode\", on_error = \"pass\", error_field = \"bad\" }},\n  \
+             {{ kind = \"jetstream_reject\", field = \"bad\" }},\n  {{ kind = \"json_encode\" }},\n  {{ kind = \"file\", path = \"{}\" }},\n]\n",
+            server.url(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let c = tourbillon(&config, &server.path("reject.log"));
+    wait_until("the good lines are written and nothing is pending", || {
+        lines(&out).len() == n - 1 && consumer_backlog(&server, "T", "r") == (0, 0)
+    });
+    stop(c);
+    let log = fs::read_to_string(server.path("reject.log")).unwrap();
+    assert!(log.contains("rejected on its delivery 2 (the last) is termed"), "{log}");
+    assert_eq!(lines(&out).len(), n - 1, "the others, once each");
+}
