@@ -97,6 +97,8 @@ pub enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// List the cog kinds a config can use, with what each does.
+    Kinds,
     /// Validate CONFIG without running it: exit 0, or 1 with every error listed.
     Check {
         /// The configuration file.
@@ -328,6 +330,14 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
         }
     };
     match cli.command {
+        Command::Kinds => {
+            let width = registry.kinds().iter().map(|k| k.len()).max().unwrap_or(0);
+            for k in registry.kinds() {
+                println!("{k:<width$}  {}", registry.about(k).unwrap_or(""));
+            }
+            println!("\n`tourbillon train CONFIG` shows every setting of the cogs a config uses, with its default.");
+            0
+        }
         Command::Check { config, overrides } => {
             let s = sources(Some(config.clone()), &[], overrides);
             match load_and_build(&s, registry) {
@@ -594,6 +604,11 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
             train.push(c.cog);
         }
         esc.add_train(train);
+    }
+    // SIGUSR1 asks `stats` cogs for a report; without one it must not end
+    // the process (its default action).
+    if let Err(e) = esc.core().on_signal(libc::SIGUSR1, |_, _| {}) {
+        return fail(&mut ready, format!("tourbillon: SIGUSR1: {e}"));
     }
     let reopen = log.clone();
     if let Err(e) = esc.core().on_signal(libc::SIGHUP, move |_, _| {

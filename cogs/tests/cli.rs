@@ -341,3 +341,16 @@ fn a_captured_run_replays_to_the_same_output_and_a_changed_train_differs() {
         text(&refused.stderr)
     );
 }
+
+#[test]
+fn kinds_lists_every_registered_cog_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tourbillon(dir.path(), &["kinds"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let listed: Vec<String> = text(&out.stdout)
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, tourbillon_cogs::registry::Registry::standard().kinds());
+}

@@ -210,6 +210,10 @@ fn sighup_reopens_the_output_after_logrotate_renamed_it() {
     let pid = child.0.id() as i32;
     let out = d.join("out.jsonl");
     wait_for("the first line", || read(&out) == "before\n");
+    // SIGUSR1 (a stats report, when there is a stats cog) must not end it.
+    signal(pid, libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(child.0.try_wait().unwrap().is_none(), "SIGUSR1 ended the process");
     std::fs::rename(&out, d.join("out.jsonl.1")).unwrap();
     std::fs::rename(d.join("tourbillon.log"), d.join("tourbillon.log.1")).unwrap();
     signal(pid, libc::SIGHUP);
