@@ -149,6 +149,7 @@ fn a_hundred_clients_at_once_are_each_answered_on_their_own_connection() {
     );
     assert_eq!((stats.ok.get(), stats.rejected.get()), (300, 100));
     assert_eq!(server.accepted.get(), 100);
+    assert_eq!(server.peak_in_flight.get(), 3, "a client's requests run side by side");
 }
 
 #[test]
@@ -274,4 +275,33 @@ fn a_client_that_leaves_before_its_answer_does_not_disturb_the_others() {
     );
     assert_eq!(stats.ok.get(), 2, "the run of the client that left still ran");
     assert_eq!(server.accepted.get(), 2);
+}
+
+#[test]
+fn a_client_with_too_much_in_flight_is_read_again_once_answers_go_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (stats, server) = serve(
+        dir.path(),
+        &format!("tcp:127.0.0.1:{port}"),
+        |s| s.max_in_flight_per_client = 2,
+        move || {
+            let mut s = connect(port);
+            let wire: String = (0..200)
+                .map(|n| {
+                    format!(
+                        "{}\n",
+                        json!({ "id": n, "program": "echo", "data": { "n": n, "ms": 1 } })
+                    )
+                })
+                .collect();
+            s.write_all(wire.as_bytes()).unwrap();
+            let got = read_responses(&mut BufReader::new(s), 200);
+            let mut ids: Vec<i64> = got.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+            ids.sort();
+            assert_eq!(ids, (0..200).collect::<Vec<_>>());
+        },
+    );
+    assert_eq!(stats.ok.get(), 200);
+    assert_eq!(server.peak_in_flight.get(), 2);
 }

@@ -19,8 +19,9 @@ fn exclusive() -> MutexGuard<'static, ()> {
 }
 
 /// Emits the requests on the first turn, then stays (never exhausted, so
-/// the loop finishes only when every answer is in).
-struct Feed(Vec<Value>);
+/// the loop finishes only when every answer is in, or when `.1` asks to
+/// finish right after the requests).
+struct Feed(Vec<Value>, bool);
 
 impl Cog<Event> for Feed {
     fn role(&self) -> Role {
@@ -33,6 +34,9 @@ impl Cog<Event> for Feed {
         for r in std::mem::take(&mut self.0) {
             let id = ctx.next_event_id();
             ctx.emit(Event::new(id, r));
+        }
+        if self.1 {
+            ctx.finish_all();
         }
     }
     fn process<N: Next<Event> + ?Sized>(&mut self, e: Event, ctx: &mut Context<'_, Event, N>) {
@@ -61,11 +65,22 @@ impl Cog<Event> for Collect {
 
 /// Runs `requests` on `spec` and returns the responses by request id.
 fn run(spec: &str, functions: Functions, requests: Vec<Value>) -> BTreeMap<String, Value> {
+    let n = requests.len();
+    run_with(spec, functions, Feed(requests, false), None, n)
+}
+
+/// Runs what `feed` brings, journaled in `state` if given, until `n` answers.
+fn run_with(
+    spec: &str,
+    functions: Functions,
+    feed: Feed,
+    state: Option<&std::path::Path>,
+    n: usize,
+) -> BTreeMap<String, Value> {
     let _turn = exclusive();
     let spec = Spec::parse(spec, Format::Toml, &functions).unwrap_or_else(|e| panic!("{e}"));
-    let cog = ProgramCog::from_spec(spec, Arc::new(functions), None).unwrap();
+    let cog = ProgramCog::from_spec(spec, Arc::new(functions), state).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let n = requests.len();
     let mut esc = Escapement::builder().graceful_signals(false).build().unwrap();
     esc.core()
         .after(Duration::from_secs(20), |core| {
@@ -73,7 +88,7 @@ fn run(spec: &str, functions: Functions, requests: Vec<Value>) -> BTreeMap<Strin
             core.finish()
         })
         .unwrap();
-    esc.add_train(Train::new("programs").cog(Feed(requests)).cog(cog).cog(Collect {
+    esc.add_train(Train::new("programs").cog(feed).cog(cog).cog(Collect {
         seen: Arc::clone(&seen),
         until: n,
     }));
@@ -557,4 +572,66 @@ reference = "set"
     assert_eq!(bad["status"], "compensated", "control fields never come from the data");
     assert_eq!(bad["error"]["step"], "outputs");
     assert_eq!(trace(bad), ["a", "~undo"]);
+}
+
+#[test]
+fn a_step_that_panics_fails_and_the_run_is_compensated() {
+    let spec = r#"
+name = "panic"
+[programs.p]
+hooks = ["a", "boom"]
+[hooks.a]
+reference = "set"
+rectifiers = ["undo"]
+[hooks.undo]
+reference = "set"
+[hooks.boom]
+reference = "boom"
+"#;
+    let mut f = Functions::standard();
+    f.add("boom", |_| panic!("out of cheese"));
+    let got = run(
+        spec,
+        f,
+        vec![request("1", "p", json!({})), request("2", "p", json!({}))],
+    );
+    for r in got.values() {
+        assert_eq!(r["status"], "compensated");
+        assert_eq!(r["error"]["message"], "the step panicked: out of cheese");
+    }
+}
+
+#[test]
+fn a_journaled_run_cut_short_by_finish_is_compensated_at_the_next_start() {
+    let spec = r#"
+name = "finish"
+[programs.p]
+hooks = ["a", "w1", "w2"]
+args.ledger = { type = "string", required = true }
+[hooks.a]
+reference = "append_file"
+args = { path = "${ledger}", line = "a" }
+rectifiers = ["undo_a"]
+[hooks.undo_a]
+reference = "append_file"
+args = { path = "${ledger}", line = "undo a" }
+[hooks.w1]
+reference = "sleep"
+args = { ms = 5 }
+[hooks.w2]
+reference = "sleep"
+args = { ms = 5 }
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger");
+    let state = dir.path().join("state");
+    let req = request("1", "p", json!({ "ledger": ledger.display().to_string() }));
+    let got = run_with(spec, Functions::standard(), Feed(vec![req], true), Some(&state), 0);
+    assert!(got.is_empty(), "no answer: the run waits for the next start");
+    assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "a\n");
+    let got = run_with(spec, Functions::standard(), Feed(vec![], false), Some(&state), 1);
+    let r = &got["1"];
+    assert_eq!(r["status"], "compensated", "{r}");
+    assert_eq!(r["trace"][0], json!({ "restart": true }));
+    assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "a\nundo a\n");
 }

@@ -496,7 +496,7 @@ impl Engine {
         loop {
             if run.abandoned {
                 log::warn!("program run {}: left for the next start to take up", run.id);
-                return;
+                return self.release(run.id, run.lock);
             }
             if let Some(exec) = &mut run.exec {
                 match exec.result.take() {
@@ -633,11 +633,23 @@ impl Engine {
                 attempt: exec.attempt,
                 reply: &mut reply,
             };
-            match (exec.resume.take(), &exec.func) {
-                (Some(resume), _) => resume(&mut call),
-                (None, Some(func)) => func(&mut call),
-                (None, None) => Flow::Fail("no function".into()),
-            }
+            // A step that panics fails; it does not take the host and
+            // every other run down with it.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match (exec.resume.take(), &exec.func) {
+                    (Some(resume), _) => resume(&mut call),
+                    (None, Some(func)) => func(&mut call),
+                    (None, None) => Flow::Fail("no function".into()),
+                }
+            }));
+            outcome.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Flow::Fail(format!("the step panicked: {what}"))
+            })
         };
         self.follow(run, flow, token, ctx)
     }
@@ -870,19 +882,23 @@ impl Engine {
         self.end(run.id, run.tag, run.lock, response);
     }
 
-    fn end(&mut self, id: u64, tag: Option<u64>, lock: Option<String>, response: Value) {
-        self.log(Delta::End { run: id });
-        if let Some(key) = lock {
-            if let Some(q) = self.locks.get_mut(&key) {
-                q.retain(|r| *r != id);
-                match q.front() {
-                    Some(next) => self.ready.push_back(*next),
-                    None => {
-                        self.locks.remove(&key);
-                    }
+    /// Lets the next run waiting for `lock` go.
+    fn release(&mut self, id: u64, lock: Option<String>) {
+        let Some(key) = lock else { return };
+        if let Some(q) = self.locks.get_mut(&key) {
+            q.retain(|r| *r != id);
+            match q.front() {
+                Some(next) => self.ready.push_back(*next),
+                None => {
+                    self.locks.remove(&key);
                 }
             }
         }
+    }
+
+    fn end(&mut self, id: u64, tag: Option<u64>, lock: Option<String>, response: Value) {
+        self.log(Delta::End { run: id });
+        self.release(id, lock);
         if tag.is_none() {
             log::info!("program run {id} (taken up after a restart) ended: {response}");
         }

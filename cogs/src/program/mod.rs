@@ -76,6 +76,16 @@
 //! Steps may wait without blocking other runs: a function returns
 //! [`Flow::After`] (a timer), [`Flow::Readable`] / [`Flow::Writable`] (an
 //! fd) or [`Flow::Pending`] with a [`Reply`] answered from another thread.
+//! A step's `timeout_ms` ends such waits; a function that blocks the loop
+//! thread cannot be cut short, so anything slow belongs on a thread. A
+//! function that panics fails its step. `lock` names an argument: runs
+//! whose value of it is the same (in any program) take turns, first come
+//! first served.
+//!
+//! When the host finishes (SIGTERM), runs in flight go on with what they
+//! wait on until the finish deadline; a wait they cannot begin any more
+//! fails the step (compensated), or, with a journal, leaves the run for the
+//! next start to take up.
 //!
 //! # Durability
 //!

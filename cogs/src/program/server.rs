@@ -1,6 +1,7 @@
 //! The `program_server` supply: newline-delimited JSON requests over TCP or
 //! a Unix socket, each answered on its own connection when its run ends.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -43,6 +44,10 @@ pub struct ProgramServerSettings {
     /// Milliseconds a client with nothing in flight may stay silent before
     /// it is closed; 0 never. Default 300000 (5 minutes).
     pub idle_timeout_ms: u64,
+    /// Requests of one client in flight at once at most: beyond, its
+    /// connection is not read until answers go out (the kernel's buffers
+    /// then slow the client down). Default 1024.
+    pub max_in_flight_per_client: usize,
     /// For `unix:`: the socket file's permissions, in octal. Default "660".
     pub unix_mode: String,
 }
@@ -57,6 +62,7 @@ impl Default for ProgramServerSettings {
             max_request_bytes: 1 << 20,
             max_clients: 1024,
             idle_timeout_ms: 300_000,
+            max_in_flight_per_client: 1024,
             unix_mode: "660".into(),
         }
     }
@@ -75,6 +81,8 @@ pub struct ServerStats {
     pub oversized: Counter,
     /// Responses whose client had gone.
     pub orphaned: Counter,
+    /// The most requests one client had in flight at once.
+    pub peak_in_flight: Counter,
 }
 
 enum Listener {
@@ -127,6 +135,11 @@ struct Client {
     in_flight: usize,
     /// The client closed its end: answer what is in flight, then close.
     ended: bool,
+    /// Not read while it has too much queued or unsent.
+    paused: bool,
+    /// Requests read but not yet run (`Err`: an oversized one, by its size),
+    /// waiting for the client's runs in flight to drop below the limit.
+    queued: VecDeque<Result<Vec<u8>, usize>>,
     last_active: Instant,
     gen: u32,
 }
@@ -135,6 +148,8 @@ const LISTEN: u64 = 0;
 const SWEEP: u64 = 1;
 const CLIENT: u64 = 1 << 61;
 const READ_BUDGET: usize = 256 * 1024;
+/// Unsent response bytes past which a client is not read.
+const OUT_LIMIT: usize = 4 << 20;
 
 /// Serves programs over a socket: one request per line
 /// (`{"id", "program", "data"}`), one response line per request on the same
@@ -190,6 +205,7 @@ impl ProgramServer {
         for (key, v) in [
             ("max_request_bytes", settings.max_request_bytes),
             ("max_clients", settings.max_clients),
+            ("max_in_flight_per_client", settings.max_in_flight_per_client),
         ] {
             if v == 0 {
                 return Err(Error::setting(key, "must be at least 1"));
@@ -306,6 +322,8 @@ impl ProgramServer {
             out: Vec::new(),
             in_flight: 0,
             ended: false,
+            paused: false,
+            queued: VecDeque::new(),
             last_active: ctx.now(),
             gen,
         });
@@ -331,10 +349,14 @@ impl ProgramServer {
     fn read_client<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
         let mut budget = READ_BUDGET;
         let mut buf = std::mem::take(&mut self.buf);
-        let mut lines: Vec<Result<Vec<u8>, usize>> = Vec::new();
         let max = self.settings.max_request_bytes;
+        let max_in_flight = self.settings.max_in_flight_per_client;
         while let Some(c) = self.clients[idx].as_mut() {
             if c.ended || self.finishing {
+                break;
+            }
+            if c.queued.len() >= max_in_flight || c.out.len() >= OUT_LIMIT {
+                c.paused = true;
                 break;
             }
             if budget == 0 {
@@ -345,14 +367,15 @@ impl ProgramServer {
                 Ok(0) => {
                     c.ended = true;
                     if !c.line.is_empty() && !c.skipping {
-                        lines.push(Ok(std::mem::take(&mut c.line)));
+                        let last = std::mem::take(&mut c.line);
+                        c.queued.push_back(Ok(last));
                     }
                     break;
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
                     c.last_active = ctx.now();
-                    split_lines(c, &buf[..n], max, &mut lines);
+                    split_lines(c, &buf[..n], max);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -365,12 +388,24 @@ impl ProgramServer {
             }
         }
         self.buf = buf;
-        let gen = self.gens[idx];
-        for line in lines {
-            let tag = Self::key(idx, gen);
-            match line {
-                Ok(line) => self.request(idx, tag, &line, ctx),
-                Err(size) => {
+        self.submit_queued(idx, ctx);
+        self.answer(ctx);
+        self.settle(idx, ctx);
+    }
+
+    /// Runs the client's queued requests while it has room in flight.
+    fn submit_queued<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
+        let max = self.settings.max_request_bytes;
+        let tag = Self::key(idx, self.gens[idx]);
+        loop {
+            let Some(c) = self.clients[idx].as_mut() else { return };
+            if c.in_flight >= self.settings.max_in_flight_per_client {
+                return;
+            }
+            match c.queued.pop_front() {
+                None => return,
+                Some(Ok(line)) => self.request(idx, tag, &line, ctx),
+                Some(Err(size)) => {
                     self.stats.oversized.add(1);
                     self.engine.stats.rejected.add(1);
                     let message = format!("request of {size} bytes or more, over the limit of {max} bytes");
@@ -378,8 +413,6 @@ impl ProgramServer {
                 }
             }
         }
-        self.answer(ctx);
-        self.settle(idx, ctx);
     }
 
     fn request<N: Next<Event> + ?Sized>(&mut self, idx: usize, tag: u64, line: &[u8], ctx: &mut Context<'_, Event, N>) {
@@ -387,6 +420,9 @@ impl ProgramServer {
             Ok(request) => {
                 if let Some(c) = self.clients[idx].as_mut() {
                     c.in_flight += 1;
+                    if c.in_flight as u64 > self.stats.peak_in_flight.get() {
+                        self.stats.peak_in_flight.set(c.in_flight as u64);
+                    }
                 }
                 self.engine.submit(request, tag, ctx);
             }
@@ -407,7 +443,34 @@ impl ProgramServer {
     /// Routes the engine's answers to their clients and down the train.
     fn answer<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
         let mut touched = Vec::new();
-        for Answer { tag, response } in self.engine.take_answers() {
+        loop {
+            let answers = self.engine.take_answers();
+            if answers.is_empty() {
+                break;
+            }
+            let from = touched.len();
+            self.route(answers, &mut touched, ctx);
+            // Room in flight again: run what the clients queued meanwhile.
+            let fresh: Vec<usize> = touched[from..].to_vec();
+            for idx in fresh {
+                self.submit_queued(idx, ctx);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for idx in touched {
+            self.settle(idx, ctx);
+        }
+        self.check_finished(ctx);
+    }
+
+    fn route<N: Next<Event> + ?Sized>(
+        &mut self,
+        answers: Vec<Answer>,
+        touched: &mut Vec<usize>,
+        ctx: &mut Context<'_, Event, N>,
+    ) {
+        for Answer { tag, response } in answers {
             let mut origin = None;
             if let Some(tag) = tag {
                 let idx = (tag & 0xffff_ffff) as usize;
@@ -427,11 +490,6 @@ impl ProgramServer {
             event.origin = origin;
             ctx.emit(event);
         }
-        touched.dedup();
-        for idx in touched {
-            self.settle(idx, ctx);
-        }
-        self.check_finished(ctx);
     }
 
     /// Writes what a client is owed; closes it once it ended and has all its answers.
@@ -460,7 +518,11 @@ impl ProgramServer {
             c.out.clear();
             c.ended = true;
         }
-        if c.ended && c.in_flight == 0 && c.out.is_empty() {
+        if c.paused && c.queued.len() < self.settings.max_in_flight_per_client && c.out.len() < OUT_LIMIT {
+            c.paused = false;
+            let _ = ctx.enqueue(Self::key(idx, c.gen));
+        }
+        if c.ended && c.in_flight == 0 && c.out.is_empty() && c.queued.is_empty() {
             self.close(idx, ctx);
         }
     }
@@ -469,9 +531,9 @@ impl ProgramServer {
         let idle = Duration::from_millis(self.settings.idle_timeout_ms);
         let now = ctx.now();
         for idx in 0..self.clients.len() {
-            let stale = self.clients[idx]
-                .as_ref()
-                .is_some_and(|c| c.in_flight == 0 && c.out.is_empty() && now.duration_since(c.last_active) >= idle);
+            let stale = self.clients[idx].as_ref().is_some_and(|c| {
+                c.in_flight == 0 && c.queued.is_empty() && c.out.is_empty() && now.duration_since(c.last_active) >= idle
+            });
             if stale {
                 self.stats.idle_closed.add(1);
                 self.close(idx, ctx);
@@ -496,7 +558,8 @@ impl ProgramServer {
 
 /// Cuts request lines out of `bytes`: `Ok(line)` for each whole one,
 /// `Err(size)` for one over `max` (skipped up to its newline).
-fn split_lines(c: &mut Client, mut bytes: &[u8], max: usize, out: &mut Vec<Result<Vec<u8>, usize>>) {
+fn split_lines(c: &mut Client, mut bytes: &[u8], max: usize) {
+    let out = &mut c.queued;
     while !bytes.is_empty() {
         let nl = bytes.iter().position(|&b| b == b'\n');
         let (chunk, rest, whole) = match nl {
@@ -511,7 +574,7 @@ fn split_lines(c: &mut Client, mut bytes: &[u8], max: usize, out: &mut Vec<Resul
             continue;
         }
         if c.line.len() + chunk.len() > max + 1 {
-            out.push(Err(c.line.len() + chunk.len()));
+            out.push_back(Err(c.line.len() + chunk.len()));
             c.line.clear();
             c.skipping = !whole;
             continue;
@@ -523,9 +586,9 @@ fn split_lines(c: &mut Client, mut bytes: &[u8], max: usize, out: &mut Vec<Resul
                 line.pop();
             }
             if line.len() > max {
-                out.push(Err(line.len()));
+                out.push_back(Err(line.len()));
             } else if !line.iter().all(u8::is_ascii_whitespace) {
-                out.push(Ok(line));
+                out.push_back(Ok(line));
             }
         }
     }
@@ -607,6 +670,15 @@ impl Cog<Event> for ProgramServer {
             ctx.cancel(t);
         }
         self.finishing = true;
+        // Read but not run: the engine, closed, answers them `rejected`.
+        for idx in 0..self.clients.len() {
+            let queued = self.clients[idx].as_mut().map(|c| std::mem::take(&mut c.queued));
+            let tag = Self::key(idx, self.gens[idx]);
+            for line in queued.into_iter().flatten().flatten() {
+                self.request(idx, tag, &line, ctx);
+            }
+        }
+        self.answer(ctx);
         self.check_finished(ctx);
         if self.finishing {
             Finish::Pending
