@@ -472,6 +472,31 @@ fn copytruncate_is_seen_and_the_file_read_again_from_the_start() {
 }
 
 #[test]
+fn a_copytruncate_copy_goes_on_where_the_original_was_read_to() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("l", 0..50)).unwrap();
+    let mut s = settings(&[&dir.path().join("app.log*")]);
+    s.rotate_wait_ms = 3000;
+    let run = follow(s);
+    run.wait_count(50);
+    // Written, copied and truncated before the tail can read it: only the
+    // copy has these lines.
+    append(&path, &numbered("l", 50..60));
+    fs::copy(&path, dir.path().join("app.log.1")).unwrap();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+    append(&path, &numbered("m", 0..5));
+    run.wait_count(65);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut got = texts(&run.stop());
+    got.sort();
+    let mut want = names("l", 0..60);
+    want.extend(names("m", 0..5));
+    assert_eq!(got, want, "every line once: the copy is not read again from its start");
+}
+
+#[test]
 fn a_deleted_file_is_read_to_its_end_closed_and_a_new_one_read_from_its_start() {
     let _one = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -929,6 +954,8 @@ mod model {
         Rotate,
         /// Truncate to 0 in place.
         Truncate,
+        /// logrotate's copytruncate: copy to `app.log.N`, then truncate.
+        CopyTruncate,
         /// Unlink it.
         Delete,
         /// Wait until the tail has caught up.
@@ -941,6 +968,7 @@ mod model {
             1 => Just(Action::Partial),
             1 => Just(Action::Rotate),
             1 => Just(Action::Truncate),
+            1 => Just(Action::CopyTruncate),
             1 => Just(Action::Delete),
             2 => Just(Action::Pause),
         ]
@@ -1021,13 +1049,22 @@ mod model {
                     self.risk_current();
                     OpenOptions::new().write(true).open(path).unwrap().set_len(0).unwrap();
                 }
+                Action::CopyTruncate if self.exists => {
+                    self.rotated += 1;
+                    fs::copy(path, path.with_extension(format!("log.{}", self.rotated))).unwrap();
+                    OpenOptions::new().write(true).open(path).unwrap().set_len(0).unwrap();
+                    // Every line is in the copy, which matches too.
+                    self.unsynced.clear();
+                    self.partial = None;
+                    self.generation += 1;
+                }
                 Action::Delete if self.exists => {
                     self.risk_current();
                     fs::remove_file(path).unwrap();
                     self.exists = false;
                     self.generation += 1;
                 }
-                Action::Rotate | Action::Truncate | Action::Delete => {}
+                Action::Rotate | Action::Truncate | Action::CopyTruncate | Action::Delete => {}
                 Action::Pause => {}
             }
         }
@@ -1069,7 +1106,10 @@ mod model {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("app.log");
             let mut model = Model::default();
-            let run = follow_with(settings(&[&dir.path().join("app.log*")]), !polling, |t| t);
+            let mut s = settings(&[&dir.path().join("app.log*")]);
+            // A copy waits this long for its original's truncation.
+            s.rotate_wait_ms = 3000;
+            let run = follow_with(s, !polling, |t| t);
             for action in &actions {
                 model.apply(action, &path);
                 if let Action::Pause = action {

@@ -25,10 +25,13 @@
 //!   followed under that name.
 //! - **copytruncate**: a file shorter than the position read, or whose
 //!   first bytes changed, was truncated: a warning, and it is read again
-//!   from the start. (Lines written between the last read and the
-//!   truncation are only in the copy: logrotate's own caveat. Keep the
-//!   copies out of the patterns: each is a new file, and would be read
-//!   whole.)
+//!   from the start. If the copy matches a pattern too, it is recognised
+//!   (it begins with the truncated file's first bytes) and read on from
+//!   where the original was read to, so the lines written between the last
+//!   read and the truncation are not lost and the rest is not read twice.
+//!   A new file that begins like a followed file waits for that, at most
+//!   [`rotate_wait_ms`](TailSettings::rotate_wait_ms), before it is read
+//!   from its start.
 //! - **Deletion**: like a rotation; a file of the same name that appears
 //!   later is a new file.
 //! - **Hardlink swaps** (`ln -f new path`): the path now names another
@@ -108,7 +111,7 @@ use tourbillon::{
 use self::glob::{Exclude, Expansion, Pattern};
 pub use self::position::Position;
 use self::position::{Acks, Change, Delivered, Mark, Positions, Saved};
-use self::tracked::{read_full_at, Check, Tracked};
+use self::tracked::{compatible, read_full_at, Check, Resume, Suspect, Tracked};
 use crate::lines::{LineFlags, LinesSettings};
 use crate::{Counter, Error};
 
@@ -339,6 +342,25 @@ struct Dir {
     parts: BTreeSet<(usize, usize)>,
 }
 
+/// A file found truncated: what it began with, and where its copy goes on.
+#[derive(Debug)]
+struct Truncation {
+    head: Vec<u8>,
+    resume: Resume,
+    at: Instant,
+}
+
+/// Whether a new file is a copy made by copytruncate.
+#[derive(Debug, PartialEq, Eq)]
+enum Copy {
+    No,
+    /// It may be: its first bytes are not all there yet, or its original
+    /// is not truncated yet.
+    Maybe,
+    /// It is: it goes on from here.
+    Of(Resume),
+}
+
 /// How a read of one file ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Read {
@@ -374,6 +396,8 @@ pub struct Tail<D = Event> {
     retry_rescan: bool,
     /// Paths that could not be opened (logged once each).
     failing: HashSet<PathBuf>,
+    /// Files truncated lately: their copy (copytruncate) goes on from there.
+    truncations: Vec<Truncation>,
     /// Stopped reading for a congested cog: waiting for `resume`.
     waiting: bool,
     buf: Vec<u8>,
@@ -466,6 +490,7 @@ impl<D: 'static> Tail<D> {
             rescan_all: false,
             retry_rescan: false,
             failing: HashSet::new(),
+            truncations: Vec::new(),
             waiting: false,
             buf: vec![0; READ_CHUNK.min(settings.read_bytes_per_turn)],
             acks: Acks::default(),
@@ -621,12 +646,25 @@ impl<D: 'static> Tail<D> {
         }
         self.next_serial += 1;
         file.paths = paths;
-        let start = if startup {
+        // A copy can only be told from its original while following, and
+        // the checkpoint knows its own files.
+        let suspect = (!self.settings.batch
+            && !self.saved.contains_key(&file.key())
+            && self.copy_of(&file.head.bytes, None, startup) != Copy::No)
+            .then(|| Suspect { since: ctx.now() });
+        let start = if suspect.is_some() {
+            log::debug!(
+                "{}: begins like a file followed: maybe its copy (copytruncate)",
+                file.origin
+            );
+            Ok(Mark::default())
+        } else if startup {
             self.start_mark(&file)
         } else {
             log::info!("{}: new file, reading it from the start", file.origin);
             Ok(Mark::default())
         };
+        file.copy_of = suspect;
         match start {
             Ok(mark) => file.start_at(mark),
             Err(e) => {
@@ -904,16 +942,21 @@ impl<D: 'static> Tail<D> {
 
     /// Reads one file for one turn, emitting its lines.
     fn read<N: Next<D> + ?Sized>(&mut self, slot: u32, ctx: &mut Context<'_, D, N>) -> Read {
-        let fingerprint = self.settings.fingerprint_bytes;
         let Some(file) = self.file(slot) else {
             return Read::Skipped;
         };
         if file.after.is_some() {
             return Read::Skipped;
         }
+        if file.copy_of.is_some() && !self.judge(slot) {
+            return Read::Skipped;
+        }
+        let Some(file) = self.file(slot) else {
+            return Read::Skipped;
+        };
         if std::mem::take(&mut file.at_eof) {
             // Woken after reaching the end: is it still the file we read?
-            match file.check(fingerprint) {
+            match file.check() {
                 Ok(Check::Same) => {}
                 Ok(Check::Truncated { size }) => self.truncated(slot, size, ctx),
                 Err(e) => {
@@ -958,6 +1001,7 @@ impl<D: 'static> Tail<D> {
 
     /// Splits the `n` bytes just read into `buf` and emits the lines.
     fn feed<N: Next<D> + ?Sized>(&mut self, slot: u32, n: usize, ctx: &mut Context<'_, D, N>) {
+        let fingerprint = self.settings.fingerprint_bytes;
         let Tail {
             files,
             buf,
@@ -971,6 +1015,7 @@ impl<D: 'static> Tail<D> {
         };
         let mut data = &buf[..n];
         let mut start = file.pos;
+        file.consumed(start, data, fingerprint);
         file.pos += n as u64;
         stats.bytes.add(n as u64);
         if std::mem::take(&mut file.skip_newline) && data.first() == Some(&b'\n') {
@@ -1056,11 +1101,98 @@ impl<D: 'static> Tail<D> {
         }
     }
 
+    /// Whether a file that begins with `head` is a copy made by
+    /// copytruncate: of a file truncated lately, or maybe of a followed file
+    /// (other than `except`) that is not truncated yet.
+    fn copy_of(&self, head: &[u8], except: Option<u64>, startup: bool) -> Copy {
+        if !startup {
+            for t in &self.truncations {
+                if !t.head.is_empty() && head.starts_with(&t.head) {
+                    return Copy::Of(t.resume.clone());
+                }
+            }
+            if self.truncations.iter().any(|t| t.head.starts_with(head)) {
+                return Copy::Maybe;
+            }
+        }
+        let maybe = self.files.iter().flatten().any(|f| {
+            Some(f.serial) != except && f.copy_of.is_none() && !f.begins().is_empty() && compatible(head, f.begins())
+        });
+        if maybe {
+            Copy::Maybe
+        } else {
+            Copy::No
+        }
+    }
+
+    /// Settles, if it can, whether a file is a copy made by copytruncate:
+    /// true when it is to be read now (from where its original was read
+    /// to, or from its start if it is no copy).
+    fn judge(&mut self, slot: u32) -> bool {
+        let fingerprint = self.settings.fingerprint_bytes;
+        let Some(file) = self.file(slot) else { return false };
+        let serial = file.serial;
+        let mut head = vec![0; fingerprint];
+        let Ok(n) = read_full_at(&file.file, &mut head, 0) else {
+            return false;
+        };
+        match self.copy_of(&head[..n], Some(serial), false) {
+            Copy::Maybe => false,
+            Copy::No => {
+                let Some(file) = self.file(slot) else { return false };
+                log::info!("{}: new file, reading it from the start", file.origin);
+                file.copy_of = None;
+                true
+            }
+            Copy::Of(resume) => {
+                let Some(file) = self.file(slot) else { return false };
+                log::info!(
+                    "{}: a copy of {} made by copytruncate: reading it from byte {}",
+                    file.origin,
+                    resume.origin,
+                    resume.mark.pos
+                );
+                file.copy_of = None;
+                file.origin = resume.origin;
+                file.head.set(&head[..n]);
+                file.start_at(resume.mark);
+                file.skip_newline = resume.skip_newline;
+                true
+            }
+        }
+    }
+
     /// A file is shorter than what was read, or its first bytes changed.
     fn truncated<N: Next<D> + ?Sized>(&mut self, slot: u32, size: u64, ctx: &mut Context<'_, D, N>) {
         // The held partial line was the end of the old contents.
+        let Some(file) = self.file(slot) else { return };
+        let had_partial = file.splitter.partial_len() > 0;
         self.flush_partial(slot, false, ctx);
-        let fingerprint = self.settings.fingerprint_bytes;
+        let Some(file) = self.files[slot as usize].as_ref() else {
+            return;
+        };
+        let resume = Resume {
+            mark: Mark {
+                pos: file.pos,
+                line: file.line,
+            },
+            origin: Arc::clone(&file.origin),
+            skip_newline: had_partial,
+        };
+        let now = ctx.now();
+        let wait = Duration::from_millis(self.settings.rotate_wait_ms);
+        self.truncations.retain(|t| now < t.at + wait);
+        self.truncations.push(Truncation {
+            head: file.head.bytes.clone(),
+            resume: resume.clone(),
+            at: now,
+        });
+        // Its copy (copytruncate), if one was seen, goes on from here.
+        for c in 0..self.files.len() as u32 {
+            if self.file(c).is_some_and(|f| f.copy_of.is_some()) {
+                self.queue(c, ctx);
+            }
+        }
         let Some(file) = self.file(slot) else { return };
         log::warn!(
             "{}: truncated ({size} bytes, {} were read): reading it again from the start",
@@ -1068,11 +1200,6 @@ impl<D: 'static> Tail<D> {
             file.pos
         );
         file.restart();
-        let mut head = vec![0; fingerprint];
-        if let Ok(n) = read_full_at(&file.file, &mut head, 0) {
-            file.head.bytes.extend_from_slice(&head[..n]);
-            file.head.crc = crc32c::crc32c(&head[..n]);
-        }
         self.stats.truncated.add(1);
     }
 
@@ -1208,8 +1335,17 @@ impl<D: 'static> Tail<D> {
         }
         let wait = Duration::from_millis(self.settings.rotate_wait_ms);
         let now = ctx.now();
+        self.truncations.retain(|t| now < t.at + wait);
         for slot in 0..self.files.len() as u32 {
             let Some(file) = self.file(slot) else { continue };
+            if let Some(since) = file.copy_of.as_ref().map(|s| s.since) {
+                if now >= since + wait {
+                    log::info!("{}: not a copy after all: reading it from the start", file.origin);
+                    file.copy_of = None;
+                    self.queue(slot, ctx);
+                }
+                continue;
+            }
             let Some(since) = file.orphan_since else { continue };
             if !file.at_eof || now < since + wait {
                 // Polling cannot see writes to a file no path names: look.

@@ -25,7 +25,7 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    fn set(&mut self, bytes: &[u8]) {
+    pub(crate) fn set(&mut self, bytes: &[u8]) {
         self.bytes.clear();
         self.bytes.extend_from_slice(bytes);
         self.crc = crc32c::crc32c(bytes);
@@ -61,6 +61,8 @@ pub(crate) struct Tracked {
     /// committed position any more.
     pub(crate) epoch: u32,
     pub(crate) head: Head,
+    /// The first bytes as found when it was opened, before any was read.
+    pub(crate) probe: Vec<u8>,
     pub(crate) splitter: LineSplitter,
     /// Every line before this was delivered.
     pub(crate) committed: Mark,
@@ -84,6 +86,34 @@ pub(crate) struct Tracked {
     /// A partial line went out for being idle: the newline that ends it
     /// later is not a line of its own.
     pub(crate) skip_newline: bool,
+    /// Maybe a copy made by copytruncate: not read until that is settled.
+    pub(crate) copy_of: Option<Suspect>,
+}
+
+/// Where a copy made by copytruncate goes on: where its original was read
+/// to when it was truncated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Resume {
+    pub(crate) mark: Mark,
+    pub(crate) origin: Arc<str>,
+    /// The original's held partial line went out at the truncation: the
+    /// newline that ends it in the copy is not a line of its own.
+    pub(crate) skip_newline: bool,
+}
+
+/// A new file that begins like a file being followed, or like one
+/// truncated a moment ago, may be its copy. It is one once it begins with
+/// all the first bytes known of a truncated file: it goes on where that
+/// file was read to. It is none once its first bytes differ from every
+/// such file's, or after `rotate_wait_ms`: it is read from its start.
+#[derive(Debug)]
+pub(crate) struct Suspect {
+    pub(crate) since: Instant,
+}
+
+/// Whether two files' first bytes can be one file's: one begins with the other.
+pub(crate) fn compatible(a: &[u8], b: &[u8]) -> bool {
+    a.starts_with(b) || b.starts_with(a)
 }
 
 impl std::fmt::Debug for Tracked {
@@ -110,6 +140,7 @@ impl Tracked {
         let mut buf = vec![0; fingerprint];
         let n = read_full_at(&file, &mut buf, 0)?;
         head.set(&buf[..n]);
+        buf.truncate(n);
         Ok(Tracked {
             serial,
             file,
@@ -121,6 +152,7 @@ impl Tracked {
             line: 0,
             epoch: 0,
             head,
+            probe: buf,
             splitter: LineSplitter::new(lines).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
             committed: Mark::default(),
             dirty: true,
@@ -133,6 +165,7 @@ impl Tracked {
             orphan_since: None,
             partial_since: None,
             skip_newline: false,
+            copy_of: None,
         })
     }
 
@@ -146,6 +179,37 @@ impl Tracked {
         self.line = mark.line;
         self.committed = mark;
         self.dirty = true;
+        // The head is what is consumed of the first bytes: what follows
+        // may still change before it is read.
+        let keep = self.head.bytes.len().min(mark.pos as usize);
+        if keep < self.head.bytes.len() {
+            let consumed = self.head.bytes[..keep].to_vec();
+            self.head.set(&consumed);
+        }
+    }
+
+    /// Bytes `data`, read at `at`, are consumed: those among the first
+    /// `fingerprint` bytes join the head.
+    pub(crate) fn consumed(&mut self, at: u64, data: &[u8], fingerprint: usize) {
+        let at = at as usize;
+        if at >= fingerprint || at != self.head.bytes.len() {
+            return;
+        }
+        let take = data.len().min(fingerprint - at);
+        let mut head = std::mem::take(&mut self.head.bytes);
+        head.extend_from_slice(&data[..take]);
+        self.head.set(&head);
+        self.dirty = true;
+    }
+
+    /// What it begins with, as far as is known: what was read of it, or
+    /// else what it held when it was opened.
+    pub(crate) fn begins(&self) -> &[u8] {
+        if self.head.bytes.is_empty() {
+            &self.probe
+        } else {
+            &self.head.bytes
+        }
     }
 
     /// Whether this is the file `saved` describes: its first bytes check out.
@@ -169,21 +233,17 @@ impl Tracked {
         Ok(Mark { pos, line: 0 })
     }
 
-    /// A woken file: is it still what was read? Also grows the head.
-    pub(crate) fn check(&mut self, fingerprint: usize) -> io::Result<Check> {
+    /// A woken file: is it still what was read?
+    pub(crate) fn check(&mut self) -> io::Result<Check> {
         let size = self.file.metadata()?.len();
         if size < self.pos {
             return Ok(Check::Truncated { size });
         }
         let known = self.head.bytes.len();
-        let mut buf = vec![0; fingerprint];
+        let mut buf = vec![0; known];
         let n = read_full_at(&self.file, &mut buf, 0)?;
-        if n < known || crc32c::crc32c(&buf[..known]) != crc32c::crc32c(&self.head.bytes) {
+        if n < known || crc32c::crc32c(&buf) != self.head.crc {
             return Ok(Check::Truncated { size });
-        }
-        if n > known {
-            self.head.set(&buf[..n]);
-            self.dirty = true;
         }
         Ok(Check::Same)
     }
