@@ -601,9 +601,7 @@ reference = "boom"
     }
 }
 
-#[test]
-fn a_journaled_run_cut_short_by_finish_is_compensated_at_the_next_start() {
-    let spec = r#"
+const CUT_SHORT: &str = r#"
 name = "finish"
 [programs.p]
 hooks = ["a", "w1", "w2"]
@@ -622,16 +620,42 @@ args = { ms = 5 }
 reference = "sleep"
 args = { ms = 5 }
 "#;
+
+/// Runs CUT_SHORT until finish leaves its run in the journal, then starts
+/// again with `restart_spec`; returns the ledger's path and the answer.
+fn cut_short_then_restart(restart_spec: &str) -> (tempfile::TempDir, Value) {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("ledger");
     let state = dir.path().join("state");
     let req = request("1", "p", json!({ "ledger": ledger.display().to_string() }));
-    let got = run_with(spec, Functions::standard(), Feed(vec![req], true), Some(&state), 0);
+    let got = run_with(CUT_SHORT, Functions::standard(), Feed(vec![req], true), Some(&state), 0);
     assert!(got.is_empty(), "no answer: the run waits for the next start");
     assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "a\n");
-    let got = run_with(spec, Functions::standard(), Feed(vec![], false), Some(&state), 1);
-    let r = &got["1"];
+    let mut got = run_with(
+        restart_spec,
+        Functions::standard(),
+        Feed(vec![], false),
+        Some(&state),
+        1,
+    );
+    (dir, got.remove("1").unwrap())
+}
+
+#[test]
+fn a_journaled_run_cut_short_by_finish_is_compensated_at_the_next_start() {
+    let (dir, r) = cut_short_then_restart(CUT_SHORT);
+    let ledger = dir.path().join("ledger");
     assert_eq!(r["status"], "compensated", "{r}");
     assert_eq!(r["trace"][0], json!({ "restart": true }));
     assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "a\nundo a\n");
+}
+
+#[test]
+fn a_run_whose_program_changed_meanwhile_is_undone_by_the_hooks_it_ran() {
+    let reordered = CUT_SHORT.replace(r#"hooks = ["a", "w1", "w2"]"#, r#"hooks = ["w1", "w2"]"#);
+    assert_ne!(reordered, CUT_SHORT);
+    let (dir, r) = cut_short_then_restart(&reordered);
+    assert_eq!(r["status"], "compensated", "{r}");
+    let ledger = std::fs::read_to_string(dir.path().join("ledger")).unwrap();
+    assert_eq!(ledger, "a\nundo a\n");
 }

@@ -13,7 +13,7 @@ use tourbillon::{Context, FdId, Fired, Interest, Next, TimerId};
 
 use super::function::{Call, Flow, Functions, Reply, ReplyMsg, Resume, StepFn, StepResult};
 use super::journal::{Delta, Journal, Logged, Runs};
-use super::spec::{resolve, HookSpec, ProgramSpec, Recovery, Spec};
+use super::spec::{resolve, HookSpec, PlanStep, ProgramSpec, Recovery, Spec};
 use crate::Counter;
 
 /// Keys of the bindings the engine makes in its host cog: this bit set.
@@ -299,7 +299,29 @@ impl Engine {
         self.pump(ctx);
     }
 
-    fn recover(&mut self, id: u64, program: Arc<ProgramSpec>, logged: Logged) -> Run {
+    fn recover(&mut self, id: u64, mut program: Arc<ProgramSpec>, logged: Logged) -> Run {
+        let planned: Vec<&str> = program.plan.iter().map(|s| s.hook.as_str()).collect();
+        let changed = !logged.plan.is_empty() && logged.plan != planned;
+        if changed {
+            // The spec changed since the run began: undo what was done, by
+            // the hooks it ran then; going on with another plan makes no sense.
+            log::warn!(
+                "program run {id}: program `{}` changed since the run began; compensating it by its old plan",
+                program.name
+            );
+            let mut old = (*program).clone();
+            old.recovery = Recovery::Compensate;
+            old.plan = logged
+                .plan
+                .iter()
+                .map(|h| PlanStep {
+                    hook: h.clone(),
+                    program: program.name.clone(),
+                    enter: h.strip_prefix("programs.").map(str::to_owned),
+                })
+                .collect();
+            program = Arc::new(old);
+        }
         let mut run = Run {
             id,
             tag: None,
@@ -327,14 +349,21 @@ impl Engine {
             return run;
         }
         if logged.failed.is_none() {
-            // The step in flight may have taken effect: undo it too.
+            // The step in flight may have taken effect: undo it too (and
+            // say so in the journal, should this start be cut short too).
             if let Some(s) = logged.in_flight {
                 run.done.push(s);
+                self.log(Delta::Done {
+                    run: id,
+                    step: s,
+                    set: Map::new(),
+                });
             }
             let at = logged
                 .in_flight
                 .or_else(|| run.done.last().copied())
-                .map_or_else(|| "-".to_owned(), |s| run.program.plan[s].hook.clone());
+                .and_then(|s| run.program.plan.get(s))
+                .map_or_else(|| "-".to_owned(), |s| s.hook.clone());
             let message = "interrupted by a restart".to_owned();
             self.log(Delta::Failed {
                 run: id,
@@ -381,6 +410,7 @@ impl Engine {
             program: program.name.clone(),
             request: request.id.clone(),
             pool: pool.clone(),
+            plan: program.plan.iter().map(|s| s.hook.clone()).collect(),
         });
         let run = Run {
             id,
@@ -828,7 +858,7 @@ impl Engine {
     fn rect_queue(&self, program: &ProgramSpec, done: &[usize]) -> VecDeque<(usize, usize)> {
         let mut q = VecDeque::new();
         for &s in done.iter().rev() {
-            if let Some(hook) = self.spec.hook(&program.plan[s].hook) {
+            if let Some(hook) = program.plan.get(s).and_then(|step| self.spec.hook(&step.hook)) {
                 q.extend((0..hook.rectifiers.len()).map(|r| (s, r)));
             }
         }

@@ -30,7 +30,8 @@ pub enum Flow {
     /// Call `Resume` after this long.
     After(Duration, Resume),
     /// Call `Resume` once the fd is readable. The fd must stay open until
-    /// then (let the `Resume` own what holds it).
+    /// then (let the `Resume` own what holds it). Readiness can be
+    /// spurious: on `WouldBlock`, answer `Readable` again.
     Readable(RawFd, Resume),
     /// Call `Resume` once the fd is writable.
     Writable(RawFd, Resume),

@@ -17,6 +17,10 @@ pub(crate) enum Delta {
         program: String,
         request: Value,
         pool: Map<String, Value>,
+        /// The hooks of the plan, so a restart with a changed spec still
+        /// undoes what was done.
+        #[serde(default)]
+        plan: Vec<String>,
     },
     /// A step of the plan began.
     Started { run: u64, step: usize },
@@ -40,6 +44,8 @@ pub(crate) struct Logged {
     pub(crate) program: String,
     pub(crate) request: Value,
     pub(crate) pool: Map<String, Value>,
+    #[serde(default)]
+    pub(crate) plan: Vec<String>,
     pub(crate) done: Vec<usize>,
     pub(crate) in_flight: Option<usize>,
     pub(crate) failed: Option<(String, String)>,
@@ -57,6 +63,7 @@ pub(crate) fn apply(runs: &mut Runs, delta: Delta) {
             program,
             request,
             pool,
+            plan,
         } => {
             runs.0.insert(
                 run,
@@ -64,6 +71,7 @@ pub(crate) fn apply(runs: &mut Runs, delta: Delta) {
                     program,
                     request,
                     pool,
+                    plan,
                     ..Logged::default()
                 },
             );

@@ -95,6 +95,10 @@
 //! interrupted: it runs the rectifiers still due (the step in flight
 //! included, so rectifiers must tolerate undoing what did not happen), or,
 //! for `recovery = "complete"`, runs the step in flight again and goes on.
+//! If the program changed in the spec meanwhile, the run is compensated by
+//! the hooks it ran. The response of such a run has no client to go to: it
+//! is logged, and sent down the train; its trace begins with
+//! `{"restart": true}`.
 //!
 //! # Hosts
 //!
