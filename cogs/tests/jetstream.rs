@@ -635,3 +635,78 @@ fn a_configured_reject_terms_poison_after_max_deliver() {
     assert!(log.contains("rejected on its delivery 2 (the last) is termed"), "{log}");
     assert_eq!(lines(&out).len(), n - 1, "the others, once each");
 }
+
+/// Consumes with a consumer created by `settings` until `n` events came;
+/// what came, in order.
+fn consume_n(server: &Server, settings: ConsumeSettings, n: usize) -> Vec<String> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut esc = escapement();
+    esc.add_train(
+        Train::new("consume")
+            .ids(Event::id_getter())
+            .cog(
+                JetStreamSupply::new(ConsumeSettings {
+                    servers: vec![server.url()],
+                    stream: "T".into(),
+                    ..settings
+                })
+                .unwrap(),
+            )
+            .cog(Collect(Arc::clone(&seen))),
+    );
+    let count = Arc::clone(&seen);
+    finish_when(&mut esc, move || count.lock().unwrap().len() >= n);
+    esc.run().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    seen
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
+}
+
+#[test]
+fn a_consumer_created_at_a_sequence_or_a_time_replays_from_there() {
+    let server = server_or_skip!("a_consumer_created_at_a_sequence_or_a_time_replays_from_there");
+    let _g = exclusive();
+    create_stream(&server, "T", "t.>");
+    publish(&server, "t.lines", (0..10).map(line));
+    std::thread::sleep(Duration::from_millis(20));
+    let between = rfc3339(time::OffsetDateTime::now_utc());
+    std::thread::sleep(Duration::from_millis(20));
+    publish(&server, "t.lines", (10..15).map(line));
+
+    let from_seq = consume_n(
+        &server,
+        ConsumeSettings {
+            consumer: "seq".into(),
+            start_sequence: Some(8),
+            ..ConsumeSettings::default()
+        },
+        8,
+    );
+    assert_eq!(
+        from_seq,
+        (7..15).map(line).collect::<Vec<_>>(),
+        "sequence 8 is the 8th line"
+    );
+    let from_time = consume_n(
+        &server,
+        ConsumeSettings {
+            consumer: "time".into(),
+            start_time: Some(between),
+            ..ConsumeSettings::default()
+        },
+        5,
+    );
+    assert_eq!(from_time, (10..15).map(line).collect::<Vec<_>>());
+}

@@ -278,8 +278,8 @@ pub struct SupplyStats {
 
 /// Loop to helper.
 enum Command {
-    /// Acknowledge (or nak, or term) a message; gives its permit back.
-    Ack(Subject, AckKind),
+    /// Acknowledge (or nak, or term) messages; gives their permits back.
+    Acks(Vec<(Subject, AckKind)>),
     /// Stop pulling (finish).
     Stop,
 }
@@ -304,6 +304,10 @@ enum Held {
     Many(Vec<(Subject, u64)>),
 }
 
+/// The remote's key, and the immediate event that flushes acks.
+const REMOTE: u64 = 0;
+const FLUSH: u64 = 1;
+
 type Maker<D> = Box<dyn FnMut(Delivery<'_>) -> D>;
 
 /// Delivers the messages of a durable JetStream pull consumer into the
@@ -318,6 +322,9 @@ pub struct JetStreamSupply<D = Event> {
     /// Emitted and not yet done, by event id.
     pending: HashMap<EventId, Held>,
     rejects: Rejects,
+    /// Acks gathered this turn, and whether their flush is queued.
+    acks: Vec<(Subject, AckKind)>,
+    flush_queued: bool,
     subject: Option<Arc<str>>,
     waiting: bool,
     finishing: bool,
@@ -356,6 +363,8 @@ impl<D: 'static> JetStreamSupply<D> {
             backlog: VecDeque::new(),
             pending: HashMap::new(),
             rejects: Rejects::default(),
+            acks: Vec::new(),
+            flush_queued: false,
             subject: None,
             waiting: false,
             finishing: false,
@@ -400,7 +409,28 @@ impl<D: 'static> JetStreamSupply<D> {
                 AckKind::Nak(Some(delay.unwrap_or(Duration::from_millis(self.settings.nak_delay_ms))))
             }
         };
-        self.send(Command::Ack(reply, kind));
+        self.acks.push((reply, kind));
+    }
+
+    /// Sends the acks gathered at the next turn, in one message: one wake
+    /// of the helper for all the events a turn finished. While finishing
+    /// (no new bindings) they go at once.
+    fn flush_soon<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if self.acks.is_empty() || self.flush_queued {
+            return;
+        }
+        if ctx.enqueue(FLUSH).is_ok() {
+            self.flush_queued = true;
+        } else {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.acks.is_empty() {
+            let acks = std::mem::take(&mut self.acks);
+            self.send(Command::Acks(acks));
+        }
     }
 
     /// Emits the backlog while the train takes it.
@@ -436,6 +466,7 @@ impl<D: 'static> JetStreamSupply<D> {
             }
             ctx.emit(datum);
         }
+        self.flush_soon(ctx);
     }
 
     /// Finishing: what was received and not emitted goes back to the server
@@ -443,8 +474,9 @@ impl<D: 'static> JetStreamSupply<D> {
     fn return_backlog(&mut self) {
         for r in std::mem::take(&mut self.backlog) {
             self.stats.naked.add(1);
-            self.send(Command::Ack(r.reply, AckKind::Nak(None)));
+            self.acks.push((r.reply, AckKind::Nak(None)));
         }
+        self.flush();
     }
 }
 
@@ -455,7 +487,7 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
 
     fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
         let (tx, rx) = unbounded_channel();
-        let remote = ctx.remote(0);
+        let remote = ctx.remote(REMOTE);
         let settings = self.settings.clone();
         let stats = self.stats.clone();
         match std::thread::Builder::new()
@@ -477,7 +509,11 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
         ctx.emit(datum)
     }
 
-    fn fire<N: Next<D> + ?Sized>(&mut self, _: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
+    fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
+        if key == FLUSH {
+            self.flush_queued = false;
+            return self.flush();
+        }
         let Fired::Message(m) = fired else { return };
         let Ok(incoming) = m.downcast::<Incoming>() else { return };
         match *incoming {
@@ -502,7 +538,7 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
         }
     }
 
-    fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, _: &mut Context<'_, D, N>) {
+    fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, ctx: &mut Context<'_, D, N>) {
         let Some(held) = self.pending.remove(&id) else { return };
         let reject = self.rejects.take(id);
         match held {
@@ -513,6 +549,7 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
                 }
             }
         }
+        self.flush_soon(ctx);
     }
 
     fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, _: &mut Context<'_, D, N>) {
@@ -539,7 +576,9 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
     fn finish<N: Next<D> + ?Sized>(&mut self, _: &mut Context<'_, D, N>) -> Finish {
         self.finishing = true;
         self.send(Command::Stop);
+        // Flushes the acks gathered too: a queued flush may not fire now.
         self.return_backlog();
+        self.flush_queued = false;
         // The events in the train are acked as the cogs after this one
         // finish; the helper sends those acks before the process ends (done).
         Finish::Done
@@ -552,6 +591,7 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
                 self.pending.len()
             );
         }
+        self.flush();
         // Closing the channel tells the helper to flush its acks and end;
         // wait for that, briefly: the acks are small and the server near.
         self.tx = None;
@@ -747,11 +787,14 @@ async fn run(settings: ConsumeSettings, mut rx: UnboundedReceiver<Command>, remo
     while rx.recv_many(&mut batch, 256).await > 0 {
         for c in batch.drain(..) {
             match c {
-                Command::Ack(reply, kind) => {
-                    if let Err(e) = client.publish(reply, kind.into()).await {
-                        log::warn!("jetstream_consume: cannot send an ack: {e}");
+                Command::Acks(acks) => {
+                    let n = acks.len();
+                    for (reply, kind) in acks {
+                        if let Err(e) = client.publish(reply, kind.into()).await {
+                            log::warn!("jetstream_consume: cannot send an ack: {e}");
+                        }
                     }
-                    permits.add_permits(1);
+                    permits.add_permits(n);
                 }
                 Command::Stop => {
                     stop.notify_one();
