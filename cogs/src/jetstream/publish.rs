@@ -2,9 +2,10 @@
 //! done on the server's ack.
 
 use std::fmt;
+use std::future::IntoFuture;
 use std::time::Duration;
 
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -102,6 +103,10 @@ pub struct PublishStats {
     pub no_subject: Counter,
 }
 
+/// The remote's key, and the immediate event that flushes the outbox.
+const REMOTE: u64 = 0;
+const FLUSH: u64 = 1;
+
 /// What the loop sends the helper.
 struct Publish {
     id: Option<EventId>,
@@ -121,7 +126,10 @@ pub struct JetStreamDrain<D = Event> {
     msg_id: Option<Getter<D, Value>>,
     run: String,
     seq: u64,
-    tx: Option<UnboundedSender<Publish>>,
+    tx: Option<UnboundedSender<Vec<Publish>>>,
+    /// Publishes gathered this turn, and whether their flush is queued.
+    outbox: Vec<Publish>,
+    flush_queued: bool,
     in_flight: usize,
     congested: bool,
     finishing: bool,
@@ -159,6 +167,8 @@ impl<D: Json> JetStreamDrain<D> {
             msg_id,
             seq: 0,
             tx: None,
+            outbox: Vec::new(),
+            flush_queued: false,
             in_flight: 0,
             congested: false,
             finishing: false,
@@ -192,6 +202,19 @@ impl<D> JetStreamDrain<D> {
         format!("{}{n}", self.run)
     }
 
+    /// Hands the publishes gathered to the helper: one wake of it for all
+    /// the events of a loop turn.
+    fn flush(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.outbox);
+        let n = batch.len();
+        if self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_err()) {
+            log::error!("jetstream_publish: the helper thread is gone; {n} events not published");
+        }
+    }
+
     fn acked<N: Next<D> + ?Sized>(&mut self, ids: Vec<Option<EventId>>, ctx: &mut Context<'_, D, N>) {
         self.in_flight -= ids.len();
         self.stats.acked.add(ids.len() as u64);
@@ -216,7 +239,7 @@ impl<D: 'static> Cog<D> for JetStreamDrain<D> {
 
     fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
         let (tx, rx) = unbounded_channel();
-        let remote = ctx.remote(0);
+        let remote = ctx.remote(REMOTE);
         let settings = self.settings.clone();
         let stats = self.stats.clone();
         let spawned = std::thread::Builder::new()
@@ -243,29 +266,34 @@ impl<D: 'static> Cog<D> for JetStreamDrain<D> {
         let id = ctx.id_of(&datum);
         let msg_id = self.msg_id(&datum, id);
         let payload = Bytes::copy_from_slice(self.bytes.get(&datum).unwrap_or_default());
-        let Some(tx) = &self.tx else {
+        if self.tx.is_none() {
             log::error!("jetstream_publish: no helper thread; event not published");
             return;
-        };
-        if tx
-            .send(Publish {
-                id,
-                subject,
-                msg_id,
-                payload,
-            })
-            .is_err()
-        {
-            log::error!("jetstream_publish: the helper thread is gone; event not published");
-            return;
         }
+        self.outbox.push(Publish {
+            id,
+            subject,
+            msg_id,
+            payload,
+        });
         self.in_flight += 1;
         if self.in_flight >= self.settings.max_in_flight {
             self.congested = true;
         }
+        if !self.flush_queued {
+            if ctx.enqueue(FLUSH).is_ok() {
+                self.flush_queued = true;
+            } else {
+                self.flush();
+            }
+        }
     }
 
-    fn fire<N: Next<D> + ?Sized>(&mut self, _: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
+    fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
+        if key == FLUSH {
+            self.flush_queued = false;
+            return self.flush();
+        }
         if let Fired::Message(m) = fired {
             if let Ok(acked) = m.downcast::<Acked>() {
                 self.acked(acked.0, ctx);
@@ -275,6 +303,9 @@ impl<D: 'static> Cog<D> for JetStreamDrain<D> {
 
     fn finish<N: Next<D> + ?Sized>(&mut self, _: &mut Context<'_, D, N>) -> Finish {
         self.finishing = true;
+        // A queued flush may not fire now; from here on, each goes at once.
+        self.flush();
+        self.flush_queued = false;
         if self.in_flight == 0 {
             self.tx = None;
             Finish::Done
@@ -317,7 +348,7 @@ impl<D: 'static> Cog<D> for JetStreamDrain<D> {
 }
 
 /// The helper thread: publishes, awaits acks, retries, reports acks in batches.
-fn helper(settings: PublishSettings, rx: UnboundedReceiver<Publish>, remote: CogRemote, stats: PublishStats) {
+fn helper(settings: PublishSettings, rx: UnboundedReceiver<Vec<Publish>>, remote: CogRemote, stats: PublishStats) {
     let rt = match super::runtime() {
         Ok(rt) => rt,
         Err(e) => return log::error!("jetstream_publish: cannot start its runtime: {e}"),
@@ -326,7 +357,12 @@ fn helper(settings: PublishSettings, rx: UnboundedReceiver<Publish>, remote: Cog
     local.block_on(&rt, run(settings, rx, remote, stats));
 }
 
-async fn run(settings: PublishSettings, mut rx: UnboundedReceiver<Publish>, remote: CogRemote, stats: PublishStats) {
+async fn run(
+    settings: PublishSettings,
+    mut rx: UnboundedReceiver<Vec<Publish>>,
+    remote: CogRemote,
+    stats: PublishStats,
+) {
     let client = loop {
         match super::connect(&settings.servers, &settings.auth, &settings.name).await {
             Ok(c) => break c,
@@ -353,47 +389,91 @@ async fn run(settings: PublishSettings, mut rx: UnboundedReceiver<Publish>, remo
             }
         }
     });
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        for p in batch.drain(..) {
-            let js = js.clone();
-            let done = done_tx.clone();
-            let stats = stats.clone();
-            tokio::task::spawn_local(async move {
-                let mut backoff = Backoff::new();
-                let mut failures = 0u32;
-                loop {
-                    let message = PublishMessage::build().payload(p.payload.clone()).message_id(&p.msg_id);
-                    let result = match js.send_publish(p.subject.clone(), message).await {
-                        Ok(ack) => ack.await,
-                        Err(e) => Err(e),
-                    };
-                    match result {
-                        Ok(ack) => {
-                            if ack.duplicate {
-                                stats.duplicates.add(1);
-                            }
-                            let _ = done.send(p.id);
-                            return;
+    // Publishes go out in order and their acks are awaited in order by a
+    // second task, as a bare client pipelines them; a publish that fails
+    // goes to a task of its own that retries it (same message id).
+    // Each ack is awaited until `ack_timeout_ms` after its publish (not
+    // after the acks before it): a server gone away costs one timeout.
+    let (ack_tx, mut ack_rx) = unbounded_channel::<(Publish, PublishAckFuture, tokio::time::Instant)>();
+    {
+        let (js, done, stats) = (js.clone(), done_tx.clone(), stats.clone());
+        tokio::task::spawn_local(async move {
+            while let Some((p, ack, deadline)) = ack_rx.recv().await {
+                match tokio::time::timeout_at(deadline, ack.into_future()).await {
+                    Ok(Ok(ack)) => {
+                        if ack.duplicate {
+                            stats.duplicates.add(1);
                         }
-                        Err(e) => {
-                            failures += 1;
-                            stats.retries.add(1);
-                            let quiet = matches!(e.kind(), PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe);
-                            if failures == 1 && !quiet {
-                                log::warn!("jetstream_publish: publish to {} failed: {e}; retrying", p.subject);
-                            } else if failures % 20 == 0 {
-                                log::warn!(
-                                    "jetstream_publish: publish to {} failed {failures} times: {e}; retrying",
-                                    p.subject
-                                );
-                            }
-                            backoff.wait().await;
-                        }
+                        let _ = done.send(p.id);
                     }
+                    Ok(Err(e)) => retry(js.clone(), p, Some(e), done.clone(), stats.clone()),
+                    Err(_) => retry(js.clone(), p, None, done.clone(), stats.clone()),
                 }
-            });
+            }
+        });
+    }
+    let mut batches = Vec::with_capacity(16);
+    while rx.recv_many(&mut batches, 16).await > 0 {
+        for p in batches.drain(..).flatten() {
+            let message = PublishMessage::build().payload(p.payload.clone()).message_id(&p.msg_id);
+            match js.send_publish(p.subject.clone(), message).await {
+                Ok(ack) => {
+                    let _ = ack_tx.send((p, ack, tokio::time::Instant::now() + timeout));
+                }
+                Err(e) => retry(js.clone(), p, Some(e), done_tx.clone(), stats.clone()),
+            }
         }
     }
     // The loop let go: it is through (every ack came) or past its deadline.
+}
+
+/// Publishes `p` again until JetStream acks it, backing off between tries;
+/// `first` is why it failed (none: no ack in time).
+fn retry(
+    js: async_nats::jetstream::Context,
+    p: Publish,
+    first: Option<PublishError>,
+    done: UnboundedSender<Option<EventId>>,
+    stats: PublishStats,
+) {
+    tokio::task::spawn_local(async move {
+        let mut backoff = Backoff::new();
+        let mut failures = 0u32;
+        let mut error = first;
+        loop {
+            failures += 1;
+            stats.retries.add(1);
+            let why = error
+                .as_ref()
+                .map_or_else(|| "no ack in time".to_owned(), |e| e.to_string());
+            let quiet = match &error {
+                None => true,
+                Some(e) => matches!(e.kind(), PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe),
+            };
+            if failures == 1 && !quiet {
+                log::warn!("jetstream_publish: publish to {} failed: {why}; retrying", p.subject);
+            } else if failures % 20 == 0 {
+                log::warn!(
+                    "jetstream_publish: publish to {} failed {failures} times: {why}; retrying",
+                    p.subject
+                );
+            }
+            backoff.wait().await;
+            let message = PublishMessage::build().payload(p.payload.clone()).message_id(&p.msg_id);
+            let result = match js.send_publish(p.subject.clone(), message).await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(ack) => {
+                    if ack.duplicate {
+                        stats.duplicates.add(1);
+                    }
+                    let _ = done.send(p.id);
+                    return;
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+    });
 }
