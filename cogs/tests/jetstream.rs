@@ -228,16 +228,35 @@ fn line(i: usize) -> String {
     format!("{i:06} the quick brown fox")
 }
 
+/// A child process, killed if a failing test leaves it running.
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The `tourbillon` binary on a configuration, its log in `log`.
-fn tourbillon(config: &Path, log: &Path) -> Child {
+fn tourbillon(config: &Path, log: &Path) -> Proc {
     let log = fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(BIN)
+    let child = Command::new(BIN)
         .arg("run")
         .arg(config)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .unwrap()
+        .unwrap();
+    Proc(Some(child))
 }
 
 /// A consumer process: the durable `work` of stream `T` into a file.
@@ -256,7 +275,9 @@ fn consumer_config(server: &Server, name: &str, out: &Path, extra: &str) -> Path
     config
 }
 
-fn stop(mut c: Child) {
+/// SIGTERM: a graceful finish, and a clean exit.
+fn stop(mut p: Proc) {
+    let mut c = p.0.take().expect("running");
     signal(&c, libc::SIGTERM);
     let status = c.wait().unwrap();
     assert!(status.success(), "tourbillon exited with {status}");
@@ -369,12 +390,10 @@ fn a_consumer_killed_mid_stream_and_restarted_loses_nothing() {
     let out = server.path("out.log");
     let extra = format!("batch = 50, max_in_flight = {max_in_flight}");
     let config = consumer_config(&server, "consumer", &out, &extra);
-    let first = tourbillon(&config, &server.path("consumer.log"));
-    let mut first = Some(first);
+    let mut first = tourbillon(&config, &server.path("consumer.log"));
     wait_until("the consumer writes", || !lines(&out).is_empty());
-    let mut c = first.take().unwrap();
-    c.kill().unwrap();
-    c.wait().unwrap();
+    first.child().kill().unwrap();
+    first.child().wait().unwrap();
     let at_kill = lines(&out).len();
     eprintln!("killed with {at_kill} of {n} lines written");
 
@@ -435,7 +454,7 @@ fn a_server_restarted_mid_stream_loses_nothing_and_stores_nothing_twice() {
     eprintln!("server stopped with {during} of {n} lines through");
     std::thread::sleep(Duration::from_millis(500));
     server.run();
-    let status = p.wait().unwrap();
+    let status = p.child().wait().unwrap();
     assert!(status.success(), "the publisher exited with {status}");
     wait_until("every line is written", || {
         lines(&out).into_iter().collect::<BTreeSet<_>>().len() == n

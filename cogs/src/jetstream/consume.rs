@@ -489,10 +489,9 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
         let (tx, rx) = unbounded_channel();
         let remote = ctx.remote(REMOTE);
         let settings = self.settings.clone();
-        let stats = self.stats.clone();
         match std::thread::Builder::new()
             .name("jetstream-consume".into())
-            .spawn(move || helper(settings, rx, remote, stats))
+            .spawn(move || helper(settings, rx, remote))
         {
             Ok(t) => {
                 self.tx = Some(tx);
@@ -625,7 +624,7 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
     }
 }
 
-fn helper(settings: ConsumeSettings, rx: UnboundedReceiver<Command>, remote: CogRemote, stats: SupplyStats) {
+fn helper(settings: ConsumeSettings, rx: UnboundedReceiver<Command>, remote: CogRemote) {
     let rt = match super::runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -634,7 +633,7 @@ fn helper(settings: ConsumeSettings, rx: UnboundedReceiver<Command>, remote: Cog
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, run(settings, rx, remote, stats));
+    local.block_on(&rt, run(settings, rx, remote));
 }
 
 /// Binds (or creates) the stream and the consumer, retrying while the
@@ -694,7 +693,7 @@ async fn bind(js: &async_nats::jetstream::Context, s: &ConsumeSettings) -> Resul
     }
 }
 
-async fn run(settings: ConsumeSettings, mut rx: UnboundedReceiver<Command>, remote: CogRemote, stats: SupplyStats) {
+async fn run(settings: ConsumeSettings, mut rx: UnboundedReceiver<Command>, remote: CogRemote) {
     let client = match super::connect(&settings.servers, &settings.auth, &settings.name).await {
         Ok(c) => c,
         Err(e) => {
@@ -805,10 +804,13 @@ async fn run(settings: ConsumeSettings, mut rx: UnboundedReceiver<Command>, remo
     }
     stop.notify_one();
     pull.abort();
-    if let Err(e) = client.flush().await {
-        log::warn!("jetstream_consume: acks may be lost: {e}");
+    // Bounded: with the server away, the process still ends; the acks
+    // lost make the server deliver those messages again.
+    match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::warn!("jetstream_consume: acks may be lost: {e}"),
+        Err(_) => log::warn!("jetstream_consume: acks may be lost: the server did not answer in time"),
     }
-    let _ = stats;
 }
 
 fn received(m: async_nats::jetstream::Message) -> Option<Received> {
