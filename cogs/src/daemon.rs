@@ -179,7 +179,12 @@ impl Pidfile {
 
 impl Drop for Pidfile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // After a privilege drop, the directory may no longer be ours.
+            Err(e) => log::warn!("pidfile {}: cannot remove it: {e}", self.path.display()),
+        }
     }
 }
 
