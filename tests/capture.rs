@@ -9,11 +9,11 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::exclusive;
+use common::{exclusive, keep_warnings, warnings_about};
 use serde_json::{json, Value};
 use tourbillon::capture::{
     compare, CaptureError, CaptureOptions, CaptureReader, Comparison, Entry, Pace, ReplayOptions,
@@ -419,42 +419,6 @@ fn windows(output: &[u8]) -> usize {
 }
 
 // ---- warnings --------------------------------------------------------------
-
-static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct KeepWarnings;
-
-impl log::Log for KeepWarnings {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Warn
-    }
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            WARNINGS.lock().unwrap().push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-/// Starts keeping warnings; call before the library can warn.
-fn keep_warnings() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        log::set_logger(&KeepWarnings).unwrap();
-        log::set_max_level(log::LevelFilter::Warn);
-    });
-}
-
-fn warnings_about(path: &Path) -> Vec<String> {
-    let path = path.display().to_string();
-    WARNINGS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|w| w.contains(&path))
-        .cloned()
-        .collect()
-}
 
 // ---- the tests -------------------------------------------------------------
 

@@ -2,15 +2,17 @@
 //! between a checkpoint and its compaction, `kill -9` at random points,
 //! a flipped byte at every offset, two writers, torn tails.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{keep_warnings, warnings_about};
 use serde::{Deserialize, Serialize};
 use tourbillon::store::{FsyncPolicy, Store, StoreError, StoreOptions};
 
@@ -42,44 +44,6 @@ fn open(dir: &Path) -> Store<History, Advance> {
 
 fn recover(dir: &Path) -> Result<History, StoreError> {
     Store::<History, Advance>::open(dir, StoreOptions::new())?.recover(Vec::new, replay)
-}
-
-/// Warnings logged by the library, kept so tests can check them. Tests run
-/// in parallel, so each looks only for its own paths.
-static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Warn
-    }
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            WARNINGS.lock().unwrap().push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-/// Starts keeping warnings; call before the store can warn.
-fn capture_warnings() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        log::set_logger(&Capture).unwrap();
-        log::set_max_level(log::LevelFilter::Warn);
-    });
-}
-
-fn warnings_about(path: &Path) -> Vec<String> {
-    let path = path.display().to_string();
-    WARNINGS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|w| w.contains(&path))
-        .cloned()
-        .collect()
 }
 
 /// A tiny deterministic generator, so a failing run can be repeated.
@@ -341,7 +305,7 @@ fn kill_9_at_random_points(policy: &str, iterations: usize, seed: u64) {
 /// hit; in the last record it is a torn tail, cut off. Never a wrong value.
 #[test]
 fn a_flipped_byte_at_any_offset_is_reported_or_cut_never_misread() {
-    capture_warnings();
+    keep_warnings();
     let pristine = tempfile::tempdir().unwrap();
     let mut store = open(pristine.path());
     let mut history = History::new();
@@ -525,7 +489,7 @@ fn a_store_reopened_hundreds_of_times_keeps_every_delta_and_its_sequence() {
 
 #[test]
 fn a_torn_tail_is_cut_with_a_warning_and_appending_continues() {
-    capture_warnings();
+    keep_warnings();
     let pristine = tempfile::tempdir().unwrap();
     let mut store = open(pristine.path());
     let mut sizes = Vec::new();

@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 
 use tourbillon::{Cog, Context, EventId, Finish, Fired, Next, Role};
 
@@ -108,4 +109,43 @@ impl<D: Clone + std::fmt::Debug + 'static> Cog<D> for Collect<D> {
     fn done(&mut self, _: &mut tourbillon::Core) {
         self.journal.push(format!("{}:done", self.name));
     }
+}
+
+/// Warnings logged by the library, kept so tests can check them. Tests run
+/// in parallel, so each looks only for its own paths.
+static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct KeepWarnings;
+
+impl log::Log for KeepWarnings {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            WARNINGS.lock().unwrap().push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Starts keeping warnings; call before the library can warn.
+pub fn keep_warnings() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        log::set_logger(&KeepWarnings).unwrap();
+        log::set_max_level(log::LevelFilter::Warn);
+    });
+}
+
+/// The warnings kept so far that mention `path`.
+pub fn warnings_about(path: &Path) -> Vec<String> {
+    let path = path.display().to_string();
+    WARNINGS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|w| w.contains(&path))
+        .cloned()
+        .collect()
 }
