@@ -421,13 +421,11 @@ impl<D: 'static> Cog<D> for Anonymize<D> {
                 }
                 (None, OnInvalid::Drop) => {
                     self.meter.error();
-                    self.meter.dropped();
-                    return ctx.discard(&datum);
+                    return self.meter.discard(&datum, ctx);
                 }
             }
         }
-        self.meter.emitted();
-        ctx.emit(datum)
+        self.meter.emit(datum, ctx)
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -443,8 +443,7 @@ impl<D: 'static> Cog<D> for Rename<D> {
             datum = m.clear.set(datum, None);
             datum = m.put.set(datum, Some(v));
         }
-        self.meter.emitted();
-        ctx.emit(datum)
+        self.meter.emit(datum, ctx)
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -529,8 +528,7 @@ impl<D: 'static> Cog<D> for Remove<D> {
         for c in &self.clear {
             datum = c.set(datum, None);
         }
-        self.meter.emitted();
-        ctx.emit(datum)
+        self.meter.emit(datum, ctx)
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -303,13 +303,8 @@ impl<D: 'static> Metered for Filter<D> {
 impl<D: 'static> Cog<D> for Filter<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         self.meter.took(self.access.size(&datum));
-        if self.matches(&datum) == (self.settings.action == Action::Keep) {
-            self.meter.emitted();
-            ctx.emit(datum)
-        } else {
-            self.meter.dropped();
-            ctx.discard(&datum)
-        }
+        let keep = self.matches(&datum) == (self.settings.action == Action::Keep);
+        self.meter.keep_or_drop(keep, datum, ctx)
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -253,13 +253,8 @@ impl<D: 'static> Cog<D> for RateLimit<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         self.meter.took(self.access.size(&datum));
         self.key.render(&datum, &mut self.buf);
-        if self.buckets.take(&self.buf, ctx.now()) {
-            self.meter.emitted();
-            ctx.emit(datum)
-        } else {
-            self.meter.dropped();
-            ctx.discard(&datum)
-        }
+        let keep = self.buckets.take(&self.buf, ctx.now());
+        self.meter.keep_or_drop(keep, datum, ctx)
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -186,15 +186,13 @@ impl<D: 'static> Cog<D> for Sample<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         self.meter.took(self.access.size(&datum));
         if !self.keeps(&datum) {
-            self.meter.dropped();
-            return ctx.discard(&datum);
+            return self.meter.discard(&datum, ctx);
         }
         let datum = match &self.rate_field {
             Some(put) => put.set(datum, Some(Value::from(self.settings.rate()))),
             None => datum,
         };
-        self.meter.emitted();
-        ctx.emit(datum)
+        self.meter.emit(datum, ctx)
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -79,6 +79,27 @@ impl Meter {
         bump(&self.0.dropped, 1);
     }
 
+    /// Sends `datum` on, counted as out.
+    pub fn emit<D, N: Next<D> + ?Sized>(&self, datum: D, ctx: &mut Context<'_, D, N>) {
+        self.emitted();
+        ctx.emit(datum)
+    }
+
+    /// Drops `datum` for good (reported done), counted as dropped.
+    pub fn discard<D, N: Next<D> + ?Sized>(&self, datum: &D, ctx: &mut Context<'_, D, N>) {
+        self.dropped();
+        ctx.discard(datum)
+    }
+
+    /// Sends `datum` on if `keep`, else drops it; counted either way.
+    pub fn keep_or_drop<D, N: Next<D> + ?Sized>(&self, keep: bool, datum: D, ctx: &mut Context<'_, D, N>) {
+        if keep {
+            self.emit(datum, ctx)
+        } else {
+            self.discard(&datum, ctx)
+        }
+    }
+
     /// One error.
     pub fn error(&self) {
         bump(&self.0.errors, 1);

@@ -684,14 +684,12 @@ impl<D: 'static> Cog<D> for Timestamp<D> {
             Some(None) => {
                 self.meter.error();
                 if self.settings.on_invalid == OnInvalid::Drop {
-                    self.meter.dropped();
-                    return ctx.discard(&datum);
+                    return self.meter.discard(&datum, ctx);
                 }
                 datum
             }
         };
-        self.meter.emitted();
-        ctx.emit(datum)
+        self.meter.emit(datum, ctx)
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -201,13 +201,8 @@ impl<D: 'static> Cog<D> for Dedup<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         self.meter.took(self.access.size(&datum));
         self.key.render(&datum, &mut self.buf);
-        if self.seen.first(&self.buf, ctx.now()) {
-            self.meter.emitted();
-            ctx.emit(datum)
-        } else {
-            self.meter.dropped();
-            ctx.discard(&datum)
-        }
+        let keep = self.seen.first(&self.buf, ctx.now());
+        self.meter.keep_or_drop(keep, datum, ctx)
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -433,8 +428,7 @@ impl<D: 'static> Aggregate<D> {
             for (put, s) in self.sum_out.iter().zip(&g.sums) {
                 d = put.set(d, Some(s.value()));
             }
-            self.meter.emitted();
-            ctx.emit(d);
+            self.meter.emit(d, ctx);
         }
     }
 }
