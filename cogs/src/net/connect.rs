@@ -159,7 +159,6 @@ pub struct NetDrain<D = Event> {
     /// A write at the end of this burst of data is queued.
     flush_queued: bool,
     stats: NetDrainStats,
-    scratch: Vec<u8>,
 }
 
 impl<D> fmt::Debug for NetDrain<D> {
@@ -225,7 +224,6 @@ impl<D: 'static> NetDrain<D> {
             finishing: false,
             flush_queued: false,
             stats: NetDrainStats::default(),
-            scratch: Vec::new(),
         })
     }
 
@@ -403,11 +401,9 @@ impl<D: 'static> Cog<D> for NetDrain<D> {
             ctx.discard(&datum);
             return;
         }
-        self.scratch.clear();
-        self.settings
-            .framing
-            .frame(self.bytes.get(&datum).unwrap_or_default(), &mut self.scratch);
-        self.buf.extend_from_slice(&self.scratch);
+        // Framed straight into the buffer the socket writes from.
+        let framing = self.settings.framing;
+        framing.frame(self.bytes.get(&datum).unwrap_or_default(), &mut self.buf);
         let id = ctx.id_of(&datum);
         self.pending.push_back((self.end(), id));
         if self.buf.len() as u64 > self.stats.peak_buffered.get() {
