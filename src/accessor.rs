@@ -192,6 +192,11 @@ impl Path {
         }
     }
 
+    /// Its parts: the keys (and list positions) from the top down.
+    pub fn parts(&self) -> &[String] {
+        &self.parts
+    }
+
     /// The value at this path.
     pub fn get<'a>(&self, mut v: &'a Value) -> Option<&'a Value> {
         for part in &self.parts {

@@ -51,7 +51,8 @@ pub struct Overrides {
 pub enum Command {
     /// Build and run the trains of CONFIG; without CONFIG, the built-in
     /// default: follow the --input files (standard input when none), decode
-    /// JSON lines (other lines become {"message": ...}), add `host` and
+    /// JSON lines (other lines become {"message": ...}, values that are not
+    /// objects {"value": ...}), add `host` and
     /// `received_at`, write JSON lines to standard output.
     Run {
         /// The configuration file (TOML; `.json` for JSON).
@@ -163,7 +164,7 @@ pub fn default_config(inputs: &[String]) -> String {
         format!("{{ kind = \"tail\", include = [{}] }}", list.join(", "))
     };
     format!(
-        "[trains.main]\ncogs = [\n    {supply},\n    {{ kind = \"json_decode\", on_error = \"wrap\" }},\n    \
+        "[trains.main]\ncogs = [\n    {supply},\n    {{ kind = \"json_decode\", on_error = \"wrap\", non_object = \"wrap\" }},\n    \
          {{ kind = \"set\", host = \"host\", received_at = \"received_at\" }},\n    {{ kind = \"json_encode\" }},\n    \
          {{ kind = \"stdout\" }},\n]\n"
     )

@@ -229,14 +229,27 @@ impl Default for SetSettings {
 struct Field<D> {
     get: Getter<D, Value>,
     set: Setter<D, Value>,
+    path: Path,
 }
 
+/// The field a value goes under when `set` needs an object where it is.
+pub const KEPT_UNDER: &str = "value";
+
 /// Writes fields into each datum; see [`SetSettings`].
+///
+/// Where a field path needs an object and the datum has another value (the
+/// data is `42`, or `a` is `"x"` when setting `a.b`), that value is not
+/// replaced: it is kept as `{"value": it}` and the field is added beside
+/// it, counted ([`kept`](Self::kept)) and logged (one line per 10 s, the
+/// rest summarized).
 pub struct SetFields<D = Event> {
     settings: SetSettings,
     fixed: Vec<(Field<D>, Value)>,
     host: Option<(Field<D>, Value)>,
     received_at: Option<Field<D>>,
+    place: Box<dyn Fn(&D) -> String>,
+    kept: crate::Counter,
+    kept_log: crate::LogThrottle,
 }
 
 impl<D> fmt::Debug for SetFields<D> {
@@ -252,6 +265,7 @@ fn field<D: Json>(key: &str, path: &str) -> Result<Field<D>, Error> {
     Ok(Field {
         get: Getter::path(path),
         set: Setter::path(path),
+        path: Path::parse(path),
     })
 }
 
@@ -293,27 +307,97 @@ impl<D: Json> SetFields<D> {
             fixed,
             host,
             received_at,
+            place: Box::new(|_| "-".into()),
+            kept: crate::Counter::default(),
+            kept_log: crate::LogThrottle::new(std::time::Duration::from_secs(10)),
         })
     }
+
+    /// How log lines name where a datum came from (for [`Event`]: `origin:line`).
+    pub fn place(mut self, place: impl Fn(&D) -> String + 'static) -> Self {
+        self.place = Box::new(place);
+        self
+    }
+
+    /// The count of values kept under `value` to make room for a field, shared.
+    pub fn kept(&self) -> crate::Counter {
+        self.kept.clone()
+    }
+}
+
+/// Wraps, as `{"value": it}`, each value in the way of `path` that is
+/// neither an object nor null (nor a list that the next part indexes), so
+/// setting the path replaces nothing; says what the first one was and where.
+fn make_room(mut v: &mut Value, path: &Path) -> Option<String> {
+    let mut found = None;
+    for (depth, part) in path.parts().iter().enumerate() {
+        let index = match &*v {
+            Value::Array(items) => part.parse::<usize>().ok().filter(|&i| i < items.len()),
+            _ => None,
+        };
+        if index.is_none() && !v.is_object() && !v.is_null() {
+            let old = std::mem::take(v);
+            if found.is_none() {
+                let what = match depth {
+                    0 => "the data".to_owned(),
+                    n => format!("`{}`", path.parts()[..n].join(".")),
+                };
+                found = Some(format!("{what} was {}", crate::json::kind_name(&old)));
+            }
+            *v = Value::Object(serde_json::Map::from_iter([(KEPT_UNDER.to_owned(), old)]));
+        }
+        v = match (v, index) {
+            (Value::Array(items), Some(i)) => &mut items[i],
+            (Value::Object(map), _) => match map.get_mut(part) {
+                Some(next) => next,
+                None => return found,
+            },
+            // Null, or a missing key: the setter makes the objects on the way.
+            _ => return found,
+        };
+    }
+    found
 }
 
 impl<D: Json> Cog<D> for SetFields<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, mut datum: D, ctx: &mut Context<'_, D, N>) {
         let overwrite = self.settings.overwrite;
-        let put = |d: D, f: &Field<D>, v: Value| {
+        let now = ctx.now();
+        let SetFields {
+            fixed,
+            host,
+            received_at,
+            place,
+            kept,
+            kept_log,
+            ..
+        } = self;
+        let mut put = |mut d: D, f: &Field<D>, v: Value| {
             if !overwrite && f.get.get(&d).is_some_and(|x| !x.is_null()) {
-                d
-            } else {
-                f.set.set(d, v)
+                return d;
             }
+            if let Some(what) = make_room(d.json_mut(), &f.path) {
+                kept.add(1);
+                if let crate::Verdict::Log { held } = kept_log.hit(now) {
+                    let more = held.map_or(String::new(), |s| {
+                        format!(" ({} more in the last {:.1}s)", s.count, s.over.as_secs_f64())
+                    });
+                    log::warn!(
+                        "{}: set {}: {what}, not an object: kept under `{KEPT_UNDER}`{more}",
+                        place(&d),
+                        f.path
+                    );
+                }
+            }
+            f.set.set(d, v)
         };
-        for (f, v) in &self.fixed {
+        for (f, v) in fixed.iter() {
             datum = put(datum, f, v.clone());
         }
-        if let Some((f, v)) = &self.host {
+        if let Some((f, v)) = host {
             datum = put(datum, f, v.clone());
         }
-        if let Some(f) = &self.received_at {
+        if let Some(f) = received_at {
             datum = put(datum, f, Value::String(rfc3339(SystemTime::now())));
         }
         ctx.emit(datum)

@@ -39,6 +39,31 @@ impl fmt::Display for OnError {
     }
 }
 
+/// What [`JsonDecode`] does with a value that is not an object (`42`,
+/// `null`, `"text"`, `[1, 2]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonObject {
+    /// Store it as it is (the default).
+    #[default]
+    Keep,
+    /// Store `{FIELD: value}`, `FIELD` being `non_object_field`: later cogs
+    /// that add fields then keep the value. Counted and logged.
+    Wrap,
+    /// Treat it as malformed input: `on_error` says what happens to it.
+    Error,
+}
+
+impl fmt::Display for NonObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NonObject::Keep => "keep",
+            NonObject::Wrap => "wrap",
+            NonObject::Error => "error",
+        })
+    }
+}
+
 /// Settings of [`JsonDecode`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -56,6 +81,12 @@ pub struct JsonDecodeSettings {
     /// A field path in `data` that gets the parse error's text, with
     /// `wrap` and `pass`. Default: none.
     pub error_field: Option<String>,
+    /// A value that is not an object: `"keep"` it as it is (default),
+    /// `"wrap"` it as `{non_object_field: value}`, or handle it as an
+    /// `"error"` (see `on_error`).
+    pub non_object: NonObject,
+    /// The field a wrapped non-object value goes under. Default `"value"`.
+    pub non_object_field: String,
     /// Seconds between log lines about malformed input: the first is logged
     /// at once, those that follow are summarized once per interval; 0 logs
     /// every one. Default 10.
@@ -69,6 +100,8 @@ impl Default for JsonDecodeSettings {
             target: "data".into(),
             on_error: OnError::Drop,
             error_field: None,
+            non_object: NonObject::Keep,
+            non_object_field: "value".into(),
             log_interval: 10,
         }
     }
@@ -83,6 +116,21 @@ pub enum DecodeError {
     /// The bytes are not one JSON value.
     #[error("{0}")]
     Json(#[from] serde_json::Error),
+    /// The value is not an object, and `non_object = "error"`.
+    #[error("{0}, not an object")]
+    NotObject(&'static str),
+}
+
+/// What kind of JSON value `v` is, for messages.
+pub(crate) fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 type ErrorOutput<D> = Box<dyn FnMut(&D, &DecodeError)>;
@@ -109,6 +157,8 @@ pub struct JsonDecode<D = Event> {
     throttle: LogThrottle,
     summary_timer: Option<TimerId>,
     malformed: Counter,
+    wrapped: Counter,
+    wrap_log: LogThrottle,
 }
 
 impl<D> fmt::Debug for JsonDecode<D> {
@@ -118,6 +168,7 @@ impl<D> fmt::Debug for JsonDecode<D> {
             .field("target", &self.target)
             .field("settings", &self.settings)
             .field("malformed", &self.malformed.get())
+            .field("wrapped", &self.wrapped.get())
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +215,7 @@ impl JsonDecode<Event> {
     pub fn new(settings: JsonDecodeSettings) -> Result<Self, Error> {
         non_empty("source", &settings.source)?;
         non_empty("target", &settings.target)?;
+        non_empty("non_object_field", &settings.non_object_field)?;
         if let Some(field) = &settings.error_field {
             non_empty("error_field", field)?;
         }
@@ -183,6 +235,7 @@ impl<D: 'static> JsonDecode<D> {
     pub fn with_accessors(settings: JsonDecodeSettings, source: Getter<D, [u8]>, target: Setter<D, Value>) -> Self {
         JsonDecode {
             throttle: LogThrottle::new(Duration::from_secs(settings.log_interval)),
+            wrap_log: LogThrottle::new(Duration::from_secs(settings.log_interval)),
             settings,
             source,
             target,
@@ -191,6 +244,7 @@ impl<D: 'static> JsonDecode<D> {
             errors: None,
             summary_timer: None,
             malformed: Counter::default(),
+            wrapped: Counter::default(),
         }
     }
 
@@ -216,6 +270,35 @@ impl<D: 'static> JsonDecode<D> {
     /// The count of malformed data, shared: read it while the train runs.
     pub fn malformed(&self) -> Counter {
         self.malformed.clone()
+    }
+
+    /// The count of non-object values wrapped (`non_object = "wrap"`), shared.
+    pub fn wrapped(&self) -> Counter {
+        self.wrapped.clone()
+    }
+
+    /// Wraps a non-object value as `{non_object_field: value}`, counted
+    /// and logged (at most one line per interval, the rest summarized).
+    fn wrap(&mut self, datum: &D, value: Value, now: std::time::Instant) -> Value {
+        self.wrapped.add(1);
+        if let Verdict::Log { held } = self.wrap_log.hit(now) {
+            if let Some(s) = held {
+                log_wrap_summary(s, self.wrap_log.total());
+            }
+            log::warn!(
+                "{}: JSON value is {}, not an object: kept as {{\"{}\": ...}}{}",
+                (self.place)(datum),
+                kind_name(&value),
+                self.settings.non_object_field,
+                match self.settings.log_interval {
+                    0 => String::new(),
+                    n => format!(" (more within {n}s are summarized)"),
+                }
+            );
+        }
+        let mut map = serde_json::Map::with_capacity(1);
+        map.insert(self.settings.non_object_field.clone(), value);
+        Value::Object(map)
     }
 
     fn log_summary(&self, s: Summary) {
@@ -278,6 +361,14 @@ impl<D: 'static> JsonDecode<D> {
     }
 }
 
+fn log_wrap_summary(s: Summary, total: u64) {
+    log::warn!(
+        "{} more non-object JSON value(s) wrapped in the last {:.1}s ({total} in all)",
+        s.count,
+        s.over.as_secs_f64(),
+    );
+}
+
 /// An event id for log lines, `-` when the datum has none.
 struct IdText(Option<EventId>);
 
@@ -297,7 +388,14 @@ impl<D: 'static> Cog<D> for JsonDecode<D> {
             None => Err(DecodeError::Missing(self.source.to_string())),
         };
         match parsed {
-            Ok(value) => ctx.emit(self.target.set(datum, value)),
+            Ok(value) if value.is_object() || self.settings.non_object == NonObject::Keep => {
+                ctx.emit(self.target.set(datum, value))
+            }
+            Ok(value) if self.settings.non_object == NonObject::Wrap => {
+                let value = self.wrap(&datum, value, ctx.now());
+                ctx.emit(self.target.set(datum, value))
+            }
+            Ok(value) => self.reject(datum, DecodeError::NotObject(kind_name(&value)), ctx),
             Err(err) => self.reject(datum, err, ctx),
         }
     }
@@ -315,6 +413,9 @@ impl<D: 'static> Cog<D> for JsonDecode<D> {
         if let Some(s) = self.throttle.flush(ctx.now()) {
             self.log_summary(s);
         }
+        if let Some(s) = self.wrap_log.flush(ctx.now()) {
+            log_wrap_summary(s, self.wrap_log.total());
+        }
         Finish::Done
     }
 
@@ -331,6 +432,11 @@ impl<D: 'static> Cog<D> for JsonDecode<D> {
         if let Some(field) = &self.error_field {
             write!(f, " error_field={field}")?;
         }
+        write!(
+            f,
+            " non_object={} non_object_field={}",
+            self.settings.non_object, self.settings.non_object_field
+        )?;
         write!(f, " log_interval={}s", self.settings.log_interval)
     }
 }
@@ -341,7 +447,10 @@ impl<D: 'static> Cog<D> for JsonDecode<D> {
 pub struct JsonEncodeSettings {
     /// The value to encode, for [`Event`]s: `"data"`, the whole data (the
     /// default), or a field path in `data`. An absent value encodes as `null`.
-    /// The bytes always go to the event's `raw`.
+    /// The bytes always go to the event's `raw`. An event never decoded
+    /// (with the default source: its `data` is `null` and `raw` holds the
+    /// line read) keeps its `raw` bytes as they are: the line is already
+    /// text, and encoding its empty data would replace it with `null`.
     pub source: String,
 }
 
@@ -371,6 +480,10 @@ enum Output<D> {
 pub struct JsonEncode<D = Event> {
     source: Getter<D, Value>,
     output: Output<D>,
+    /// Leave a non-empty in-place buffer as it is when the value is null:
+    /// the datum was never decoded and the buffer holds what was read.
+    keep_undecoded: bool,
+    undecoded: Counter,
 }
 
 impl<D> fmt::Debug for JsonEncode<D> {
@@ -385,11 +498,9 @@ impl JsonEncode<Event> {
     /// Encodes the value the settings name into the event's `raw` bytes.
     pub fn new(settings: JsonEncodeSettings) -> Result<Self, Error> {
         non_empty("source", &settings.source)?;
-        Ok(JsonEncode::in_place(
-            event_value(&settings.source),
-            "raw",
-            |e: &mut Event| &mut e.raw,
-        ))
+        let mut encode = JsonEncode::in_place(event_value(&settings.source), "raw", |e: &mut Event| &mut e.raw);
+        encode.keep_undecoded = settings.source == "data";
+        Ok(encode)
     }
 }
 
@@ -403,6 +514,8 @@ impl<D: 'static> JsonEncode<D> {
                 what: what.to_owned(),
                 buffer,
             },
+            keep_undecoded: false,
+            undecoded: Counter::default(),
         }
     }
 
@@ -411,7 +524,14 @@ impl<D: 'static> JsonEncode<D> {
         JsonEncode {
             source,
             output: Output::Setter { target, size: 64 },
+            keep_undecoded: false,
+            undecoded: Counter::default(),
         }
+    }
+
+    /// The count of data written as read because they were never decoded, shared.
+    pub fn undecoded(&self) -> Counter {
+        self.undecoded.clone()
     }
 }
 
@@ -424,6 +544,17 @@ impl<D: 'static> Cog<D> for JsonEncode<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, mut datum: D, ctx: &mut Context<'_, D, N>) {
         match &mut self.output {
             Output::InPlace { buffer, .. } => {
+                let value = self.source.get(&datum);
+                if self.keep_undecoded && matches!(value, None | Some(Value::Null)) && !buffer(&mut datum).is_empty() {
+                    if self.undecoded.get() == 0 {
+                        log::warn!(
+                            "json_encode: an event reached it undecoded (no json_decode before it?): its line is \
+                             written as it was read, not as null; the count of such events is logged at the end"
+                        );
+                    }
+                    self.undecoded.add(1);
+                    return ctx.emit(datum);
+                }
                 let mut buf = std::mem::take(buffer(&mut datum));
                 buf.clear();
                 encode(self.source.get(&datum), &mut buf);
@@ -437,6 +568,16 @@ impl<D: 'static> Cog<D> for JsonEncode<D> {
             }
         }
         ctx.emit(datum)
+    }
+
+    fn finish<N: Next<D> + ?Sized>(&mut self, _: &mut Context<'_, D, N>) -> Finish {
+        if self.undecoded.get() > 0 {
+            log::warn!(
+                "json_encode: {} undecoded event(s) written as they were read",
+                self.undecoded.get()
+            );
+        }
+        Finish::Done
     }
 
     fn role(&self) -> Role {

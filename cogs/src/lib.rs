@@ -180,10 +180,11 @@ pub struct LogThrottle {
 }
 
 impl LogThrottle {
-    /// At most one line per `interval`.
+    /// At most one line per `interval` (at most a century: a longer one
+    /// would overflow the clock's arithmetic, and means "never again" anyway).
     pub fn new(interval: Duration) -> LogThrottle {
         LogThrottle {
-            interval,
+            interval: interval.min(Duration::from_secs(100 * 365 * 86_400)),
             opened: None,
             held: 0,
             total: 0,
@@ -240,6 +241,11 @@ impl LogThrottle {
             Some(opened) if self.held > 0 => Some(opened + self.interval),
             _ => None,
         }
+    }
+
+    /// The interval it keeps between log lines.
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// Every occurrence counted so far.

@@ -15,13 +15,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tourbillon::accessor::Getter;
 use tourbillon::{Cog, Context, Event, EventId, Finish, Next, Role};
 
-use crate::{Counter, Error};
+use crate::{Counter, Error, LogThrottle, Summary, Verdict};
 
 /// What to do with bytes that are not valid UTF-8.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +101,101 @@ pub struct LineFlags {
     /// No newline ended it: it was taken out with
     /// [`take_partial`](LineSplitter::take_partial).
     pub unterminated: bool,
+    /// With `truncated`: the bytes of the line dropped. Exact when the
+    /// line's newline was in the bytes pushed with it; otherwise what was
+    /// dropped by then, the rest being dropped as it arrives (and counted
+    /// in [`LineSplitter::discarded_bytes`]); see [`LineFlags::rest_unknown`].
+    pub dropped: u64,
+    /// With `truncated`: the line's end had not arrived yet when it was
+    /// handed out, so more than `dropped` bytes may be dropped.
+    pub rest_unknown: bool,
+}
+
+/// Logs lines cut for being too long, with where they came from and how
+/// many bytes were dropped: the first at once, then at most one line per
+/// interval, the others summarized in it. Every cut is counted.
+///
+/// Supplies that split lines call [`note`](Self::note) with each line's
+/// flags where they know its file and line number.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use tourbillon_cogs::lines::{CutLog, LineSplitter, LinesSettings};
+///
+/// let settings = LinesSettings { max_line_bytes: 4, ..LinesSettings::default() };
+/// let mut split = LineSplitter::new(&settings).unwrap();
+/// let mut log = CutLog::new(Duration::from_secs(10), settings.max_line_bytes);
+/// split.push(b"abcdefgh\n", |line, flags| log.note("app.log:1", line.len(), flags, Instant::now()));
+/// assert_eq!(log.cut().get(), 1);
+/// ```
+#[derive(Debug)]
+pub struct CutLog {
+    throttle: LogThrottle,
+    max: usize,
+    cut: Counter,
+    dropped: u64,
+}
+
+impl CutLog {
+    /// At most one log line per `interval`; `max` is the `max_line_bytes` cut at.
+    pub fn new(interval: Duration, max: usize) -> CutLog {
+        CutLog {
+            throttle: LogThrottle::new(interval),
+            max,
+            cut: Counter::default(),
+            dropped: 0,
+        }
+    }
+
+    /// Counts and logs the line at `place` (`file:line`) if it was cut;
+    /// `kept` is the length handed out.
+    pub fn note(&mut self, place: impl fmt::Display, kept: usize, flags: LineFlags, now: Instant) {
+        if !flags.truncated {
+            return;
+        }
+        self.cut.add(1);
+        self.dropped += flags.dropped;
+        if let Verdict::Log { held } = self.throttle.hit(now) {
+            if let Some(s) = held {
+                self.summary(s);
+            }
+            log::warn!(
+                "{place}: line longer than max_line_bytes ({}): cut to {kept} bytes, {} dropped{}",
+                self.max,
+                match flags.rest_unknown {
+                    true => format!("{} bytes and the rest of the line as it arrives", flags.dropped),
+                    false => format!("{} bytes", flags.dropped),
+                },
+                match self.throttle.interval().as_secs() {
+                    0 => String::new(),
+                    n => format!(" (more within {n}s are summarized)"),
+                }
+            );
+        }
+    }
+
+    /// Logs what is held back, at finish.
+    pub fn flush(&mut self, now: Instant) {
+        if let Some(s) = self.throttle.flush(now) {
+            self.summary(s);
+        }
+    }
+
+    /// The count of lines cut, shared.
+    pub fn cut(&self) -> Counter {
+        self.cut.clone()
+    }
+
+    fn summary(&self, s: Summary) {
+        log::warn!(
+            "{} more line(s) cut at max_line_bytes ({}) in the last {:.1}s ({} cut in all, {} bytes dropped by then)",
+            s.count,
+            self.max,
+            s.over.as_secs_f64(),
+            self.throttle.total(),
+            self.dropped
+        );
+    }
 }
 
 /// Splits a stream of byte chunks into lines, with bounded memory.
@@ -197,7 +293,7 @@ impl LineSplitter {
                 let dropped = line.len() - taken;
                 if dropped > 0 {
                     self.discarded += dropped as u64;
-                    self.cut(&joined, &mut out);
+                    self.cut(&joined, dropped as u64, false, &mut out);
                 } else {
                     self.complete(&joined, &mut out);
                 }
@@ -279,8 +375,9 @@ impl LineSplitter {
         let taken = (max + 1).saturating_sub(self.partial.len()).min(bytes.len());
         let mut line = std::mem::take(&mut self.partial);
         line.extend_from_slice(&bytes[..taken]);
-        self.discarded += (bytes.len() - taken) as u64;
-        self.cut(&line, out);
+        let dropped = (bytes.len() - taken) as u64;
+        self.discarded += dropped;
+        self.cut(&line, dropped, true, out);
         line.clear();
         self.partial = line;
         self.discarding = true;
@@ -292,14 +389,16 @@ impl LineSplitter {
             line = &line[..line.len() - 1];
         }
         if line.len() > self.settings.max_line_bytes {
-            self.cut(line, out)
+            self.cut(line, 0, false, out)
         } else {
             self.emit(line, LineFlags::default(), out)
         }
     }
 
-    /// Hands out the beginning of a line that is too long, counting the rest as dropped.
-    fn cut(&mut self, line: &[u8], out: &mut impl FnMut(&[u8], LineFlags)) {
+    /// Hands out the beginning of a line that is too long, counting the
+    /// rest as dropped: `line` past the cut, and `beyond` more bytes already
+    /// dropped; `rest_unknown`: its end has not arrived yet.
+    fn cut(&mut self, line: &[u8], beyond: u64, rest_unknown: bool, out: &mut impl FnMut(&[u8], LineFlags)) {
         let at = cut_point(line, self.settings.max_line_bytes);
         self.discarded += (line.len() - at) as u64;
         self.truncated += 1;
@@ -307,6 +406,8 @@ impl LineSplitter {
             &line[..at],
             LineFlags {
                 truncated: true,
+                dropped: (line.len() - at) as u64 + beyond,
+                rest_unknown,
                 ..LineFlags::default()
             },
             out,
@@ -404,7 +505,11 @@ pub struct Lines<D = Event> {
     template: Option<D>,
     acks: Acks,
     stats: LinesStats,
+    place: Place<D>,
+    cuts: CutLog,
 }
+
+type Place<D> = Box<dyn Fn(&D, u64) -> String>;
 
 /// Counters of a [`Lines`] cog, readable while it runs.
 #[derive(Clone, Debug, Default)]
@@ -442,6 +547,12 @@ impl Lines<Event> {
                 line: line.number,
             },
         )
+        .map(|lines| {
+            lines.place(|parent: &Event, n| match &parent.origin {
+                Some(o) => format!("{o}:{n}"),
+                None => format!("line {n}"),
+            })
+        })
     }
 }
 
@@ -461,7 +572,16 @@ impl<D: 'static> Lines<D> {
             template: None,
             acks: Acks::default(),
             stats: LinesStats::default(),
+            place: Box::new(|_, n| format!("line {n}")),
+            cuts: CutLog::new(Duration::from_secs(10), settings.max_line_bytes),
         })
+    }
+
+    /// How log lines about a cut line name it, from the datum it came
+    /// from and its line number (default: `line N`).
+    pub fn place(mut self, place: impl Fn(&D, u64) -> String + 'static) -> Self {
+        self.place = Box::new(place);
+        self
     }
 
     /// Its counters, shared: read them while the train runs.
@@ -481,11 +601,14 @@ impl<D: 'static> Lines<D> {
 impl<D: 'static> Cog<D> for Lines<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         let parent = ctx.id_of(&datum);
+        let now = ctx.now();
         let Lines {
             splitter,
             bytes,
             make,
             acks,
+            place,
+            cuts,
             ..
         } = self;
         if let Some(p) = parent {
@@ -500,6 +623,9 @@ impl<D: 'static> Cog<D> for Lines<D> {
         splitter.push(chunk, |bytes, flags| {
             let id = ctx.next_event_id();
             number += 1;
+            if flags.truncated {
+                cuts.note(place(&datum, number), bytes.len(), flags, now);
+            }
             let child = make(
                 &datum,
                 Line {
@@ -564,6 +690,7 @@ impl<D: 'static> Cog<D> for Lines<D> {
                 ctx.emit(child);
             });
         }
+        self.cuts.flush(ctx.now());
         self.update_stats();
         Finish::Done
     }
