@@ -266,6 +266,133 @@ fn parse_toml(text: &str) -> Result<Value, String> {
         .and_then(to_json)
 }
 
+/// Finds the numbers of a TOML text that a setting cannot take: integers
+/// outside the 64-bit signed range (TOML's: the config reader would fail
+/// on the whole file without naming the key) and `nan`/`inf` (which would
+/// read as nothing). Each with its key path below `at` and why; none if
+/// the text does not parse (the reader then says why).
+fn unfit_numbers(text: &str, at: &KeyPath) -> Vec<(KeyPath, String)> {
+    let found = std::cell::RefCell::new(Vec::new());
+    if let Ok(de) = toml::de::Deserializer::parse(text) {
+        let seed = Scan {
+            path: at.clone(),
+            found: &found,
+        };
+        // A parse error is the config reader's to report.
+        let _ = serde::de::DeserializeSeed::deserialize(seed, de);
+    }
+    found.into_inner()
+}
+
+/// Walks a parsed TOML value, noting the numbers no setting can take.
+struct Scan<'a> {
+    path: KeyPath,
+    found: &'a std::cell::RefCell<Vec<(KeyPath, String)>>,
+}
+
+const OUT_OF_RANGE: &str = "is out of range (integers go from -9223372036854775808 to 9223372036854775807)";
+
+impl Scan<'_> {
+    fn note(&self, what: String) {
+        self.found.borrow_mut().push((self.path.clone(), what));
+    }
+    fn at(&self, path: KeyPath) -> Scan<'_> {
+        Scan {
+            path,
+            found: self.found,
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Scan<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Scan<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a TOML value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
+        if i64::try_from(n).is_err() {
+            self.note(format!("`{n}` {OUT_OF_RANGE}"));
+        }
+        Ok(())
+    }
+    fn visit_i128<E>(self, n: i128) -> Result<(), E> {
+        self.note(format!("`{n}` {OUT_OF_RANGE}"));
+        Ok(())
+    }
+    fn visit_u128<E>(self, n: u128) -> Result<(), E> {
+        self.note(format!("`{n}` {OUT_OF_RANGE}"));
+        Ok(())
+    }
+    fn visit_f64<E>(self, x: f64) -> Result<(), E> {
+        if !x.is_finite() {
+            let text = match x {
+                x if x.is_nan() => "nan",
+                x if x > 0.0 => "inf",
+                _ => "-inf",
+            };
+            self.note(format!("`{text}` is not a finite number"));
+        }
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while seq.next_element_seed(self.at(self.path.index(i)))?.is_some() {
+            i += 1;
+        }
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(k) = map.next_key::<String>()? {
+            map.next_value_seed(self.at(self.path.key(&k)))?;
+        }
+        Ok(())
+    }
+}
+
+/// The number an environment variable's text reads as, if no setting can
+/// take it (see [`unfit_numbers`]): what the config reader would make of
+/// it is a float, or nothing.
+fn unfit_env_number(text: &str) -> Option<String> {
+    let t = text.trim();
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse::<i64>().is_err().then(|| format!("`{t}` {OUT_OF_RANGE}"));
+    }
+    match t.parse::<f64>() {
+        Ok(x) if !x.is_finite() => Some(format!("`{t}` is not a finite number")),
+        _ => None,
+    }
+}
+
+/// The key path an environment variable sets (`TOURBILLON__TRAINS__WEB__COGS__2__FSYNC`
+/// sets `trains.web.cogs[2].fsync`).
+fn env_key_path(var: &str) -> KeyPath {
+    let mut p = KeyPath::default();
+    for part in var.split("__").skip(1) {
+        match part.parse::<usize>() {
+            Ok(i) if !p.0.is_empty() => p = p.index(i),
+            _ => p = p.key(&part.to_lowercase()),
+        }
+    }
+    p
+}
+
 /// Reads and merges the sources; every problem is returned, not only the first.
 pub fn load(sources: &Sources) -> Result<Layered, ConfigErrors> {
     let mut errors = Vec::new();
@@ -290,13 +417,24 @@ pub fn load(sources: &Sources) -> Result<Layered, ConfigErrors> {
                 let o = Origin::File(path.clone());
                 merge(&mut layered, v, KeyPath::default(), &|_| o.clone(), &mut errors)
             }
-            Err(e) => errors.push(e),
+            Err(e) => errors.extend(e),
         }
     }
     let env: Vec<_> = sources
         .env
         .iter()
         .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .filter(|(k, v)| match unfit_env_number(v) {
+            Some(message) => {
+                errors.push(ConfigError {
+                    origin: Some(Origin::Env(k.clone())),
+                    path: env_key_path(k).to_string(),
+                    message,
+                });
+                false
+            }
+            None => true,
+        })
         .cloned()
         .collect();
     if !env.is_empty() {
@@ -359,17 +497,32 @@ pub fn load(sources: &Sources) -> Result<Layered, ConfigErrors> {
     }
 }
 
-fn read_file(path: &Path) -> Result<Value, ConfigError> {
-    let fail = |message: String| ConfigError {
-        origin: Some(Origin::File(path.to_owned())),
-        path: String::new(),
-        message,
+fn read_file(path: &Path) -> Result<Value, Vec<ConfigError>> {
+    let fail = |message: String| {
+        vec![ConfigError {
+            origin: Some(Origin::File(path.to_owned())),
+            path: String::new(),
+            message,
+        }]
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
     let format = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => config::FileFormat::Json,
         _ => config::FileFormat::Toml,
     };
+    if format == config::FileFormat::Toml {
+        let unfit = unfit_numbers(&text, &KeyPath::default());
+        if !unfit.is_empty() {
+            return Err(unfit
+                .into_iter()
+                .map(|(p, message)| ConfigError {
+                    origin: Some(Origin::File(path.to_owned())),
+                    path: p.to_string(),
+                    message,
+                })
+                .collect());
+        }
+    }
     config::Config::builder()
         .add_source(config::File::from_str(&text, format))
         .build()
@@ -384,7 +537,11 @@ fn parse_set(set: &str) -> Result<(KeyPath, Value), String> {
         .split_once('=')
         .ok_or_else(|| format!("`{set}` is not key=value (e.g. --set log.level=debug)"))?;
     let path = KeyPath::parse(key.trim())?;
-    let value = match parse_toml(&format!("v = {value}")) {
+    let text = format!("v = {value}");
+    if let Some((_, why)) = unfit_numbers(&text, &KeyPath::default()).into_iter().next() {
+        return Err(format!("{path}: {why}"));
+    }
+    let value = match parse_toml(&text) {
         Ok(Value::Object(mut m)) => m.remove("v").unwrap_or(Value::Null),
         _ => Value::String(value.to_owned()),
     };
