@@ -448,8 +448,8 @@ pub struct JsonEncodeSettings {
     /// The value to encode, for [`Event`]s: `"data"`, the whole data (the
     /// default), or a field path in `data`. An absent value encodes as `null`.
     /// The bytes always go to the event's `raw`. An event never decoded
-    /// (with the default source: its `data` is `null` and `raw` holds the
-    /// line read) keeps its `raw` bytes as they are: the line is already
+    /// (with the default source: its `data` is `null`; `raw` holds the line
+    /// read, or the text `null` it was decoded from) keeps its `raw` bytes as they are: the line is already
     /// text, and encoding its empty data would replace it with `null`.
     pub source: String,
 }
@@ -480,8 +480,9 @@ enum Output<D> {
 pub struct JsonEncode<D = Event> {
     source: Getter<D, Value>,
     output: Output<D>,
-    /// Leave a non-empty in-place buffer as it is when the value is null:
-    /// the datum was never decoded and the buffer holds what was read.
+    /// Leave the in-place buffer as it is when the value is null: the datum
+    /// was never decoded and the buffer holds what was read (an empty line
+    /// stays empty).
     keep_undecoded: bool,
     undecoded: Counter,
 }
@@ -545,7 +546,7 @@ impl<D: 'static> Cog<D> for JsonEncode<D> {
         match &mut self.output {
             Output::InPlace { buffer, .. } => {
                 let value = self.source.get(&datum);
-                if self.keep_undecoded && matches!(value, None | Some(Value::Null)) && !buffer(&mut datum).is_empty() {
+                if self.keep_undecoded && matches!(value, None | Some(Value::Null)) {
                     if self.undecoded.get() == 0 {
                         log::warn!(
                             "json_encode: an event reached it undecoded (no json_decode before it?): its line is \

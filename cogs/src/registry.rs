@@ -67,7 +67,12 @@ fn tail_logging_cuts(settings: crate::tail::TailSettings) -> Result<crate::tail:
             let place = format_args!("{}:{}", line.origin, line.number);
             cuts.note(place, line.bytes.len(), line.flags, std::time::Instant::now());
         }
-        Event::from_raw(line.id, line.bytes.to_vec(), Some(std::sync::Arc::clone(line.origin)), line.number)
+        Event::from_raw(
+            line.id,
+            line.bytes.to_vec(),
+            Some(std::sync::Arc::clone(line.origin)),
+            line.number,
+        )
     })
 }
 
