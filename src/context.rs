@@ -12,6 +12,7 @@ use crate::accessor::IdGetter;
 use crate::capture::Tap;
 use crate::core::{Broadcast, CogPhase, Notice};
 use crate::event::EventId;
+use crate::sources::timer::later;
 use crate::sources::{CogAddr, CogRemote, FdId, ImmediateId, SignalId, Target, TimerId, WatchId};
 use crate::{Core, Error};
 
@@ -276,7 +277,7 @@ impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
 
     /// Fires once, `delay` from now.
     pub fn after(&mut self, delay: Duration, key: u64) -> Result<TimerId, Error> {
-        let deadline = self.now() + delay;
+        let deadline = later(self.now(), delay);
         self.at(deadline, key)
     }
 
@@ -289,7 +290,7 @@ impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
     /// Fires every `period` until cancelled.
     pub fn every(&mut self, period: Duration, key: u64) -> Result<TimerId, Error> {
         let target = self.target(key)?;
-        let first = self.now() + period;
+        let first = later(self.now(), period);
         Ok(self.core.timers.arm(first, Some(period), target))
     }
 

@@ -15,7 +15,7 @@ use crate::sources::fd::FdSlot;
 use crate::sources::immediate::Immediates;
 use crate::sources::remote::Inbox;
 use crate::sources::signals::SignalSources;
-use crate::sources::timer::Timers;
+use crate::sources::timer::{later, Timers};
 use crate::sources::watch::Watches;
 use crate::sources::{
     CogAddr, FdId, Fired, ImmediateId, Ready, Remote, SignalId, Target, TimerId, WatchEvent, WatchId,
@@ -374,7 +374,7 @@ impl Core {
 
     /// Runs `f` once, `delay` from now.
     pub fn after(&mut self, delay: Duration, f: impl FnOnce(&mut Core) + 'static) -> Result<TimerId, Error> {
-        self.at(self.now() + delay, f)
+        self.at(later(self.now(), delay), f)
     }
 
     /// Runs `f` once at `deadline`.
@@ -394,7 +394,7 @@ impl Core {
                 f(core, id)
             }
         })?;
-        Ok(self.timers.arm(self.now() + period, Some(period), target))
+        Ok(self.timers.arm(later(self.now(), period), Some(period), target))
     }
 
     /// Cancels a timer in O(1); false if it already fired (one-shot) or was cancelled.
@@ -481,7 +481,7 @@ impl Core {
                 let now = self.now();
                 let timers = &mut self.timers;
                 Ok(self.watches.add_poll(path, mask, target, |key| {
-                    timers.arm(now + interval, Some(interval), Target::PollWatch(key))
+                    timers.arm(later(now, interval), Some(interval), Target::PollWatch(key))
                 }))
             }
             None => {

@@ -16,6 +16,7 @@ use crate::capture::{CaptureError, CaptureOptions, CaptureWriter, Codec, Driver,
 use crate::core::{Clock, CogPhase, Notice, Phase};
 use crate::sources::remote::{Inbox, RemoteMsg};
 use crate::sources::signals::SignalSources;
+use crate::sources::timer::later;
 use crate::sources::watch::Watches;
 use crate::sources::{CogAddr, FdId, Fired, Ready, Remote, Target};
 use crate::token::{self, Key};
@@ -683,7 +684,7 @@ impl Escapement {
     fn begin_finish(&mut self) {
         self.core.phase = Phase::Finishing;
         self.core.finish_requested = false;
-        self.finish_by = Some(Instant::now() + self.core.finish_deadline);
+        self.finish_by = Some(later(Instant::now(), self.core.finish_deadline));
         if let Some(writer) = &mut self.core.capture {
             if let Err(e) = writer.finish(self.core.clock.now()) {
                 log::error!("capture to {} stops: {e}", writer.path().display());

@@ -82,6 +82,7 @@ pub struct AnonymizeSettings {
     pub key: Option<String>,
     /// A file holding the key (64 hex digits, or 32 raw bytes), read when
     /// the cog is built. Default none.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub key_file: Option<PathBuf>,
     /// A field that holds no address: `"keep"` (default), `"remove"` or `"drop"`.
     pub on_invalid: OnInvalid,

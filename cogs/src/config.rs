@@ -709,6 +709,12 @@ impl Config {
             if log.target == tourbillon::logging::LogTarget::File && log.file.is_none() {
                 errors.push(layered.error(&lp.key("file"), "required with target = \"file\": the log file"));
             }
+            if log.file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+                errors.push(layered.error(
+                    &lp.key("file"),
+                    "an empty path: name a file or directory, or leave the key out",
+                ));
+            }
         }
         let daemon = take(
             &layered,

@@ -71,6 +71,7 @@ pub mod ratelimit;
 pub mod rdns;
 pub mod registry;
 pub mod sample;
+pub mod setting;
 pub mod stats;
 pub mod stdin;
 pub mod stdout;

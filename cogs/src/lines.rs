@@ -70,11 +70,20 @@ impl Default for LinesSettings {
     }
 }
 
+/// The largest `max_line_bytes` accepted.
+pub const MAX_LINE_LIMIT: usize = 1 << 30;
+
 impl LinesSettings {
     /// Checks the values; the error names the key.
     pub fn validate(&self) -> Result<(), Error> {
         if self.max_line_bytes == 0 {
             return Err(Error::setting("max_line_bytes", "must be at least 1"));
+        }
+        if self.max_line_bytes > MAX_LINE_LIMIT {
+            return Err(Error::setting(
+                "max_line_bytes",
+                format!("must be at most {MAX_LINE_LIMIT} (1 GiB): a line is held in memory whole"),
+            ));
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, Finish, Fired, Interest, Next, Role};
 
-use crate::lines::{LineSplitter, LinesSettings, Utf8};
+use crate::lines::{CutLog, LineFlags, LineSplitter, LinesSettings, Utf8};
 use crate::Error;
 
 /// Settings of [`StdinSupply`].
@@ -61,6 +61,7 @@ pub struct StdinSupply {
     settings: StdinSettings,
     fd: RawFd,
     splitter: LineSplitter,
+    cuts: CutLog,
     buf: Vec<u8>,
     origin: Arc<str>,
     line: u64,
@@ -94,6 +95,7 @@ impl StdinSupply {
         }
         let splitter = LineSplitter::new(&settings.lines())?;
         Ok(StdinSupply {
+            cuts: CutLog::new(std::time::Duration::from_secs(10), settings.max_line_bytes),
             buf: vec![0; settings.read_bytes.min(64 * 1024)],
             settings,
             fd,
@@ -106,8 +108,12 @@ impl StdinSupply {
         })
     }
 
-    fn emit_line<N: Next<Event> + ?Sized>(&mut self, bytes: &[u8], ctx: &mut Context<'_, Event, N>) {
+    fn emit_line<N: Next<Event> + ?Sized>(&mut self, bytes: &[u8], flags: LineFlags, ctx: &mut Context<'_, Event, N>) {
         self.line += 1;
+        if flags.truncated {
+            let place = format_args!("{}:{}", self.origin, self.line);
+            self.cuts.note(place, bytes.len(), flags, ctx.now());
+        }
         let id = ctx.next_event_id();
         ctx.emit(Event::from_raw(
             id,
@@ -132,10 +138,11 @@ impl StdinSupply {
                     budget -= n;
                     let chunk = std::mem::take(&mut self.buf);
                     let mut lines = Vec::new();
-                    self.splitter.push(&chunk[..n], |l, _| lines.push(l.to_vec()));
+                    self.splitter
+                        .push(&chunk[..n], |l, flags| lines.push((l.to_vec(), flags)));
                     self.buf = chunk;
-                    for l in lines {
-                        self.emit_line(&l, ctx);
+                    for (l, flags) in lines {
+                        self.emit_line(&l, flags, ctx);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -154,12 +161,17 @@ impl StdinSupply {
         }
     }
 
-    fn end<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+    fn emit_partial<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
         let mut last = None;
-        self.splitter.take_partial(|l, _| last = Some(l.to_vec()));
-        if let Some(l) = last {
-            self.emit_line(&l, ctx);
+        self.splitter.take_partial(|l, flags| last = Some((l.to_vec(), flags)));
+        if let Some((l, flags)) = last {
+            self.emit_line(&l, flags, ctx);
         }
+        self.cuts.flush(ctx.now());
+    }
+
+    fn end<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+        self.emit_partial(ctx);
         ctx.exhausted();
     }
 }
@@ -214,11 +226,7 @@ impl Cog<Event> for StdinSupply {
 
     fn finish<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) -> Finish {
         // A graceful stop: what was read is flushed; unread input stays unread.
-        let mut last = None;
-        self.splitter.take_partial(|l, _| last = Some(l.to_vec()));
-        if let Some(l) = last {
-            self.emit_line(&l, ctx);
-        }
+        self.emit_partial(ctx);
         Finish::Done
     }
 

@@ -292,3 +292,74 @@ fn numbers_no_setting_can_take_are_errors_naming_origin_and_key() {
         )
     );
 }
+
+#[test]
+fn empty_paths_and_sizes_no_memory_holds_are_errors_naming_origin_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = check(
+        dir.path(),
+        "[log]\ntarget = \"file\"\nfile = \"\"\n[daemon]\npidfile = \"\"\n[trains.x]\n\
+         cogs = [{ kind = \"stdin\", max_line_bytes = 9223372036854775807 }, \
+         { kind = \"anonymize\", fields = [\"ip\"], mode = \"pseudonymize\", key_file = \"\" }, { kind = \"stdout\" }]\n",
+        &[],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    let empty = "an empty path: name a file or directory, or leave the key out";
+    assert_eq!(
+        err,
+        format!(
+            "tourbillon: the configuration has 4 errors:\n  \
+             file c.toml: log.file: {empty}\n  \
+             file c.toml: daemon.pidfile: {empty}\n  \
+             file c.toml: trains.x.cogs[0].max_line_bytes: must be at most 1073741824 (1 GiB): a line is held in \
+             memory whole\n  \
+             file c.toml: trains.x.cogs[1].key_file: {empty}\n"
+        )
+    );
+    let good = "[trains.x]\ncogs = [{ kind = \"stdin\" }, { kind = \"stdout\" }]\n";
+    let (code, err) = check(dir.path(), good, &[("TOURBILLON__DAEMON__WORKDIR", "")], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("env TOURBILLON__DAEMON__WORKDIR: daemon.workdir: {empty}")),
+        "{err}"
+    );
+    let (code, err) = check(dir.path(), good, &[], &["daemon.pidfile=\"\""]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("flag --set daemon.pidfile=\"\": daemon.pidfile: {empty}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_deadline_beyond_the_clock_means_never_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tourbillon(
+        dir.path(),
+        &["run", "--set", "daemon.finish_deadline_secs=9223372036854775807"],
+    );
+    let out = run_with_stdin(c, b"{\"a\":1}\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("\"a\":1"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn stdin_logs_a_cut_line_with_its_line_and_bytes_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "s.toml",
+        b"[trains.x]\ncogs = [{ kind = \"stdin\", max_line_bytes = 10 }, { kind = \"stdout\" }]\n",
+    );
+    let out = run_with_stdin(
+        tourbillon(dir.path(), &["run", "s.toml"]),
+        b"abcdefghijklmnopqrstuvwxy\nshort\n",
+    );
+    assert_eq!(text(&out.stdout), "abcdefghij\nshort\n");
+    assert!(
+        text(&out.stderr).contains("-:1: line longer than max_line_bytes (10): cut to 10 bytes, 15 bytes dropped"),
+        "{}",
+        text(&out.stderr)
+    );
+}

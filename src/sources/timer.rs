@@ -17,6 +17,15 @@ use std::time::{Duration, Instant};
 use super::Target;
 use crate::token::{Key, Slab};
 
+/// `from + delay`, or a century from `from` where that sum would overflow
+/// the clock: a delay taken from a setting (`u64::MAX` seconds) must mean
+/// "practically never", not a panic.
+pub(crate) fn later(from: Instant, delay: Duration) -> Instant {
+    from.checked_add(delay)
+        .or_else(|| from.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(from)
+}
+
 /// Handle of an armed timer, for [`Core::cancel`](crate::Core::cancel).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TimerId(pub(crate) Key);
@@ -126,9 +135,9 @@ impl Timers {
         match slot.period {
             Some(period) => {
                 // Missed ticks are skipped rather than fired in a burst.
-                let mut next = slot.deadline + period;
+                let mut next = later(slot.deadline, period);
                 if next <= now {
-                    next = now + period;
+                    next = later(now, period);
                 }
                 self.rearm(TimerId(key), next);
             }
@@ -156,6 +165,14 @@ mod tests {
             addr: crate::sources::CogAddr { train: 0, cog: 0 },
             key: n,
         }
+    }
+
+    #[test]
+    fn a_delay_past_the_clock_s_range_is_a_century_not_a_panic() {
+        let now = Instant::now();
+        let far = later(now, Duration::from_secs(u64::MAX));
+        assert!(far >= now + Duration::from_secs(99 * 365 * 24 * 3600));
+        assert_eq!(later(now, Duration::from_millis(5)), now + Duration::from_millis(5));
     }
 
     #[test]

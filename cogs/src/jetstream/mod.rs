@@ -61,20 +61,27 @@ pub use publish::{JetStreamDrain, PublishSettings, PublishStats};
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
     /// A NATS credentials file (`.creds`: a user JWT and its nkey seed). Default none.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub credentials_file: Option<PathBuf>,
     /// A file holding a token (surrounding whitespace is ignored). Default none.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub token_file: Option<PathBuf>,
     /// A file holding an nkey seed (`SU...`). Default none.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub nkey_file: Option<PathBuf>,
     /// A user name, with `password_file`. Default none.
     pub user: Option<String>,
     /// A file holding the password of `user`. Default none.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub password_file: Option<PathBuf>,
     /// PEM file of the certificate authorities to trust (TLS). Default none: the system's.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub tls_ca_file: Option<PathBuf>,
     /// PEM client certificate, with `tls_key_file` (mutual TLS). Default none.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file`. Default none.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub tls_key_file: Option<PathBuf>,
     /// Refuse to talk without TLS. Default false (TLS when the server asks for it).
     pub tls_required: bool,

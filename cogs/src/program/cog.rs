@@ -19,10 +19,12 @@ use crate::Error;
 #[serde(deny_unknown_fields, default)]
 pub struct ProgramSettings {
     /// The spec file: TOML, or JSON if its name ends in `.json`. Required.
+    #[serde(deserialize_with = "crate::setting::path")]
     pub spec: PathBuf,
     /// Directory of the run journal (a state store): with it, runs a crash
     /// interrupted are compensated (or completed) when the cog starts
     /// again. Default: none, runs are not durable.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub state_dir: Option<PathBuf>,
     /// Journal records are written without fsync: they survive the process
     /// dying, not the machine. Default false (fsync each record).

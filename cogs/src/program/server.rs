@@ -28,9 +28,11 @@ pub struct ProgramServerSettings {
     /// Where to listen: `tcp:HOST:PORT` (or `HOST:PORT`) or `unix:PATH`. Required.
     pub listen: String,
     /// The spec file: TOML, or JSON if its name ends in `.json`. Required.
+    #[serde(deserialize_with = "crate::setting::path")]
     pub spec: PathBuf,
     /// Directory of the run journal; see [`ProgramSettings`](super::ProgramSettings).
     /// Default: none.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub state_dir: Option<PathBuf>,
     /// Journal without fsync. Default false.
     pub no_fsync: bool,
