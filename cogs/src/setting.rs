@@ -8,7 +8,7 @@
 //! use std::path::PathBuf;
 //! use serde::Deserialize;
 //!
-//! #[derive(Deserialize)]
+//! #[derive(Debug, Deserialize)]
 //! struct Settings {
 //!     #[serde(deserialize_with = "tourbillon_cogs::setting::path")]
 //!     path: PathBuf,
