@@ -424,20 +424,19 @@ impl<D: 'static> FileDrain<D> {
     }
 
     /// Makes `open` the file written to. A file other than the one open
-    /// gets the whole batch, after a newline if it ends with a fragment.
+    /// gets the whole batch. A fragment at its end gets a newline after it,
+    /// unless it is this drain's own line, partly written to this same file.
     fn adopt(&mut self, open: Open) {
         let same = self
             .file
             .as_ref()
             .is_some_and(|old| (old.dev, old.ino) == (open.dev, open.ino));
-        if same {
-            // The fragment, if any, is what this drain is writing: go on with it.
-            self.file = Some(open);
-            return;
+        if !same {
+            self.batch.rewind();
+            self.unsynced = false;
         }
-        self.batch.rewind();
-        self.unsynced = false;
-        self.owe_newline = open.fragment > 0;
+        let ours = same && self.batch.partial() > 0;
+        self.owe_newline = open.fragment > 0 && !ours;
         if self.owe_newline {
             self.stats.fragments.add(1);
             log::warn!(

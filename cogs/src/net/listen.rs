@@ -74,6 +74,9 @@ pub struct NetSupplyStats {
     pub dropped: Counter,
     /// Clients closed for idleness.
     pub idle_closed: Counter,
+    /// Failed `accept` calls (out of descriptors or memory, mostly), each
+    /// followed by a pause in accepting.
+    pub accept_failed: Counter,
 }
 
 enum Listener {
@@ -120,6 +123,12 @@ struct Client {
 
 const LISTEN: u64 = 0;
 const SWEEP: u64 = 1;
+const ACCEPT_AGAIN: u64 = 2;
+
+/// How long accepting pauses after `accept` failed (at the descriptor
+/// limit, say), unless a client leaves first: waiting clients stay in the
+/// listen backlog meanwhile, and the loop does not spin on the error.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 const CLIENT: u64 = 1 << 63;
 
 /// Listens on a socket and emits each frame as an [`Event`] (`raw` = the
@@ -140,6 +149,10 @@ pub struct NetSupply {
     paused: bool,
     /// Accepting stopped at `max_clients`.
     full: bool,
+    /// Accepting paused after `accept` failed, until this timer fires or a
+    /// client leaves.
+    accept_paused: Option<TimerId>,
+    accept_log: LogThrottle,
     sweep: Option<TimerId>,
     stats: NetSupplyStats,
     throttle: LogThrottle,
@@ -190,6 +203,8 @@ impl NetSupply {
             buf: vec![0; 64 * 1024],
             paused: false,
             full: false,
+            accept_paused: None,
+            accept_log: LogThrottle::new(Duration::from_secs(10)),
             sweep: None,
             stats: NetSupplyStats::default(),
             throttle: LogThrottle::new(Duration::from_secs(10)),
@@ -223,6 +238,9 @@ impl NetSupply {
     }
 
     fn accept<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+        if self.accept_paused.is_some() {
+            return;
+        }
         loop {
             if self.live >= self.settings.max_clients {
                 if !self.full {
@@ -246,13 +264,33 @@ impl NetSupply {
                 Ok((conn, peer)) => self.add_client(conn, peer, ctx),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // EMFILE and friends: try again on the next turn rather than spin.
-                    log::error!("{}: accept failed: {e}", self.addr);
-                    let _ = ctx.enqueue(LISTEN);
-                    return;
-                }
+                // That one client gave up before it was accepted.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => return self.pause_accepting(e, ctx),
             }
+        }
+    }
+
+    /// `accept` failed: EMFILE, ENFILE, ENOBUFS, ENOMEM, mostly. Nobody is
+    /// gone: the waiting clients stay in the backlog, and accepting resumes
+    /// when a client leaves (freeing a descriptor) or after [`ACCEPT_PAUSE`].
+    fn pause_accepting<N: Next<Event> + ?Sized>(&mut self, e: io::Error, ctx: &mut Context<'_, Event, N>) {
+        self.stats.accept_failed.add(1);
+        match ctx.after(ACCEPT_PAUSE, ACCEPT_AGAIN) {
+            Ok(id) => self.accept_paused = Some(id),
+            // Finishing: no new timer, and no more accepting either.
+            Err(_) => return,
+        }
+        if let Verdict::Log { held } = self.accept_log.hit(ctx.now()) {
+            let also = held.map_or(String::new(), |h| {
+                format!(" ({} more failures in the last {:.0?})", h.count, h.over)
+            });
+            log::warn!(
+                "{}: accept failed: {e}; {} clients connected, the others wait; accepting again when one leaves \
+                 or in {ACCEPT_PAUSE:?}{also}",
+                self.addr,
+                self.live
+            );
         }
     }
 
@@ -306,8 +344,12 @@ impl NetSupply {
         self.gens[idx] = self.gens[idx].wrapping_add(1);
         self.free.push(idx);
         self.live -= 1;
-        if self.full {
-            self.full = false;
+        // A descriptor is free again: whoever waits in the backlog may come.
+        let waiting = std::mem::take(&mut self.full) | self.accept_paused.is_some();
+        if let Some(t) = self.accept_paused.take() {
+            ctx.cancel(t);
+        }
+        if waiting {
             let _ = ctx.enqueue(LISTEN);
         }
     }
@@ -503,6 +545,13 @@ impl Cog<Event> for NetSupply {
         if key == SWEEP {
             return self.sweep(ctx);
         }
+        if key == ACCEPT_AGAIN {
+            self.accept_paused = None;
+            if !self.paused {
+                self.accept(ctx);
+            }
+            return;
+        }
         if self.paused {
             return; // resume reads everything
         }
@@ -553,6 +602,9 @@ impl Cog<Event> for NetSupply {
             let _ = std::fs::remove_file(p);
         }
         if let Some(t) = self.sweep.take() {
+            ctx.cancel(t);
+        }
+        if let Some(t) = self.accept_paused.take() {
             ctx.cancel(t);
         }
         for idx in 0..self.clients.len() {
