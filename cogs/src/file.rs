@@ -411,7 +411,10 @@ impl<D: 'static> FileDrain<D> {
         let (fragment, more) = if readable {
             fragment(&file, meta.len())?
         } else {
-            log::debug!("{}: not readable: cannot check that it ends with a whole line", path.display());
+            log::debug!(
+                "{}: not readable: cannot check that it ends with a whole line",
+                path.display()
+            );
             (0, false)
         };
         Ok(Open {
@@ -803,5 +806,71 @@ impl<D: 'static> Cog<D> for FileDrain<D> {
             s.create_dirs,
             s.retry_interval_ms
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fragment_of(content: &[u8]) -> (u64, bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, content).unwrap();
+        let file = File::open(&path).unwrap();
+        fragment(&file, content.len() as u64).unwrap()
+    }
+
+    #[test]
+    fn a_fragment_is_what_follows_the_last_newline() {
+        assert_eq!(fragment_of(b""), (0, false));
+        assert_eq!(fragment_of(b"a\nb\n"), (0, false));
+        assert_eq!(fragment_of(b"a\nbc"), (2, false));
+        assert_eq!(fragment_of(b"no newline at all"), (17, false));
+        // Across the 8 KiB blocks it reads backwards.
+        let mut long = b"head\n".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 20_000));
+        assert_eq!(fragment_of(&long), (20_000, false));
+        // It gives up after 1 MiB, and says so.
+        let huge = vec![b'x'; (FRAGMENT_LOOK_BACK + 10) as usize];
+        assert_eq!(fragment_of(&huge), (FRAGMENT_LOOK_BACK, true));
+    }
+
+    #[test]
+    fn a_batch_knows_its_partly_written_last_line() {
+        let mut b = Batch::with_capacity(64);
+        b.push(b"one", None);
+        b.push(b"two", None);
+        let mut out: Vec<u8> = Vec::new();
+        // A writer that takes 6 bytes, then fails.
+        struct Short<'a>(&'a mut Vec<u8>, usize);
+        impl Write for Short<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.1 == 0 {
+                    return Err(io::ErrorKind::StorageFull.into());
+                }
+                let n = buf.len().min(self.1);
+                self.0.extend_from_slice(&buf[..n]);
+                self.1 -= n;
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        assert!(b.write_to(&mut Short(&mut out, 6)).is_err());
+        assert_eq!((out.as_slice(), b.partial(), b.unwritten()), (&b"one\ntw"[..], 2, 2));
+        b.unwrite(2);
+        out.truncate(4);
+        assert_eq!((b.partial(), b.unwritten()), (0, 4));
+        b.write_to(&mut Short(&mut out, 100)).unwrap();
+        assert_eq!(out, b"one\ntwo\n");
+        assert_eq!(b.lines(), 2);
+        assert_eq!(b.take_ids().count(), 0);
+        assert!(b.is_empty());
+        b.push(b"three", None);
+        b.write_to(&mut Vec::new()).unwrap();
+        b.rewind();
+        assert_eq!(b.unwritten(), 6, "a new file gets the whole batch again");
     }
 }

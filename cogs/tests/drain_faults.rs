@@ -246,7 +246,11 @@ fn a_full_disk_then_kill_9_then_a_restart_leaves_whole_lines_only_and_loses_none
     let at_kill = read(&output);
     // The short write's partial line was cut back at once (unless the kill
     // fell into the microseconds between the two).
-    assert!(at_kill.ends_with('\n'), "a torn line at the kill: …{:?}", &at_kill[at_kill.len() - 60..]);
+    assert!(
+        at_kill.ends_with('\n'),
+        "a torn line at the kill: …{:?}",
+        &at_kill[at_kill.len() - 60..]
+    );
     fs::remove_file(disk.path().join("filler")).unwrap();
 
     let mut child = Reap(tourbillon(d, &["run", config.to_str().unwrap()]).spawn().unwrap());
@@ -293,7 +297,12 @@ fn a_full_disk_then_space_freed_while_running_loses_nothing_and_tears_no_line() 
     let out = read(&output);
     let (torn, _) = audit(&out, DISK_LINES);
     assert_eq!(torn, Vec::<String>::new());
-    assert!(out == all, "every line exactly once, in order ({} of {} bytes)", out.len(), all.len());
+    assert!(
+        out == all,
+        "every line exactly once, in order ({} of {} bytes)",
+        out.len(),
+        all.len()
+    );
     let log = log_of(d);
     assert!(log.contains("writing again, after failing"), "{log}");
     assert!(
@@ -368,7 +377,12 @@ fn deleting_the_output_mid_run_loses_no_line_that_was_not_yet_reported_done() {
             after.lines().count(),
             lost.len()
         );
-        assert!(lost.is_empty(), "deletion {}: lines written only to the deleted file: {:?}…", k + 1, &lost[..lost.len().min(3)]);
+        assert!(
+            lost.is_empty(),
+            "deletion {}: lines written only to the deleted file: {:?}…",
+            k + 1,
+            &lost[..lost.len().min(3)]
+        );
     }
     let log = log_of(d);
     assert!(

@@ -263,6 +263,78 @@ fn file_drain_reopens_its_path_on_sighup_after_rotation() {
 }
 
 #[test]
+fn file_drain_starts_a_new_line_after_a_fragment_another_writer_left_when_it_reopens() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.log");
+    let mut supply = Supply::new(vec![numbered("before", 3), numbered("after", 3)], None);
+    supply.pause = Duration::from_millis(400);
+    let done = supply.done.clone();
+    let mut esc = Escapement::builder()
+        .finish_deadline(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    watchdog(&mut esc);
+    let drain = FileDrain::new(file_settings(&path)).unwrap();
+    let stats = drain.stats();
+    esc.add_train(Train::new("shared").ids(Event::id_getter()).cog(supply).cog(drain));
+    let p = path.clone();
+    esc.core()
+        .after(Duration::from_millis(150), move |_| {
+            // Another writer's unfinished line, then a reopen.
+            let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+            f.write_all(b"foreign, unfinished").unwrap();
+            // SAFETY: kill with our own pid and a signal the drain catches.
+            assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGHUP) }, 0);
+        })
+        .unwrap();
+    assert_eq!(esc.run().unwrap(), Exit::Clean);
+    let mut want = numbered("before", 3);
+    want.push("foreign, unfinished".into());
+    want.extend(numbered("after", 3));
+    assert_eq!(read(&path), want, "the fragment is kept, on a line of its own");
+    assert_eq!(stats.fragments.get(), 1);
+    assert_eq!(stats.lines.get(), 6);
+    assert_eq!(done.lock().unwrap().len(), 6);
+}
+
+#[test]
+fn file_drain_follows_a_rotation_without_sighup_and_writes_nothing_twice() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let rotated = dir.path().join("app.log.1");
+    let batches = vec![numbered("a", 3), numbered("b", 3), numbered("c", 3), numbered("d", 3)];
+    let mut supply = Supply::new(batches, None);
+    supply.pause = Duration::from_millis(300);
+    let done = supply.done.clone();
+    let mut esc = quiet();
+    let drain = FileDrain::new(file_settings(&path)).unwrap();
+    let stats = drain.stats();
+    esc.add_train(Train::new("rotate").ids(Event::id_getter()).cog(supply).cog(drain));
+    let (from, to) = (path.clone(), rotated.clone());
+    esc.core()
+        .after(Duration::from_millis(150), move |_| {
+            std::fs::rename(&from, &to).unwrap()
+        })
+        .unwrap();
+    let p = path.clone();
+    esc.core()
+        .after(Duration::from_millis(450), move |_| {
+            std::fs::File::create(&p).unwrap();
+        })
+        .unwrap();
+    assert_eq!(esc.run().unwrap(), Exit::Clean);
+    // Moved away, the file is written on; the flush that finds a new file
+    // at the path (c) leaves its lines in the old one, the next goes to it.
+    let old: Vec<String> = ["a", "b", "c"].iter().flat_map(|p| numbered(p, 3)).collect();
+    assert_eq!(read(&rotated), old);
+    assert_eq!(read(&path), numbered("d", 3));
+    assert_eq!((stats.deleted.get(), stats.lines.get()), (0, 12));
+    assert_eq!(done.lock().unwrap().len(), 12);
+}
+
+#[test]
 fn file_drain_holds_data_while_the_file_cannot_be_opened_and_writes_them_on_retry() {
     let _g = exclusive();
     let dir = tempfile::tempdir().unwrap();
