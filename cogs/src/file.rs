@@ -234,9 +234,11 @@ impl Schedule {
 #[serde(deny_unknown_fields, default)]
 pub struct FileDrainSettings {
     /// The file to append to; created if missing. Required.
+    #[serde(deserialize_with = "crate::setting::path")]
     pub path: PathBuf,
     /// Bytes buffered before they are written; they are also written at the
-    /// end of every burst of data. At least 1. Default 65536 (64 KiB).
+    /// end of every burst of data. At least 1, at most 1 GiB. Default 65536
+    /// (64 KiB).
     pub buffer_bytes: usize,
     /// Sync the data to disk (fdatasync) after each write, before the data
     /// are reported done. Default false.
@@ -267,9 +269,7 @@ impl FileDrainSettings {
         if self.path.as_os_str().is_empty() {
             return Err(Error::setting("path", "required: the file to append to"));
         }
-        if self.buffer_bytes == 0 {
-            return Err(Error::setting("buffer_bytes", "must be at least 1"));
-        }
+        crate::setting::buffer_bytes(self.buffer_bytes)?;
         if self.retry_interval_ms == 0 {
             return Err(Error::setting("retry_interval_ms", "must be at least 1"));
         }

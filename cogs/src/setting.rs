@@ -26,6 +26,8 @@ use std::path::PathBuf;
 
 use serde::{de, Deserialize, Deserializer};
 
+use crate::Error;
+
 const EMPTY: &str = "an empty path: name a file or directory, or leave the key out";
 
 /// A path that is not empty (`""` would mean the working directory to some
@@ -53,4 +55,21 @@ pub fn paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         return Err(de::Error::custom(format_args!("item {i}: {EMPTY}")));
     }
     Ok(all)
+}
+
+/// The largest write buffer a drain takes: it is allocated whole at start.
+pub const MAX_BUFFER_BYTES: usize = 1 << 30;
+
+/// Checks a drain's `buffer_bytes`: at least 1, at most [`MAX_BUFFER_BYTES`].
+pub fn buffer_bytes(value: usize) -> Result<(), Error> {
+    if value == 0 {
+        return Err(Error::setting("buffer_bytes", "must be at least 1"));
+    }
+    if value > MAX_BUFFER_BYTES {
+        return Err(Error::setting(
+            "buffer_bytes",
+            format!("must be at most {MAX_BUFFER_BYTES} (1 GiB): the buffer is allocated at start"),
+        ));
+    }
+    Ok(())
 }

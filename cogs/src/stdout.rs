@@ -46,7 +46,8 @@ pub struct StdoutSettings {
     /// `"stdout"` (default) or `"stderr"`.
     pub stream: Stream,
     /// Bytes buffered before they are written; they are also written at the
-    /// end of every burst of data. At least 1. Default 65536 (64 KiB).
+    /// end of every burst of data. At least 1, at most 1 GiB. Default 65536
+    /// (64 KiB).
     pub buffer_bytes: usize,
     /// Milliseconds between attempts after a failed write (other than a
     /// broken pipe). At least 1. Default 1000.
@@ -66,9 +67,7 @@ impl Default for StdoutSettings {
 impl StdoutSettings {
     /// Checks the values; the error names the key.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.buffer_bytes == 0 {
-            return Err(Error::setting("buffer_bytes", "must be at least 1"));
-        }
+        crate::setting::buffer_bytes(self.buffer_bytes)?;
         if self.retry_interval_ms == 0 {
             return Err(Error::setting("retry_interval_ms", "must be at least 1"));
         }

@@ -317,6 +317,23 @@ fn empty_paths_and_sizes_no_memory_holds_are_errors_naming_origin_and_key() {
              file c.toml: trains.x.cogs[1].key_file: {empty}\n"
         )
     );
+    let (code, err) = check(
+        dir.path(),
+        "[trains.x]\ncogs = [{ kind = \"stdin\" }, { kind = \"file\", path = \"\" }]\n\
+         [trains.y]\ncogs = [{ kind = \"stdin\" }, { kind = \"stdout\", buffer_bytes = 4611686018427387904 }]\n",
+        &[],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "tourbillon: the configuration has 2 errors:\n  \
+             file c.toml: trains.x.cogs[1].path: {empty}\n  \
+             file c.toml: trains.y.cogs[1].buffer_bytes: must be at most 1073741824 (1 GiB): the buffer is \
+             allocated at start\n"
+        )
+    );
     let good = "[trains.x]\ncogs = [{ kind = \"stdin\" }, { kind = \"stdout\" }]\n";
     let (code, err) = check(dir.path(), good, &[("TOURBILLON__DAEMON__WORKDIR", "")], &[]);
     assert_eq!(code, 1, "{err}");
