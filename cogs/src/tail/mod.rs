@@ -92,11 +92,12 @@
 
 mod glob;
 mod position;
+mod recover;
 mod tracked;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -181,6 +182,13 @@ pub struct TailSettings {
     /// First bytes of a file whose checksum tells it from another file on
     /// the same inode. At least 1. Default 256.
     pub fingerprint_bytes: usize,
+    /// Where files rotated away may go besides the directories the
+    /// patterns look into: glob patterns (as `include`) of files, such as
+    /// logrotate's `olddir` (`["/var/log/app/old/*"]`). Only used at start,
+    /// to find the files the checkpoint knows that were rotated there while
+    /// the tail was stopped, and read what is left of them; never followed
+    /// otherwise. Default none.
+    pub rotated_paths: Vec<String>,
     /// How lines are split (maximum length, `\r\n`, UTF-8).
     pub lines: LinesSettings,
 }
@@ -199,6 +207,7 @@ impl Default for TailSettings {
             checkpoint_dir: None,
             checkpoint_interval_ms: 1000,
             fingerprint_bytes: 256,
+            rotated_paths: Vec::new(),
             lines: LinesSettings::default(),
         }
     }
@@ -255,6 +264,9 @@ impl fmt::Display for TailSettings {
                 self.checkpoint_interval_ms
             )?,
             None => f.write_str(" checkpoint_dir=none")?,
+        }
+        if !self.rotated_paths.is_empty() {
+            write!(f, " rotated_paths=[{}]", self.rotated_paths.join(", "))?;
         }
         write!(f, " fingerprint_bytes={} {}", self.fingerprint_bytes, self.lines)
     }
@@ -377,6 +389,12 @@ pub struct Tail<D = Event> {
     settings: TailSettings,
     includes: Vec<Pattern>,
     excludes: Vec<Exclude>,
+    /// `rotated_paths`: where a restart also looks for files rotated away.
+    rotated: Vec<Pattern>,
+    /// Files present at start, unknown to the checkpoint, started at their
+    /// end (`read_from = "end"`): one that took the place of a checkpointed
+    /// file while the tail was stopped is read from its start instead.
+    started_at_end: HashSet<(u64, u64)>,
     make: Maker<D>,
     files: Vec<Option<Tracked>>,
     free: Vec<u32>,
@@ -443,7 +461,8 @@ impl Tail<Event> {
 pub fn saved_positions(dir: impl AsRef<Path>) -> Result<Vec<Position>, Error> {
     let store = Store::<Saved, Change>::open(dir, StoreOptions::new())?;
     let positions = position::recover(&store)?;
-    let Saved::V1(all) = position::save(&positions);
+    let mut all: Vec<Position> = positions.into_values().collect();
+    all.sort_by_key(Position::key);
     Ok(all)
 }
 
@@ -464,6 +483,11 @@ impl<D: 'static> Tail<D> {
             .iter()
             .map(|p| Exclude::parse(p, &cwd).map_err(|e| Error::setting("exclude", e)))
             .collect::<Result<Vec<_>, _>>()?;
+        let rotated = settings
+            .rotated_paths
+            .iter()
+            .map(|p| Pattern::parse(p, &cwd).map_err(|e| Error::setting("rotated_paths", e)))
+            .collect::<Result<Vec<_>, _>>()?;
         let (store, saved) = match &settings.checkpoint_dir {
             Some(dir) => {
                 let store = Store::open(dir, StoreOptions::new().fsync(FsyncPolicy::Always))?;
@@ -475,6 +499,8 @@ impl<D: 'static> Tail<D> {
         Ok(Tail {
             includes,
             excludes,
+            rotated,
+            started_at_end: HashSet::new(),
             make: Box::new(make),
             files: Vec::new(),
             free: Vec::new(),
@@ -574,6 +600,8 @@ impl<D: 'static> Tail<D> {
             file.paths = paths;
             if file.paths.is_empty() && !was_orphan {
                 file.orphan_since = Some(now);
+                // Saved again, with where it went.
+                file.dirty = true;
                 log::info!(
                     "{}: rotated away or deleted; reading it to its end before closing it",
                     file.origin
@@ -592,9 +620,17 @@ impl<D: 'static> Tail<D> {
             })
             .collect();
         fresh.sort();
+        let found = self.stats.found.get();
         for (path, paths) in fresh {
             let after = paths.iter().find_map(|p| lost.get(p).copied());
             self.add(&path, paths, after, startup, ctx);
+        }
+        if self.stats.found.get() != found && !startup {
+            // New files are in the checkpoint, durably, before their first
+            // line goes out: a crash, then a rotation while stopped, must
+            // not make them strangers (one write for all found at once; at
+            // start, once the rotated ones are found too).
+            self.save(false);
         }
         if std::mem::take(&mut self.rescan_all) {
             for slot in 0..self.files.len() as u32 {
@@ -659,7 +695,11 @@ impl<D: 'static> Tail<D> {
             );
             Ok(Mark::default())
         } else if startup {
-            self.start_mark(&file)
+            let start = self.start_mark(&file);
+            if self.settings.read_from == ReadFrom::End && !self.saved.contains_key(&file.key()) {
+                self.started_at_end.insert(file.key());
+            }
+            start
         } else {
             log::info!("{}: new file, reading it from the start", file.origin);
             Ok(Mark::default())
@@ -697,17 +737,23 @@ impl<D: 'static> Tail<D> {
                     return Ok(Mark::default());
                 }
                 log::debug!("{}: resuming at byte {} (line {})", file.origin, saved.pos, saved.line);
-                Ok(Mark {
-                    pos: saved.pos,
-                    line: saved.line,
-                })
+                Ok(saved.mark())
             }
-            Some(_) => {
-                log::info!(
-                    "{}: not the file the checkpoint knew on this inode (its first bytes differ); reading it from \
-                     the start",
-                    file.origin
-                );
+            Some(saved) => {
+                if saved.size > saved.pos {
+                    log::warn!(
+                        "{}: the file the checkpoint knew on this inode is gone (deleted while stopped): {} bytes of \
+                         it were never delivered; this one (its first bytes differ) is read from the start",
+                        saved.path,
+                        saved.size - saved.pos
+                    );
+                } else {
+                    log::info!(
+                        "{}: not the file the checkpoint knew on this inode (its first bytes differ); reading it \
+                         from the start",
+                        file.origin
+                    );
+                }
                 Ok(Mark::default())
             }
             None => match self.settings.read_from {
@@ -749,75 +795,99 @@ impl<D: 'static> Tail<D> {
     }
 
     /// Files the checkpoint knows that no pattern matches any more were
-    /// rotated while the tail was stopped: look for them by inode in the
-    /// directories around, and read what is left of them.
+    /// rotated (or moved, or a symlink retargeted) while the tail was
+    /// stopped: look for them where they can have gone (see
+    /// [`recover`]), read what is left of them, and say what cannot be
+    /// found. Then the positions found at start are saved.
     fn recover_rotated<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
-        if self.saved.is_empty() {
-            return;
-        }
-        let mut dirs: BTreeSet<PathBuf> = self.dirs.keys().cloned().collect();
-        for saved in self.saved.values() {
-            if let Some(parent) = Path::new(&saved.path).parent() {
-                dirs.insert(parent.to_path_buf());
+        let found = recover::search(&self.saved, self.dirs.keys().cloned(), &self.rotated);
+        for (key, paths) in found.paths {
+            let Some(saved) = self.saved.get(&key).cloned() else {
+                continue;
+            };
+            if self.by_inode.contains_key(&key) {
+                continue;
+            }
+            let serial = self.next_serial;
+            let opened = paths.iter().find_map(|path| {
+                let file = Tracked::open(path, serial, self.settings.fingerprint_bytes, &self.settings.lines).ok()?;
+                (file.key() == key && file.is(&saved)).then(|| (file, path.clone()))
+            });
+            let Some((mut file, path)) = opened else { continue };
+            let size = file.file.metadata().map(|m| m.len()).unwrap_or(0);
+            self.saved.remove(&key);
+            self.restart_replacement(&saved.path);
+            if size <= saved.pos {
+                self.forgotten.push(key);
+                continue;
+            }
+            log::info!(
+                "{}: rotated to {} while stopped; reading its last {} bytes",
+                saved.path,
+                path.display(),
+                size - saved.pos
+            );
+            self.next_serial += 1;
+            file.origin = Arc::from(saved.path.as_str());
+            file.start_at(saved.mark());
+            file.paths.clear();
+            file.orphan_since = Some(ctx.now());
+            self.stats.rotated.add(1);
+            self.insert(file, &path, ctx);
+            // The file now at its old path comes after it.
+            let former = PathBuf::from(&saved.path);
+            for slot in 0..self.files.len() as u32 {
+                let Some(f) = self.file(slot) else { continue };
+                if f.serial != serial && f.after.is_none() && f.paths.contains(&former) {
+                    f.after = Some(serial);
+                    self.waiters.entry(serial).or_default().push(slot);
+                }
             }
         }
-        let by_ino: HashMap<u64, (u64, u64)> = self.saved.keys().map(|&(dev, ino)| (ino, (dev, ino))).collect();
-        for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.filter_map(Result::ok) {
-                let Some(&key) = by_ino.get(&entry.ino()) else { continue };
-                let Some(saved) = self.saved.get(&key).cloned() else {
-                    continue;
-                };
-                let serial = self.next_serial;
-                let Ok(mut file) = Tracked::open(
-                    &entry.path(),
-                    serial,
-                    self.settings.fingerprint_bytes,
-                    &self.settings.lines,
-                ) else {
-                    continue;
-                };
-                if file.key() != key || !file.is(&saved) || self.by_inode.contains_key(&key) {
-                    continue;
-                }
-                let size = file.file.metadata().map(|m| m.len()).unwrap_or(0);
-                self.saved.remove(&key);
-                if size <= saved.pos {
-                    self.forgotten.push(key);
-                    continue;
-                }
+        let mut lost: Vec<Position> = self.saved.drain().map(|(_, p)| p).collect();
+        lost.sort_by(|a, b| a.path.cmp(&b.path));
+        for saved in lost {
+            self.restart_replacement(&saved.path);
+            self.forgotten.push(saved.key());
+            let mut looked: Vec<String> = found.dirs.iter().map(|d| d.display().to_string()).collect();
+            looked.extend(self.settings.rotated_paths.iter().cloned());
+            let mut failed = String::new();
+            for (dir, e) in &found.failed {
+                failed.push_str(&format!("; {} could not be listed: {e}", dir.display()));
+            }
+            let never = if saved.size >= saved.pos {
+                format!("{} bytes", saved.size - saved.pos)
+            } else {
+                "an unknown number of bytes (the checkpoint predates sizes)".to_owned()
+            };
+            log::warn!(
+                "{}: in the checkpoint (delivered up to byte {}, {} bytes when last saved) but not found again in {}{}: \
+                 {never} of it were never delivered, and whatever was written to it after that (rotated away \
+                 twice, compressed or deleted while stopped? name where rotated files go in `rotated_paths`)",
+                saved.path,
+                saved.pos,
+                saved.size,
+                looked.join(", "),
+                failed,
+            );
+        }
+        self.started_at_end.clear();
+        self.save(false);
+    }
+
+    /// A file the checkpoint knew at `former` was rotated away while the
+    /// tail was stopped: the file at that path now is new since, so it is
+    /// read from its start even with `read_from = "end"`.
+    fn restart_replacement(&mut self, former: &str) {
+        let former = Path::new(former);
+        for file in self.files.iter_mut().flatten() {
+            if file.pos > 0 && file.paths.iter().any(|p| p == former) && self.started_at_end.remove(&file.key()) {
                 log::info!(
-                    "{}: rotated to {} while stopped; reading its last {} bytes",
-                    saved.path,
-                    entry.path().display(),
-                    size - saved.pos
+                    "{}: took the place of a file rotated away while stopped: reading it from the start",
+                    file.origin
                 );
-                self.next_serial += 1;
-                file.origin = Arc::from(saved.path.as_str());
-                file.start_at(Mark {
-                    pos: saved.pos,
-                    line: saved.line,
-                });
-                file.paths.clear();
-                file.orphan_since = Some(ctx.now());
-                self.stats.rotated.add(1);
-                let serial = file.serial;
-                self.insert(file, &entry.path(), ctx);
-                // The file now at its old path comes after it.
-                let former = PathBuf::from(&saved.path);
-                for slot in 0..self.files.len() as u32 {
-                    let Some(f) = self.file(slot) else { continue };
-                    if f.serial != serial && f.after.is_none() && f.paths.contains(&former) {
-                        f.after = Some(serial);
-                        self.waiters.entry(serial).or_default().push(slot);
-                    }
-                }
+                file.start_at(Mark::default());
             }
-        }
-        for (key, saved) in self.saved.drain() {
-            log::debug!("{}: in the checkpoint but not found: forgotten", saved.path);
-            self.forgotten.push(key);
         }
     }
 
@@ -1042,10 +1112,7 @@ impl<D: 'static> Tail<D> {
         };
         if !complete.is_empty() {
             file.splitter.push(complete, |bytes, flags| emit.line(bytes, flags));
-            let mark = Mark {
-                pos: start + complete.len() as u64,
-                line: *emit.file_line,
-            };
+            let mark = Mark::at(start + complete.len() as u64, *emit.file_line);
             if !emit.mark(mark) {
                 file.committed = mark;
                 file.dirty = true;
@@ -1058,6 +1125,26 @@ impl<D: 'static> Tail<D> {
         file.partial_since = (file.splitter.partial_len() > 0).then(Instant::now);
         if file.partial_since.is_some() && self.settings.partial_line_idle_ms > 0 {
             self.arm_idle(ctx);
+        }
+    }
+
+    /// Emits the line a file holds without its newline if it is the file's
+    /// last line: the file ends there now. Else it is only the end of the
+    /// last chunk read: it is left out, and the checkpoint stays at the
+    /// line before it, so a restart reads it whole.
+    fn flush_last_line<N: Next<D> + ?Sized>(&mut self, slot: u32, ctx: &mut Context<'_, D, N>) {
+        let Some(file) = self.file(slot) else { return };
+        if file.splitter.partial_len() == 0 {
+            return;
+        }
+        if file.at_end() {
+            self.flush_partial(slot, false, ctx);
+        } else {
+            log::debug!(
+                "{}: stopping in the middle of a line (byte {}): it is read whole after a restart",
+                file.origin,
+                file.pos
+            );
         }
     }
 
@@ -1093,6 +1180,7 @@ impl<D: 'static> Tail<D> {
             let mark = Mark {
                 pos: file.pos,
                 line: *emit.file_line,
+                open: true,
             };
             if !emit.mark(mark) {
                 file.committed = mark;
@@ -1172,10 +1260,7 @@ impl<D: 'static> Tail<D> {
             return;
         };
         let resume = Resume {
-            mark: Mark {
-                pos: file.pos,
-                line: file.line,
-            },
+            mark: Mark::at(file.pos, file.line),
             origin: Arc::clone(&file.origin),
             skip_newline: had_partial,
         };
@@ -1241,7 +1326,7 @@ impl<D: 'static> Tail<D> {
             return;
         }
         for slot in 0..self.files.len() as u32 {
-            self.flush_partial(slot, false, ctx);
+            self.flush_last_line(slot, ctx);
         }
         self.exhausted = true;
         log::debug!("every file was read to its end");
@@ -1271,7 +1356,16 @@ impl<D: 'static> Tail<D> {
                 continue;
             };
             if since + idle <= now {
-                self.flush_partial(slot, true, ctx);
+                if self.file(slot).is_some_and(|f| f.at_end()) {
+                    self.flush_partial(slot, true, ctx);
+                } else {
+                    // Only the end of what was read so far (a backlog):
+                    // the rest of the line is there to read.
+                    if let Some(f) = self.file(slot) {
+                        f.partial_since = None;
+                    }
+                    self.queue(slot, ctx);
+                }
             } else {
                 next = Some(next.map_or(since + idle, |n: Instant| n.min(since + idle)));
             }
@@ -1547,7 +1641,7 @@ impl<D: 'static> Cog<D> for Tail<D> {
     fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
         self.finishing = true;
         for slot in 0..self.files.len() as u32 {
-            self.flush_partial(slot, false, ctx);
+            self.flush_last_line(slot, ctx);
         }
         Finish::Done
     }

@@ -14,10 +14,21 @@ use tourbillon::store::{Store, StoreError};
 use tourbillon::EventId;
 
 /// A place in a file: a byte offset, and how many lines lie before it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Mark {
     pub(crate) pos: u64,
     pub(crate) line: u64,
+    /// The line before `pos` went out without its newline (it was the
+    /// file's last line then): a newline at `pos` ends it, and is no line
+    /// of its own.
+    pub(crate) open: bool,
+}
+
+impl Mark {
+    /// The place after `line` complete lines, `pos` bytes in.
+    pub(crate) fn at(pos: u64, line: u64) -> Mark {
+        Mark { pos, line, open: false }
+    }
 }
 
 /// Where one file stands in a tail's checkpoint.
@@ -40,19 +51,44 @@ pub struct Position {
     /// CRC-32C of the file's first `head_len` bytes: a file with the same
     /// device and inode but other first bytes is another file.
     pub head_crc: u32,
+    /// Where the file itself was when the position was saved (symlinks
+    /// resolved, and after any rename the tail saw while it ran): a restart
+    /// looks for it there and among its siblings. None in checkpoints
+    /// written before version 2.
+    #[serde(default)]
+    pub real_path: Option<String>,
+    /// Its size when the position was saved: a file that cannot be found
+    /// again had at least `size - pos` bytes never delivered. 0 in
+    /// checkpoints written before version 2.
+    #[serde(default)]
+    pub size: u64,
+    /// The line before `pos` went out without its newline, as the file's
+    /// last line then: a newline at `pos` only ends it.
+    #[serde(default)]
+    pub open: bool,
 }
 
 impl Position {
     pub(crate) fn key(&self) -> (u64, u64) {
         (self.dev, self.ino)
     }
+
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            pos: self.pos,
+            line: self.line,
+            open: self.open,
+        }
+    }
 }
 
 /// The checkpoint: every file's position. Versioned, so a later format can
-/// read this one.
+/// read this one: version 1 (without `real_path`, `size`, `open`) still
+/// loads; what is written is version 2.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Saved {
     V1(Vec<Position>),
+    V2(Vec<Position>),
 }
 
 /// A change logged between two checkpoints.
@@ -64,19 +100,26 @@ pub(crate) enum Change {
         /// Files forgotten: closed for good, or gone.
         forget: Vec<(u64, u64)>,
     },
+    /// As `V1`, with positions of version 2.
+    V2 {
+        /// Positions that moved (or files that are new).
+        set: Vec<Position>,
+        /// Files forgotten: closed for good, or gone.
+        forget: Vec<(u64, u64)>,
+    },
 }
 
 pub(crate) type Positions = HashMap<(u64, u64), Position>;
 
 pub(crate) fn load(saved: Saved) -> Positions {
     match saved {
-        Saved::V1(all) => all.into_iter().map(|p| (p.key(), p)).collect(),
+        Saved::V1(all) | Saved::V2(all) => all.into_iter().map(|p| (p.key(), p)).collect(),
     }
 }
 
 pub(crate) fn replay(positions: &mut Positions, change: Change) {
     match change {
-        Change::V1 { set, forget } => {
+        Change::V1 { set, forget } | Change::V2 { set, forget } => {
             for key in forget {
                 positions.remove(&key);
             }
@@ -106,7 +149,7 @@ pub(crate) fn recover(store: &Store<Saved, Change>) -> Result<Positions, StoreEr
 pub(crate) fn save(positions: &Positions) -> Saved {
     let mut all: Vec<Position> = positions.values().cloned().collect();
     all.sort_by_key(Position::key);
-    Saved::V1(all)
+    Saved::V2(all)
 }
 
 /// One line in flight.
@@ -255,15 +298,15 @@ mod tests {
         let mut acks = Acks::default();
         let a = acks.push(EventId(1), 0, 0);
         let b = acks.push(EventId(2), 0, 0);
-        assert!(acks.mark(b, Mark { pos: 20, line: 2 }));
-        assert!(acks.mark(a, Mark { pos: 10, line: 1 }));
+        assert!(acks.mark(b, Mark::at(20, 2)));
+        assert!(acks.mark(a, Mark::at(10, 1)));
         assert!(acks.done(EventId(2)));
         assert!(delivered(&mut acks).is_empty(), "line 1 is still in flight");
         acks.done(EventId(1));
         let out = delivered(&mut acks);
-        assert_eq!(out.last().unwrap().mark, Some(Mark { pos: 20, line: 2 }));
+        assert_eq!(out.last().unwrap().mark, Some(Mark::at(20, 2)));
         assert_eq!(acks.len(), 0);
-        assert!(!acks.mark(b, Mark { pos: 30, line: 3 }), "already delivered");
+        assert!(!acks.mark(b, Mark::at(30, 3)), "already delivered");
     }
 
     #[test]
@@ -296,6 +339,9 @@ mod tests {
             line: 0,
             head_len: 0,
             head_crc: 0,
+            real_path: None,
+            size: 0,
+            open: false,
         };
         let mut positions = load(Saved::V1(vec![p(1, 10), p(2, 5)]));
         replay(
@@ -305,7 +351,21 @@ mod tests {
                 forget: vec![(1, 2)],
             },
         );
-        let Saved::V1(all) = save(&positions);
+        let Saved::V2(all) = save(&positions) else {
+            panic!("positions are saved as version 2")
+        };
         assert_eq!(all, vec![p(1, 30)]);
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_still_loads() {
+        let v1 = r#"{"V1":[{"dev":1,"ino":2,"path":"/a.log","pos":10,"line":1,"head_len":3,"head_crc":7}]}"#;
+        let positions = load(serde_json::from_str(v1).unwrap());
+        let p = &positions[&(1, 2)];
+        assert_eq!((p.pos, p.size, p.real_path.as_deref(), p.open), (10, 0, None, false));
+        let change = r#"{"V1":{"set":[],"forget":[[1,2]]}}"#;
+        let mut positions = positions;
+        replay(&mut positions, serde_json::from_str(change).unwrap());
+        assert!(positions.is_empty());
     }
 }

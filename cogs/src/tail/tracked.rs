@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +54,9 @@ pub(crate) struct Tracked {
     /// The paths that match it now (hardlinks: more than one); none once it
     /// was rotated away or deleted.
     pub(crate) paths: Vec<PathBuf>,
+    /// Where the file itself is, as last seen: symlinks resolved, renames
+    /// followed. Saved, so a restart can look for it there.
+    pub(crate) real: Option<PathBuf>,
     /// Read up to here.
     pub(crate) pos: u64,
     /// Lines handed out: the number of the last one.
@@ -143,11 +147,11 @@ impl Tracked {
         buf.truncate(n);
         Ok(Tracked {
             serial,
-            file,
             dev: meta.dev(),
             ino: meta.ino(),
             origin: Arc::from(path.to_string_lossy().as_ref()),
             paths: vec![path.to_path_buf()],
+            real: located(&file).or_else(|| std::fs::canonicalize(path).ok()),
             pos: 0,
             line: 0,
             epoch: 0,
@@ -166,6 +170,7 @@ impl Tracked {
             partial_since: None,
             skip_newline: false,
             copy_of: None,
+            file,
         })
     }
 
@@ -178,6 +183,7 @@ impl Tracked {
         self.pos = mark.pos;
         self.line = mark.line;
         self.committed = mark;
+        self.skip_newline = mark.open;
         self.dirty = true;
         // The head is what is consumed of the first bytes: what follows
         // may still change before it is read.
@@ -230,7 +236,7 @@ impl Tracked {
             None if from == 0 => 0,
             None => size,
         };
-        Ok(Mark { pos, line: 0 })
+        Ok(Mark::at(pos, 0))
     }
 
     /// A woken file: is it still what was read?
@@ -261,17 +267,38 @@ impl Tracked {
         self.head = Head::default();
     }
 
-    /// The file's entry in the checkpoint.
-    pub(crate) fn position(&self) -> Position {
+    /// The file's entry in the checkpoint, with where the file is now and
+    /// its size.
+    pub(crate) fn position(&mut self) -> Position {
+        if let Some(real) = located(&self.file) {
+            self.real = Some(real);
+        }
+        // Before any byte is read, the first bytes found at opening tell
+        // this file from another on the same inode (not after a truncation:
+        // they are gone).
+        let (head_len, head_crc) = if self.head.bytes.is_empty() && self.epoch == 0 {
+            (self.probe.len() as u32, crc32c::crc32c(&self.probe))
+        } else {
+            (self.head.bytes.len() as u32, self.head.crc)
+        };
         Position {
             dev: self.dev,
             ino: self.ino,
             path: self.origin.to_string(),
             pos: self.committed.pos,
             line: self.committed.line,
-            head_len: self.head.bytes.len() as u32,
-            head_crc: self.head.crc,
+            head_len,
+            head_crc,
+            real_path: self.real.as_ref().map(|p| p.to_string_lossy().into_owned()),
+            size: self.file.metadata().map_or(self.pos, |m| m.len()).max(self.pos),
+            open: self.committed.open,
         }
+    }
+
+    /// Whether everything in the file was read: the file ends at the read
+    /// position now. Not if that cannot be told.
+    pub(crate) fn at_end(&self) -> bool {
+        self.file.metadata().is_ok_and(|m| m.len() <= self.pos)
     }
 
     pub(crate) fn is_orphan(&self) -> bool {
@@ -285,6 +312,13 @@ impl Tracked {
             .cloned()
             .unwrap_or_else(|| PathBuf::from(self.origin.as_ref()))
     }
+}
+
+/// Where an open file is now, from `/proc/self/fd` (it follows renames);
+/// none if that is unavailable or the file was deleted.
+fn located(file: &File) -> Option<PathBuf> {
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    (path.is_absolute() && !path.as_os_str().as_encoded_bytes().ends_with(b" (deleted)")).then_some(path)
 }
 
 /// Reads from `offset` until `buf` is full or the file ends.
