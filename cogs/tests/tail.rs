@@ -15,6 +15,9 @@ use tourbillon_cogs::json::JsonDecode;
 use tourbillon_cogs::lines::{LinesSettings, Utf8};
 use tourbillon_cogs::tail::{saved_positions, ReadFrom, Tail, TailSettings, TailStats};
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 /// One escapement per process: every test that builds one holds this.
 fn exclusive() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -159,6 +162,19 @@ impl Running {
     /// Finishes the loop and returns every line seen.
     fn stop(mut self) -> Vec<Seen> {
         self.end();
+        self.seen()
+    }
+
+    /// Ends the loop thread the way `kill -9` ends a process: no cog
+    /// finishes, the tail saves nothing more. Returns every line seen.
+    fn crash(mut self) -> Vec<Seen> {
+        if let Some(thread) = self.thread.take() {
+            // resume_unwind: no panic message, nothing runs but drops.
+            let _ = self
+                .remote
+                .send(|_| std::panic::resume_unwind(Box::new("simulated kill -9")));
+            assert!(thread.join().is_err(), "the loop thread was to die");
+        }
         self.seen()
     }
 
@@ -766,6 +782,215 @@ fn a_checkpoint_directory_has_one_tail_at_a_time() {
     let _first = Tail::new(s.clone()).unwrap();
     let err = Tail::new(s).unwrap_err().to_string();
     assert!(err.contains("state store"), "{err}");
+}
+
+// ---- rotated while stopped -------------------------------------------------
+
+/// Makes (or points again) the symlink `link` at `target`, atomically.
+fn point(link: &Path, target: &Path) {
+    let tmp = link.with_extension("tmp-link");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).unwrap();
+    fs::rename(&tmp, link).unwrap();
+}
+
+#[test]
+fn kubernetes_layout_a_container_log_renamed_while_stopped_is_found_beside_its_target() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let (containers, pod) = (dir.path().join("containers"), dir.path().join("pods/ns_app_1/app"));
+    fs::create_dir_all(&containers).unwrap();
+    fs::create_dir_all(&pod).unwrap();
+    let log = pod.join("0.log");
+    fs::write(&log, numbered("l", 0..10)).unwrap();
+    // As the kubelet makes it: a relative symlink into the pods directory.
+    point(
+        &containers.join("app_ns_app-1.log"),
+        Path::new("../pods/ns_app_1/app/0.log"),
+    );
+    let mut s = settings(&[&containers.join("*.log")]);
+    s.checkpoint_dir = Some(dir.path().join("state"));
+    let first = follow(s.clone());
+    first.wait_count(10);
+    drop(first.stop());
+    let saved = saved_positions(dir.path().join("state")).unwrap();
+    assert_eq!(saved[0].real_path.as_deref(), Some(log.to_str().unwrap()), "{saved:?}");
+    // While stopped: more lines, then the kubelet's rotation.
+    append(&log, &numbered("l", 10..15));
+    fs::rename(&log, pod.join("0.log.20250101-000000")).unwrap();
+    fs::write(&log, numbered("l", 15..20)).unwrap();
+    let second = follow(s);
+    second.wait_count(10);
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = second.stop();
+    assert_eq!(
+        texts(&seen),
+        names("l", 10..20),
+        "the rotated file's last lines first, once"
+    );
+    assert!(seen.iter().all(|l| l.origin.ends_with("containers/app_ns_app-1.log")));
+    assert_eq!(seen[0].line, 11, "line numbers go on");
+}
+
+#[test]
+fn a_symlink_pointed_elsewhere_while_stopped_finishes_its_old_target_first() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["a", "b", "links"] {
+        fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    let (old, new, link) = (
+        dir.path().join("a/current.log"),
+        dir.path().join("b/current.log"),
+        dir.path().join("links/app.log"),
+    );
+    fs::write(&old, numbered("l", 0..10)).unwrap();
+    point(&link, &old);
+    let mut s = settings(&[&link]);
+    s.checkpoint_dir = Some(dir.path().join("state"));
+    let first = follow(s.clone());
+    first.wait_count(10);
+    drop(first.stop());
+    append(&old, &numbered("l", 10..15));
+    fs::write(&new, numbered("l", 15..20)).unwrap();
+    point(&link, &new);
+    let second = follow(s);
+    second.wait_count(10);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(texts(&second.stop()), names("l", 10..20));
+}
+
+#[test]
+fn a_file_moved_to_an_olddir_while_stopped_is_found_through_rotated_paths() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, old) = (dir.path().join("app.log"), dir.path().join("old"));
+    fs::create_dir(&old).unwrap();
+    fs::write(&path, numbered("l", 0..10)).unwrap();
+    let mut s = settings(&[&path]);
+    s.checkpoint_dir = Some(dir.path().join("state"));
+    s.rotated_paths = vec![format!("{}/app.log.*", old.display())];
+    let first = follow(s.clone());
+    first.wait_count(10);
+    drop(first.stop());
+    // logrotate with `olddir old` and `create`.
+    append(&path, &numbered("l", 10..15));
+    fs::rename(&path, old.join("app.log.1")).unwrap();
+    fs::write(&path, numbered("l", 15..20)).unwrap();
+    let second = follow(s);
+    second.wait_count(10);
+    wait_until("the rotated file to be read and closed", || {
+        second.stats.closed.get() == 1
+    });
+    assert_eq!(texts(&second.stop()), names("l", 10..20));
+}
+
+#[test]
+fn a_file_that_cannot_be_found_again_is_a_warning_with_the_bytes_never_delivered() {
+    let _one = exclusive();
+    common::keep_warnings();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("l", 0..10)).unwrap();
+    let mut s = settings(&[&path]);
+    s.checkpoint_dir = Some(dir.path().join("state"));
+    s.batch = true;
+    // Read, never delivered: the checkpoint knows 80 bytes, delivered none.
+    let mut esc = escapement(true);
+    esc.add_train(
+        Train::new("lossy")
+            .ids(Event::id_getter())
+            .cog(Tail::new(s.clone()).unwrap())
+            .cog(Swallow),
+    );
+    assert_eq!(esc.run().unwrap(), Exit::Clean);
+    drop(esc);
+    let saved = saved_positions(dir.path().join("state")).unwrap();
+    assert_eq!((saved[0].pos, saved[0].size), (0, 80));
+    // Rotated where nothing says to look, and compressed.
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::rename(&path, elsewhere.path().join("app.log.1")).unwrap();
+    fs::write(&path, numbered("m", 0..2)).unwrap();
+    let (seen, _, _) = batch(s);
+    assert_eq!(texts(&seen), names("m", 0..2));
+    let warnings = common::warnings_about(&path);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("not found again") && w.contains("80 bytes of it were never delivered")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_file_found_while_running_is_in_the_checkpoint_before_its_first_line() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut s = settings(&[&dir.path().join("*.log")]);
+    s.checkpoint_dir = Some(state.clone());
+    s.checkpoint_interval_ms = 3_600_000;
+    let run = follow(s.clone());
+    std::thread::sleep(Duration::from_millis(50));
+    fs::write(dir.path().join("new.log"), numbered("n", 0..5)).unwrap();
+    run.wait_count(5);
+    let seen = run.crash();
+    assert_eq!(texts(&seen), names("n", 0..5));
+    let saved = saved_positions(&state).unwrap();
+    assert_eq!(saved.len(), 1, "the new file is known: {saved:?}");
+    assert_eq!(saved[0].pos, 0, "from where it started; no periodic save came");
+    // Rotated away while the tail is down: found by its identity.
+    fs::rename(dir.path().join("new.log"), dir.path().join("new.old")).unwrap();
+    let again = follow(s);
+    again.wait_count(5);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        texts(&again.stop()),
+        names("n", 0..5),
+        "read again from the start, not lost"
+    );
+}
+
+#[test]
+fn at_finish_a_line_cut_by_the_read_budget_is_left_whole_for_the_restart() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let path = dir.path().join("app.log");
+    fs::write(&path, numbered("l", 0..20_000)).unwrap();
+    let mut s = settings(&[&path]);
+    s.checkpoint_dir = Some(state.clone());
+    // Lines are 8 bytes: turns end in the middle of one.
+    s.read_bytes_per_turn = 13;
+    let run = follow(s.clone());
+    run.wait_count(100);
+    let first = run.stop();
+    assert!(first.len() < 20_000, "stopped in the backlog");
+    let saved = saved_positions(&state).unwrap();
+    assert_eq!(saved[0].pos % 8, 0, "the checkpoint is at a line's end: {saved:?}");
+    s.batch = true;
+    s.read_bytes_per_turn = 1 << 16;
+    let (second, _, _) = batch(s);
+    let mut all = texts(&first);
+    all.extend(texts(&second));
+    assert_eq!(all, names("l", 0..20_000), "no line torn, lost or repeated");
+}
+
+#[test]
+fn a_last_line_emitted_unterminated_at_finish_is_not_followed_by_an_empty_line() {
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    fs::write(&path, "one\ntwo").unwrap();
+    let mut s = settings(&[&path]);
+    s.checkpoint_dir = Some(dir.path().join("state"));
+    s.batch = true;
+    let (first, _, _) = batch(s.clone());
+    assert_eq!(texts(&first), ["one", "two"]);
+    append(&path, "\nthree\n");
+    let (second, _, _) = batch(s);
+    assert_eq!(texts(&second), ["three"], "the newline only ended `two`");
+    assert_eq!(second[0].line, 3);
 }
 
 // ---- backpressure --------------------------------------------------------
