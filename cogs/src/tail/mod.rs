@@ -1024,8 +1024,9 @@ impl<D: 'static> Tail<D> {
         let Some(file) = self.file(slot) else {
             return Read::Skipped;
         };
-        if std::mem::take(&mut file.at_eof) {
-            // Woken after reaching the end: is it still the file we read?
+        if std::mem::take(&mut file.at_eof) | std::mem::take(&mut file.verify) {
+            // Woken after reaching the end, or read for the first time from
+            // a saved position: is it still the file we read?
             match file.check() {
                 Ok(Check::Same) => {}
                 Ok(Check::Truncated { size }) => self.truncated(slot, size, ctx),
@@ -1254,7 +1255,9 @@ impl<D: 'static> Tail<D> {
     fn truncated<N: Next<D> + ?Sized>(&mut self, slot: u32, size: u64, ctx: &mut Context<'_, D, N>) {
         // The held partial line was the end of the old contents.
         let Some(file) = self.file(slot) else { return };
-        let had_partial = file.splitter.partial_len() > 0;
+        // Or the line before the read position went out without its newline
+        // (idle, or the last line at a stop) and the newline is still to come.
+        let had_partial = file.splitter.partial_len() > 0 || file.skip_newline;
         self.flush_partial(slot, false, ctx);
         let Some(file) = self.files[slot as usize].as_ref() else {
             return;

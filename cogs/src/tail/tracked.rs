@@ -80,6 +80,10 @@ pub(crate) struct Tracked {
     pub(crate) queued: bool,
     /// The last read reached the end of the file.
     pub(crate) at_eof: bool,
+    /// Started inside the file (from the checkpoint): before the first
+    /// read, check it is still what was read (it may have been truncated
+    /// and written again since it was opened).
+    pub(crate) verify: bool,
     /// Not read before the file with this serial (the one that held its
     /// path before a rotation) has been read to its end.
     pub(crate) after: Option<u64>,
@@ -165,6 +169,7 @@ impl Tracked {
             watch: None,
             queued: false,
             at_eof: false,
+            verify: false,
             after: None,
             orphan_since: None,
             partial_since: None,
@@ -184,6 +189,7 @@ impl Tracked {
         self.line = mark.line;
         self.committed = mark;
         self.skip_newline = mark.open;
+        self.verify = mark.pos > 0;
         self.dirty = true;
         // The head is what is consumed of the first bytes: what follows
         // may still change before it is read.
