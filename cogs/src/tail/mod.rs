@@ -395,6 +395,8 @@ pub struct Tail<D = Event> {
     /// end (`read_from = "end"`): one that took the place of a checkpointed
     /// file while the tail was stopped is read from its start instead.
     started_at_end: HashSet<(u64, u64)>,
+    /// Where the matched symlinks point (their directories are watched).
+    targets: HashSet<PathBuf>,
     make: Maker<D>,
     files: Vec<Option<Tracked>>,
     free: Vec<u32>,
@@ -501,6 +503,7 @@ impl<D: 'static> Tail<D> {
             excludes,
             rotated,
             started_at_end: HashSet::new(),
+            targets: HashSet::new(),
             make: Box::new(make),
             files: Vec::new(),
             free: Vec::new(),
@@ -554,13 +557,41 @@ impl<D: 'static> Tail<D> {
 
     // ---- finding files ------------------------------------------------------
 
-    fn expand(&self) -> Expansion {
+    fn expand(&mut self) -> Expansion {
         let mut exp = Expansion::default();
         for (i, p) in self.includes.iter().enumerate() {
             p.expand(i, &mut exp);
         }
         exp.files.retain(|f| !self.excludes.iter().any(|e| e.matches(f)));
+        self.watch_targets(&mut exp);
         exp
+    }
+
+    /// The directories the matched symlinks point into are watched too: a
+    /// file renamed there and a new one made in its place (the kubelet's
+    /// rotation behind `/var/log/containers/*.log`) change nothing in the
+    /// symlink's own directory. Followed files' first paths count even
+    /// while their symlink dangles, between the rename and the creation.
+    fn watch_targets(&mut self, exp: &mut Expansion) {
+        self.targets.clear();
+        let origins = self.files.iter().flatten().map(|f| PathBuf::from(f.origin.as_ref()));
+        let links: BTreeSet<PathBuf> = exp.files.iter().cloned().chain(origins).collect();
+        for link in links {
+            if !std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
+                continue;
+            }
+            let (Ok(to), Some(parent)) = (std::fs::read_link(&link), link.parent()) else {
+                continue;
+            };
+            let to = parent.join(to);
+            let (Some(name), Some(dir)) = (to.file_name(), to.parent()) else {
+                continue;
+            };
+            if let Ok(dir) = std::fs::canonicalize(dir) {
+                self.targets.insert(dir.join(name));
+                exp.dirs.entry(dir).or_default();
+            }
+        }
     }
 
     /// Expands the patterns and brings the followed files and watched
@@ -951,9 +982,10 @@ impl<D: 'static> Tail<D> {
     fn matters(&self, dir: &Path, name: &std::ffi::OsStr) -> bool {
         let Some(d) = self.dirs.get(dir) else { return true };
         let path = dir.join(name);
-        d.parts
-            .iter()
-            .any(|&(p, part)| self.includes[p].entry_matters(part, name))
+        self.targets.contains(&path)
+            || d.parts
+                .iter()
+                .any(|&(p, part)| self.includes[p].entry_matters(part, name))
             || self.by_inode.values().any(|&slot| {
                 self.files[slot as usize]
                     .as_ref()
