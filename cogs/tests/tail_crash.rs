@@ -43,18 +43,46 @@ fn child(settings: &str, output: &str) {
     assert_eq!(esc.run().unwrap(), Exit::Clean);
 }
 
+/// A child process, killed and reaped when dropped (a test that fails
+/// early leaves none behind).
+struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs a tail with `settings` into `output` in a child process.
-fn spawn_tail(settings: &TailSettings, output: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .env("TAIL_CRASH_CHILD", "1")
-        .arg(serde_json::to_string(settings).unwrap())
-        .arg(output)
-        .spawn()
-        .unwrap()
+fn spawn_tail(settings: &TailSettings, output: &Path) -> Proc {
+    Proc(
+        Command::new(std::env::current_exe().unwrap())
+            .env("TAIL_CRASH_CHILD", "1")
+            .arg(serde_json::to_string(settings).unwrap())
+            .arg(output)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// A batch tail of `input` into `output`, positions in `state`.
-fn spawn(input: &Path, output: &Path, state: &Path) -> Child {
+fn spawn(input: &Path, output: &Path, state: &Path) -> Proc {
     let settings = TailSettings {
         include: vec![input.display().to_string()],
         batch: true,

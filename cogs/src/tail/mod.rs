@@ -52,6 +52,17 @@
 //! ([`Train::ids`](tourbillon::Train::ids)); without one, positions advance
 //! when lines are read.
 //!
+//! A file found while the tail runs is in the checkpoint, durably, before
+//! its first line goes out. A file rotated while the tail was stopped is
+//! looked for by identity where it can have gone: the patterns'
+//! directories, the directory it really was in (behind a symlink: the
+//! Kubernetes layout, a retargeted symlink) and
+//! [`rotated_paths`](TailSettings::rotated_paths) (logrotate's `olddir`);
+//! found, it is read to its end from its position; not found, a warning
+//! names it and the bytes of it never delivered. A stop (SIGTERM) in the
+//! middle of a backlog emits no line cut at the end of a read: only a
+//! file's true last line, without its newline, goes out unterminated.
+//!
 //! # How it reads
 //!
 //! Files are read in turns, at most
