@@ -12,11 +12,16 @@
 //! watch, because a new match can only appear as a new entry of one of
 //! them. A directory that does not exist yet is stood in for by the deepest
 //! ancestor that does.
+//!
+//! A look that fails for another reason than "not there" (out of file
+//! descriptors, permission, I/O error) is noted in
+//! [`Expansion::failed`]: it says nothing about what is there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs;
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -207,6 +212,29 @@ pub(crate) struct Expansion {
     /// Directories to watch, each with the components its entries are
     /// matched against (pattern index, part index).
     pub(crate) dirs: BTreeMap<PathBuf, BTreeSet<(usize, usize)>>,
+    /// Paths that could not be looked at (listed or stat'ed), with why:
+    /// what is under them is unknown, not gone.
+    pub(crate) failed: Vec<(PathBuf, io::Error)>,
+}
+
+impl Expansion {
+    /// Whether `path` is at or under a path that could not be looked at.
+    pub(crate) fn covers(&self, path: &Path) -> bool {
+        self.failed.iter().any(|(f, _)| path.starts_with(f))
+    }
+
+    /// Notes a failed look, unless the error says the path is not there.
+    fn look_failed(&mut self, path: &Path, e: io::Error) {
+        if !gone(&e) {
+            self.failed.push((path.to_path_buf(), e));
+        }
+    }
+}
+
+/// Whether an error says a path is not there (as opposed to: it could not
+/// be looked at).
+pub(crate) fn gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
 impl Pattern {
@@ -283,14 +311,18 @@ impl Pattern {
                     }
                     Ok(m) if !last && m.is_dir() => self.walk(index, path, part + 1, out, depth),
                     // Missing, or not what is needed yet: watch for it here.
-                    _ => {
+                    Ok(_) => {
                         out.dirs.entry(dir).or_default().insert((index, part));
+                    }
+                    Err(e) => {
+                        out.dirs.entry(dir).or_default().insert((index, part));
+                        out.look_failed(&path, e);
                     }
                 }
             }
             Part::Glob(_) => {
                 out.dirs.entry(dir.clone()).or_default().insert((index, part));
-                for (name, path) in entries(&dir) {
+                for (name, path) in entries(&dir, out) {
                     if !self.parts[part].matches(name.as_bytes()) {
                         continue;
                     }
@@ -299,7 +331,8 @@ impl Pattern {
                             out.files.insert(path);
                         }
                         Ok(m) if !last && m.is_dir() => self.walk(index, path, part + 1, out, depth),
-                        _ => {}
+                        Ok(_) => {}
+                        Err(e) => out.look_failed(&path, e),
                     }
                 }
             }
@@ -307,9 +340,11 @@ impl Pattern {
                 out.dirs.entry(dir.clone()).or_default().insert((index, part));
                 // None: the rest matches right here.
                 self.walk(index, dir.clone(), part + 1, out, depth + 1);
-                for (_, path) in entries(&dir) {
-                    if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-                        self.walk(index, path, part, out, depth + 1);
+                for (_, path) in entries(&dir, out) {
+                    match fs::metadata(&path) {
+                        Ok(m) if m.is_dir() => self.walk(index, path, part, out, depth + 1),
+                        Ok(_) => {}
+                        Err(e) => out.look_failed(&path, e),
                     }
                 }
             }
@@ -317,12 +352,26 @@ impl Pattern {
     }
 }
 
-/// The entries of `dir`, sorted so expansions are deterministic.
-fn entries(dir: &Path) -> Vec<(OsString, PathBuf)> {
-    let Ok(read) = fs::read_dir(dir) else {
-        return Vec::new();
+/// The entries of `dir`, sorted so expansions are deterministic; a listing
+/// that fails (even part way) is noted in `exp`.
+fn entries(dir: &Path, exp: &mut Expansion) -> Vec<(OsString, PathBuf)> {
+    let read = match fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) => {
+            exp.look_failed(dir, e);
+            return Vec::new();
+        }
     };
-    let mut out: Vec<(OsString, PathBuf)> = read.filter_map(Result::ok).map(|e| (e.file_name(), e.path())).collect();
+    let mut out = Vec::new();
+    for entry in read {
+        match entry {
+            Ok(e) => out.push((e.file_name(), e.path())),
+            Err(e) => {
+                exp.look_failed(dir, e);
+                break;
+            }
+        }
+    }
     out.sort();
     out
 }
@@ -454,5 +503,28 @@ mod tests {
         missing.expand(1, &mut out);
         assert!(out.files.is_empty());
         assert_eq!(out.dirs.keys().collect::<Vec<_>>(), [&root.to_path_buf()]);
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_looked_at_is_noted_and_a_missing_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("file"), "").unwrap();
+        // A symlink loop: stat fails with ELOOP, whoever runs the test.
+        std::os::unix::fs::symlink(root.join("loop"), root.join("loop")).unwrap();
+        let mut out = Expansion::default();
+        for (i, p) in ["missing/*.log", "file/x.log", "loop/x.log", "loop/*.log"]
+            .iter()
+            .enumerate()
+        {
+            Pattern::parse(&format!("{}/{p}", root.display()), root)
+                .unwrap()
+                .expand(i, &mut out);
+        }
+        let failed: Vec<&Path> = out.failed.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(failed, [root.join("loop"), root.join("loop")]);
+        assert!(out.covers(&root.join("loop/x.log")));
+        assert!(!out.covers(&root.join("file")));
+        assert!(out.files.is_empty());
     }
 }

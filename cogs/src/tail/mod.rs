@@ -39,6 +39,26 @@
 //! - **Lost events** (`Q_OVERFLOW`): every pattern is expanded again and
 //!   every file read to its end.
 //!
+//! # Descriptors
+//!
+//! The tail holds at most [`max_open_files`](TailSettings::max_open_files)
+//! files open, so the drains, sockets and checkpoint of the process always
+//! get a descriptor. When it needs one more, it closes the file read least
+//! lately among those read to their end (keeping where it was, the line
+//! number and a held partial line); that file is opened again when it
+//! grows, and checked to be the same file (device, inode, first bytes): if
+//! its path names another file by then, that is a rotation, and the file is
+//! looked for by inode in the directory it was in, to be read to its end.
+//! Files rotated away with bytes left to read stay open. Files that need a
+//! descriptor while none is free wait for one, first come first served.
+//!
+//! A directory that cannot be listed, or a path that cannot be looked at
+//! (out of descriptors, permission, I/O error), is not taken for empty or
+//! gone: the files followed there stay followed as they were, and the look
+//! is tried again every checkpoint interval. These failures, and files that
+//! cannot be opened for want of descriptors, are logged at most once per
+//! 10 s, with how often they happened.
+//!
 //! # Where it starts
 //!
 //! From the [checkpoint](TailSettings::checkpoint_dir) when it knows the
@@ -102,6 +122,7 @@
 //! ```
 
 mod glob;
+mod limits;
 mod position;
 mod recover;
 mod tracked;
@@ -120,7 +141,8 @@ use tourbillon::{
     WatchId, WatchMask,
 };
 
-use self::glob::{Exclude, Expansion, Pattern};
+use self::glob::{gone, Exclude, Expansion, Pattern};
+use self::limits::{out_of_fds, Budget, Pending, Snapshot, Trouble, Want};
 pub use self::position::Position;
 use self::position::{Acks, Change, Delivered, Mark, Positions, Saved};
 use self::tracked::{compatible, read_full_at, Check, Resume, Suspect, Tracked};
@@ -200,6 +222,12 @@ pub struct TailSettings {
     /// the tail was stopped, and read what is left of them; never followed
     /// otherwise. Default none.
     pub rotated_paths: Vec<String>,
+    /// Files held open at once, at most (see [Descriptors](self#descriptors));
+    /// more are followed by closing idle ones and opening them again when
+    /// they grow. At least 1. Default 1024, but at most half the soft
+    /// `RLIMIT_NOFILE` (`ulimit -n`) of the process when the settings are
+    /// made, so the rest of the process keeps descriptors of its own.
+    pub max_open_files: usize,
     /// How lines are split (maximum length, `\r\n`, UTF-8).
     pub lines: LinesSettings,
 }
@@ -219,6 +247,7 @@ impl Default for TailSettings {
             checkpoint_interval_ms: 1000,
             fingerprint_bytes: 256,
             rotated_paths: Vec::new(),
+            max_open_files: limits::default_max_open_files(),
             lines: LinesSettings::default(),
         }
     }
@@ -235,6 +264,7 @@ impl TailSettings {
             ("read_bytes_per_turn", self.read_bytes_per_turn as u64),
             ("checkpoint_interval_ms", self.checkpoint_interval_ms),
             ("fingerprint_bytes", self.fingerprint_bytes as u64),
+            ("max_open_files", self.max_open_files as u64),
         ] {
             if value == 0 {
                 return Err(Error::setting(key, "must be at least 1"));
@@ -279,7 +309,11 @@ impl fmt::Display for TailSettings {
         if !self.rotated_paths.is_empty() {
             write!(f, " rotated_paths=[{}]", self.rotated_paths.join(", "))?;
         }
-        write!(f, " fingerprint_bytes={} {}", self.fingerprint_bytes, self.lines)
+        write!(
+            f,
+            " fingerprint_bytes={} max_open_files={} {}",
+            self.fingerprint_bytes, self.max_open_files, self.lines
+        )
     }
 }
 
@@ -303,7 +337,7 @@ pub struct TailLine<'a> {
 /// Counters of a [`Tail`], readable while it runs.
 #[derive(Clone, Debug, Default)]
 pub struct TailStats {
-    /// Files open now.
+    /// Files holding a descriptor now (at most `max_open_files`).
     pub open: Counter,
     /// Files found and opened, in all.
     pub found: Counter,
@@ -323,6 +357,21 @@ pub struct TailStats {
     pub overflows: Counter,
     /// Positions saved to the checkpoint (log records and checkpoints).
     pub saves: Counter,
+    /// Files read to their end closed to keep within `max_open_files`.
+    pub closed_for_limit: Counter,
+    /// Files closed for the limit opened again (they grew, or were rotated).
+    pub reopened: Counter,
+    /// Files and new files waiting for a descriptor now.
+    pub waiting_for_descriptor: Counter,
+    /// Directories that could not be listed and paths that could not be
+    /// looked at (out of descriptors, permission, I/O error), in all.
+    pub failed_looks: Counter,
+    /// Opens that failed for want of descriptors (EMFILE, ENFILE), in all.
+    pub failed_opens: Counter,
+    /// Files closed for the limit, then rotated away or deleted out of
+    /// reach (not in the directory they were in) before they could be
+    /// opened again: bytes written to them meanwhile, if any, were not read.
+    pub lost_while_closed: Counter,
 }
 
 type Maker<D> = Box<dyn FnMut(TailLine<'_>) -> D>;
@@ -384,6 +433,20 @@ enum Copy {
     Of(Resume),
 }
 
+/// What [`Tail::reopen`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reopen {
+    /// Open again: to be read.
+    Open,
+    /// Not opened: unchanged since it was closed at its end.
+    AtEnd,
+    /// Not opened: unchanged, or gone (a rescan will tell), or to be tried
+    /// again later.
+    Not,
+    /// Waits for a descriptor.
+    Starved,
+}
+
 /// How a read of one file ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Read {
@@ -443,6 +506,9 @@ pub struct Tail<D = Event> {
     exhausted: bool,
     finishing: bool,
     stats: TailStats,
+    budget: Budget,
+    looks: Trouble,
+    opens: Trouble,
 }
 
 impl<D> fmt::Debug for Tail<D> {
@@ -501,6 +567,7 @@ impl<D: 'static> Tail<D> {
             .iter()
             .map(|p| Pattern::parse(p, &cwd).map_err(|e| Error::setting("rotated_paths", e)))
             .collect::<Result<Vec<_>, _>>()?;
+        let stats = TailStats::default();
         let (store, saved) = match &settings.checkpoint_dir {
             Some(dir) => {
                 let store = Store::open(dir, StoreOptions::new().fsync(FsyncPolicy::Always))?;
@@ -543,7 +610,18 @@ impl<D: 'static> Tail<D> {
             idle_due: None,
             exhausted: false,
             finishing: false,
-            stats: TailStats::default(),
+            budget: Budget::new(settings.max_open_files),
+            looks: Trouble::new(
+                "cannot look at",
+                "what is followed there is kept as it was; trying again every checkpoint interval",
+                stats.failed_looks.clone(),
+            ),
+            opens: Trouble::new(
+                "cannot open",
+                "trying again when a file is closed or every checkpoint interval",
+                stats.failed_opens.clone(),
+            ),
+            stats,
             settings,
         })
     }
@@ -614,36 +692,87 @@ impl<D: 'static> Tail<D> {
             // A directory is watched before its entries count: an entry
             // made between the listing and the watch would go unseen.
             for _ in 0..8 {
-                if self.sync_dirs(&exp.dirs, ctx) == 0 {
+                if self.sync_dirs(&exp, ctx) == 0 {
                     break;
                 }
                 exp = self.expand();
             }
         }
+        let now = ctx.now();
         let mut found: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
+        let mut looked: HashSet<PathBuf> = HashSet::new();
         for path in &exp.files {
-            if let Ok(m) = std::fs::metadata(path) {
-                found.entry((m.dev(), m.ino())).or_default().push(path.clone());
+            match std::fs::metadata(path) {
+                Ok(m) => {
+                    found.entry((m.dev(), m.ino())).or_default().push(path.clone());
+                    looked.insert(path.clone());
+                }
+                Err(e) if !gone(&e) => exp.failed.push((path.clone(), e)),
+                Err(_) => {}
             }
+        }
+        // Where a look failed, each path followed there is looked at on its
+        // own; if that fails too, it keeps naming its file: a failed look
+        // says nothing about what is there.
+        let mut unknown: HashSet<PathBuf> = HashSet::new();
+        if !exp.failed.is_empty() {
+            let old: Vec<PathBuf> = self
+                .files
+                .iter()
+                .flatten()
+                .flat_map(|f| f.paths.iter())
+                .filter(|p| !looked.contains(*p) && exp.covers(p))
+                .cloned()
+                .collect();
+            for path in old {
+                match std::fs::metadata(&path) {
+                    Ok(m) => found.entry((m.dev(), m.ino())).or_default().push(path),
+                    Err(e) if gone(&e) => {}
+                    Err(_) => {
+                        unknown.insert(path);
+                    }
+                }
+            }
+            for (path, e) in &exp.failed {
+                self.looks.hit(path, e, now);
+            }
+            self.retry_rescan = true;
         }
         // Paths that moved from one file to another: the new file waits
         // until the old one is read to its end.
         let mut lost: HashMap<PathBuf, u64> = HashMap::new();
-        let now = ctx.now();
         for slot in 0..self.files.len() as u32 {
             let Some(file) = self.file(slot) else { continue };
-            let paths = found.remove(&file.key()).unwrap_or_default();
+            let mut paths = found.remove(&file.key()).unwrap_or_default();
             for old in &file.paths {
-                if !paths.contains(old) {
+                if unknown.contains(old) {
+                    paths.push(old.clone());
+                } else if !paths.contains(old) {
                     lost.insert(old.clone(), file.serial);
                 }
             }
+            paths.sort();
+            paths.dedup();
             let was_orphan = file.is_orphan();
+            let former = file.paths.first().cloned();
+            // A closed file could not be reopened by a path it lost: its
+            // turn comes now, by the path it has.
+            let moved = file.file.is_none() && !paths.is_empty() && file.paths != paths;
             file.paths = paths;
+            if moved {
+                self.queue(slot, ctx);
+            }
+            let Some(file) = self.file(slot) else { continue };
             if file.paths.is_empty() && !was_orphan {
                 file.orphan_since = Some(now);
                 // Saved again, with where it went.
                 file.dirty = true;
+                if file.file.is_none() {
+                    // Closed for the limit: it is to be found by inode
+                    // where it was, and read to its end.
+                    file.former = former;
+                    file.at_eof = false;
+                }
                 log::info!(
                     "{}: rotated away or deleted; reading it to its end before closing it",
                     file.origin
@@ -654,18 +783,27 @@ impl<D: 'static> Tail<D> {
                 file.orphan_since = None;
             }
         }
-        let mut fresh: Vec<(PathBuf, Vec<PathBuf>)> = found
-            .into_values()
-            .map(|mut paths| {
+        let mut fresh: Vec<(PathBuf, Vec<PathBuf>, (u64, u64))> = found
+            .into_iter()
+            .map(|(key, mut paths)| {
                 paths.sort();
-                (paths[0].clone(), paths)
+                (paths[0].clone(), paths, key)
             })
             .collect();
         fresh.sort();
         let found = self.stats.found.get();
-        for (path, paths) in fresh {
+        for (path, paths, key) in fresh {
             let after = paths.iter().find_map(|p| lost.get(p).copied());
-            self.add(&path, paths, after, startup, ctx);
+            self.offer(
+                Pending {
+                    path,
+                    paths,
+                    key,
+                    after,
+                    startup,
+                },
+                ctx,
+            );
         }
         if self.stats.found.get() != found && !startup {
             // New files are in the checkpoint, durably, before their first
@@ -678,6 +816,21 @@ impl<D: 'static> Tail<D> {
             for slot in 0..self.files.len() as u32 {
                 self.queue(slot, ctx);
             }
+        }
+    }
+
+    /// A new file found: opened now if a descriptor is free (or can be
+    /// freed) and none is waiting for one, else it waits its turn.
+    fn offer<N: Next<D> + ?Sized>(&mut self, p: Pending, ctx: &mut Context<'_, D, N>) {
+        if self.budget.pending.contains(&p.path) {
+            return;
+        }
+        if self.budget.starved.is_empty() && self.reserve() {
+            self.add(&p.path, p.paths, p.after, p.startup, ctx);
+        } else {
+            log::debug!("{}: waits for a descriptor", p.path.display());
+            self.budget.wait_open(p);
+            self.stats.waiting_for_descriptor.set(self.budget.starved.len() as u64);
         }
     }
 
@@ -694,7 +847,12 @@ impl<D: 'static> Tail<D> {
         let serial = self.next_serial;
         let mut file = match Tracked::open(path, serial, self.settings.fingerprint_bytes, &self.settings.lines) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if gone(&e) => return,
+            Err(e) if out_of_fds(&e) => {
+                self.opens.hit(path, &e, ctx.now());
+                self.retry_rescan = true;
+                return;
+            }
             Err(e) => {
                 // Once per path, not once per retry (too many open files).
                 if self.failing.insert(path.to_path_buf()) {
@@ -767,7 +925,7 @@ impl<D: 'static> Tail<D> {
     fn start_mark(&self, file: &Tracked) -> std::io::Result<Mark> {
         match self.saved.get(&file.key()) {
             Some(saved) if file.is(saved) => {
-                let size = file.file.metadata()?.len();
+                let size = file.handle()?.metadata()?.len();
                 if size < saved.pos {
                     log::warn!(
                         "{}: {size} bytes, shorter than the {} saved: truncated while stopped; reading it from the \
@@ -823,6 +981,7 @@ impl<D: 'static> Tail<D> {
         self.by_inode.insert(file.key(), slot);
         self.by_serial.insert(file.serial, slot);
         let after = file.after;
+        let serial = file.serial;
         self.files[slot as usize] = Some(file);
         if let Some(s) = after {
             self.waiters.entry(s).or_default().push(slot);
@@ -830,9 +989,17 @@ impl<D: 'static> Tail<D> {
             if let Some(&old) = self.by_serial.get(&s) {
                 self.queue(old, ctx);
             }
+            // Waiting, it may give its descriptor to the file it waits for.
+            self.budget.idle.push_back((slot, serial, 0));
+            if let Some(f) = self.file(slot) {
+                f.in_idle = true;
+            }
         }
         self.stats.found.add(1);
-        self.stats.open.add(1);
+        self.budget.open += 1;
+        // Files found rotated at start come in open, budget or not.
+        while self.budget.open > self.budget.max && self.evict_one() {}
+        self.stats.open.set(self.budget.open as u64);
         self.queue(slot, ctx);
     }
 
@@ -856,7 +1023,7 @@ impl<D: 'static> Tail<D> {
                 (file.key() == key && file.is(&saved)).then(|| (file, path.clone()))
             });
             let Some((mut file, path)) = opened else { continue };
-            let size = file.file.metadata().map(|m| m.len()).unwrap_or(0);
+            let size = file.handle().and_then(|f| f.metadata()).map(|m| m.len()).unwrap_or(0);
             self.saved.remove(&key);
             self.restart_replacement(&saved.path);
             if size <= saved.pos {
@@ -933,16 +1100,19 @@ impl<D: 'static> Tail<D> {
         }
     }
 
-    /// Watches the directories `wanted`, and no others; returns how many
-    /// watches it added.
-    fn sync_dirs<N: Next<D> + ?Sized>(
-        &mut self,
-        wanted: &BTreeMap<PathBuf, BTreeSet<(usize, usize)>>,
-        ctx: &mut Context<'_, D, N>,
-    ) -> usize {
+    /// Watches the directories the expansion wants, and no others but
+    /// those under a failed look; returns how many watches it added.
+    fn sync_dirs<N: Next<D> + ?Sized>(&mut self, exp: &Expansion, ctx: &mut Context<'_, D, N>) -> usize {
+        let wanted = &exp.dirs;
         let mut added = 0;
-        let gone: Vec<PathBuf> = self.dirs.keys().filter(|d| !wanted.contains_key(*d)).cloned().collect();
-        for dir in gone {
+        // A directory under a failed look may still be there: kept.
+        let unwanted: Vec<PathBuf> = self
+            .dirs
+            .keys()
+            .filter(|d| !wanted.contains_key(*d) && !exp.covers(d))
+            .cloned()
+            .collect();
+        for dir in unwanted {
             if let Some(d) = self.dirs.remove(&dir) {
                 self.dir_serials.remove(&d.serial);
                 if let Some(id) = d.watch {
@@ -1047,6 +1217,7 @@ impl<D: 'static> Tail<D> {
             }
         }
         self.acks_moved();
+        self.serve(ctx);
         if !self.ready.is_empty() && !self.waiting {
             self.schedule_pump(ctx);
         }
@@ -1064,9 +1235,24 @@ impl<D: 'static> Tail<D> {
         if file.copy_of.is_some() && !self.judge(slot) {
             return Read::Skipped;
         }
+        if let Some(file) = self.file(slot).filter(|f| f.file.is_none()) {
+            // Closed, rotated away and not found again: nothing to read.
+            if file.is_orphan() && file.at_eof {
+                return Read::Skipped;
+            }
+            match self.reopen(slot, false, ctx) {
+                Reopen::Open => {}
+                // Files waiting for it to be read to its end may go on.
+                Reopen::AtEnd => return Read::Eof,
+                Reopen::Not | Reopen::Starved => return Read::Skipped,
+            }
+        }
+        self.budget.clock += 1;
+        let clock = self.budget.clock;
         let Some(file) = self.file(slot) else {
             return Read::Skipped;
         };
+        file.stamp = clock;
         if std::mem::take(&mut file.at_eof) | std::mem::take(&mut file.verify) {
             // Woken after reaching the end, or read for the first time from
             // a saved position: is it still the file we read?
@@ -1085,7 +1271,10 @@ impl<D: 'static> Tail<D> {
                 return Read::Skipped;
             };
             let want = budget.min(self.buf.len());
-            let n = match read_full_at(&file.file, &mut self.buf[..want], file.pos) {
+            let Some(fd) = file.file.as_ref() else {
+                return Read::Skipped;
+            };
+            let n = match read_full_at(fd, &mut self.buf[..want], file.pos) {
                 Ok(n) => n,
                 Err(e) => {
                     log::error!("{}: cannot read: {e}", file.origin);
@@ -1093,7 +1282,7 @@ impl<D: 'static> Tail<D> {
                 }
             };
             if n == 0 {
-                match file.file.metadata() {
+                match fd.metadata() {
                     Ok(m) if m.len() < file.pos => {
                         let size = m.len();
                         self.truncated(slot, size, ctx);
@@ -1265,7 +1454,7 @@ impl<D: 'static> Tail<D> {
         let Some(file) = self.file(slot) else { return false };
         let serial = file.serial;
         let mut head = vec![0; fingerprint];
-        let Ok(n) = read_full_at(&file.file, &mut head, 0) else {
+        let Ok(n) = file.handle().and_then(|fd| read_full_at(fd, &mut head, 0)) else {
             return false;
         };
         match self.copy_of(&head[..n], Some(serial), false) {
@@ -1340,6 +1529,11 @@ impl<D: 'static> Tail<D> {
         let Some(file) = self.file(slot) else { return };
         file.at_eof = true;
         let serial = file.serial;
+        if file.closable() && !file.in_idle {
+            file.in_idle = true;
+            let stamp = file.stamp;
+            self.budget.idle.push_back((slot, serial, stamp));
+        }
         if let Some(waiting) = self.waiters.remove(&serial) {
             for w in waiting {
                 if let Some(f) = self.file(w) {
@@ -1368,7 +1562,12 @@ impl<D: 'static> Tail<D> {
     /// In batch mode: once every file is read to its end, emit the partial
     /// lines and say so.
     fn maybe_exhausted<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
-        if !self.settings.batch || self.exhausted || !self.ready.is_empty() || self.rescan.is_some() {
+        if !self.settings.batch
+            || self.exhausted
+            || !self.ready.is_empty()
+            || self.rescan.is_some()
+            || !self.budget.starved.is_empty()
+        {
             return;
         }
         for slot in 0..self.files.len() as u32 {
@@ -1475,6 +1674,14 @@ impl<D: 'static> Tail<D> {
         }
         let wait = Duration::from_millis(self.settings.rotate_wait_ms);
         let now = ctx.now();
+        self.looks.tick(now);
+        self.opens.tick(now);
+        for (slot, serial) in std::mem::take(&mut self.budget.recheck) {
+            if self.file(slot).is_some_and(|f| f.serial == serial) {
+                self.queue(slot, ctx);
+            }
+        }
+        self.serve(ctx);
         self.truncations.retain(|t| now < t.at + wait);
         for slot in 0..self.files.len() as u32 {
             let Some(file) = self.file(slot) else { continue };
@@ -1521,9 +1728,276 @@ impl<D: 'static> Tail<D> {
         }
         self.forgotten.push(file.key());
         self.free.push(slot);
-        self.stats.open.set(self.stats.open.get().saturating_sub(1));
+        if file.file.is_some() {
+            self.budget.open -= 1;
+            self.stats.open.set(self.budget.open as u64);
+        }
         self.stats.closed.add(1);
         log::info!("{}: closed after rotation, every line delivered", file.origin);
+        self.serve(ctx);
+    }
+
+    // ---- descriptors --------------------------------------------------------
+
+    /// Makes room for one more open file, closing the least recently read
+    /// idle one if need be; false if none can be closed.
+    fn reserve(&mut self) -> bool {
+        while self.budget.full() {
+            if !self.evict_one() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Closes the least recently read file that may be closed; false if
+    /// none may.
+    fn evict_one(&mut self) -> bool {
+        while let Some((slot, serial, stamp)) = self.budget.idle.pop_front() {
+            let Some(file) = self.files.get_mut(slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            if file.serial != serial {
+                continue;
+            }
+            file.in_idle = false;
+            if !file.closable() {
+                continue;
+            }
+            if file.stamp != stamp {
+                // Read since it was queued: its turn comes later.
+                file.in_idle = true;
+                self.budget.idle.push_back((slot, serial, file.stamp));
+                continue;
+            }
+            self.close_for_limit(slot);
+            return true;
+        }
+        // A file can become closable without reaching its end (a possible
+        // copy settled, a file waiting behind another): look at them all.
+        let lru = self
+            .files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.as_ref().filter(|f| f.closable()).map(|f| (f.stamp, i as u32)))
+            .min();
+        match lru {
+            Some((_, slot)) => {
+                self.close_for_limit(slot);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes a file to give its descriptor to another; what it was read
+    /// to, and how it looked, are kept to open it again.
+    fn close_for_limit(&mut self, slot: u32) {
+        let Some(file) = self.file(slot) else { return };
+        file.closed = file
+            .file
+            .take()
+            .and_then(|fd| fd.metadata().ok())
+            .map(|m| Snapshot::of(&m));
+        log::debug!("{}: closed for the descriptor limit at byte {}", file.origin, file.pos);
+        self.budget.open -= 1;
+        self.stats.open.set(self.budget.open as u64);
+        self.stats.closed_for_limit.add(1);
+    }
+
+    /// Queues a file for a descriptor (at the front: its turn came, and
+    /// it still has to wait).
+    fn starve(&mut self, slot: u32, front: bool) {
+        let Some(file) = self.file(slot) else { return };
+        if std::mem::replace(&mut file.starved, true) {
+            return;
+        }
+        let want = Want::Reopen(slot, file.serial);
+        if front {
+            self.budget.starved.push_front(want);
+        } else {
+            self.budget.starved.push_back(want);
+        }
+        self.stats.waiting_for_descriptor.set(self.budget.starved.len() as u64);
+    }
+
+    /// Gives descriptors to the files waiting for one, in turn, as long as
+    /// there are some to give.
+    fn serve<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        while let Some(want) = self.budget.starved.pop_front() {
+            match want {
+                Want::Open(p) => {
+                    if !self.reserve() {
+                        self.budget.starved.push_front(Want::Open(p));
+                        break;
+                    }
+                    self.budget.pending.remove(&p.path);
+                    self.add_waited(p, ctx);
+                }
+                Want::Reopen(slot, serial) => {
+                    let Some(file) = self.file(slot).filter(|f| f.serial == serial) else {
+                        continue;
+                    };
+                    file.starved = false;
+                    if file.file.is_some() {
+                        continue;
+                    }
+                    match self.reopen(slot, true, ctx) {
+                        Reopen::Open => self.queue(slot, ctx),
+                        Reopen::AtEnd => self.reached_eof(slot, ctx),
+                        Reopen::Starved => break,
+                        Reopen::Not => {}
+                    }
+                }
+            }
+        }
+        self.stats.waiting_for_descriptor.set(self.budget.starved.len() as u64);
+    }
+
+    /// Opens a new file that waited for a descriptor. If it was renamed or
+    /// deleted meanwhile, it is looked for by inode in its directory, and
+    /// read there to its end like a file rotated away.
+    fn add_waited<N: Next<D> + ?Sized>(&mut self, p: Pending, ctx: &mut Context<'_, D, N>) {
+        let moved = match std::fs::metadata(&p.path) {
+            Ok(m) => (m.dev(), m.ino()) != p.key,
+            Err(e) => gone(&e),
+        };
+        if !moved {
+            return self.add(&p.path, p.paths, p.after, p.startup, ctx);
+        }
+        self.request_rescan(ctx);
+        let dir = p.path.parent().unwrap_or(Path::new("/"));
+        let at = match find_inode(dir, p.key) {
+            Ok(Some(at)) => at,
+            Ok(None) => {
+                log::warn!(
+                    "{}: rotated away or deleted while it waited for a descriptor, and not in {} any more: its \
+                     lines were not read",
+                    p.path.display(),
+                    dir.display()
+                );
+                self.stats.lost_while_closed.add(1);
+                return;
+            }
+            Err(e) => {
+                self.looks.hit(dir, &e, ctx.now());
+                self.retry_rescan = true;
+                return;
+            }
+        };
+        log::info!(
+            "{}: renamed to {} while it waited for a descriptor: reading it there",
+            p.path.display(),
+            at.display()
+        );
+        // No path of its own yet: the rescan says whether a pattern still
+        // matches it, or it is read to its end as rotated away.
+        self.add(&at, Vec::new(), None, p.startup, ctx);
+        if let Some(file) = self.by_inode.get(&p.key).copied().and_then(|slot| self.file(slot)) {
+            if file.paths.is_empty() {
+                file.origin = Arc::from(p.path.to_string_lossy().as_ref());
+            }
+        }
+    }
+
+    /// Opens again a file closed for the limit, if it changed: by its
+    /// path, checked to be the same file; if it was rotated away meanwhile,
+    /// by its inode in the directory it was in. `served`: its turn for a
+    /// descriptor came.
+    fn reopen<N: Next<D> + ?Sized>(&mut self, slot: u32, served: bool, ctx: &mut Context<'_, D, N>) -> Reopen {
+        let now = ctx.now();
+        let Some(file) = self.file(slot) else {
+            return Reopen::Not;
+        };
+        let key = file.key();
+        let orphan = file.paths.is_empty();
+        let path = if orphan {
+            let former = file
+                .former
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(file.origin.as_ref()));
+            let dir = former.parent().unwrap_or(Path::new("/")).to_path_buf();
+            match find_inode(&dir, key) {
+                Ok(Some(path)) => path,
+                Ok(None) => {
+                    log::warn!(
+                        "{}: rotated away or deleted while closed for the descriptor limit, and not in {} any \
+                         more: bytes written to it after byte {} (if any) were not read",
+                        file.origin,
+                        dir.display(),
+                        file.pos
+                    );
+                    self.stats.lost_while_closed.add(1);
+                    self.reached_eof(slot, ctx);
+                    return Reopen::Not;
+                }
+                Err(e) => {
+                    // Not at its end: the tick looks again.
+                    self.looks.hit(&dir, &e, now);
+                    return Reopen::Not;
+                }
+            }
+        } else {
+            file.path()
+        };
+        let serial = file.serial;
+        let m = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if gone(&e) => {
+                self.request_rescan(ctx);
+                return Reopen::Not;
+            }
+            Err(e) => {
+                self.looks.hit(&path, &e, now);
+                self.budget.recheck.push((slot, serial));
+                return Reopen::Not;
+            }
+        };
+        if (m.dev(), m.ino()) != key {
+            // Its path names another file now: a rotation, for the rescan.
+            self.request_rescan(ctx);
+            return Reopen::Not;
+        }
+        if !orphan && file.closed.is_some_and(|c| c.unchanged(&m, file.pos)) {
+            return Reopen::AtEnd;
+        }
+        if !((served || self.budget.starved.is_empty()) && self.reserve()) {
+            self.starve(slot, served);
+            return Reopen::Starved;
+        }
+        let fd = match std::fs::File::open(&path) {
+            Ok(fd) => fd,
+            Err(e) if gone(&e) => {
+                self.request_rescan(ctx);
+                return Reopen::Not;
+            }
+            Err(e) => {
+                self.opens.hit(&path, &e, now);
+                if out_of_fds(&e) {
+                    self.starve(slot, served);
+                    return Reopen::Starved;
+                }
+                self.budget.recheck.push((slot, serial));
+                return Reopen::Not;
+            }
+        };
+        if !fd.metadata().is_ok_and(|m| (m.dev(), m.ino()) == key) {
+            // Replaced between the look and the open.
+            self.request_rescan(ctx);
+            return Reopen::Not;
+        }
+        let Some(file) = self.file(slot) else {
+            return Reopen::Not;
+        };
+        log::debug!("{}: opened again at byte {}", file.origin, file.pos);
+        file.file = Some(fd);
+        file.closed = None;
+        // Its first bytes are checked before it is read on.
+        file.at_eof = true;
+        self.budget.open += 1;
+        self.stats.open.set(self.budget.open as u64);
+        self.stats.reopened.add(1);
+        Reopen::Open
     }
 
     fn on_file_event<N: Next<D> + ?Sized>(&mut self, serial: u64, event: &WatchEvent, ctx: &mut Context<'_, D, N>) {
@@ -1563,6 +2037,27 @@ impl<D: 'static> Tail<D> {
             self.request_rescan(ctx);
         }
     }
+}
+
+/// The entry of `dir` that is the file `key` (device, inode), if any.
+fn find_inode(dir: &Path, (dev, ino): (u64, u64)) -> std::io::Result<Option<PathBuf>> {
+    use std::os::unix::fs::DirEntryExt;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.ino() != ino {
+            continue;
+        }
+        let path = entry.path();
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.dev() == dev && m.ino() == ino) {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
 }
 
 /// What emitting one line needs, split off the tail's fields.

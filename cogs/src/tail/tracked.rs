@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tourbillon::WatchId;
 
+use super::limits::Snapshot;
 use super::position::{Mark, Position};
 use crate::lines::{LineSplitter, LinesSettings};
 
@@ -46,7 +47,20 @@ pub(crate) enum Check {
 pub(crate) struct Tracked {
     /// Never reused: names the file in watch keys and `after`.
     pub(crate) serial: u64,
-    pub(crate) file: File,
+    /// None while closed for the descriptor limit: it is opened again by
+    /// its path (or, rotated away meanwhile, by its inode) when it grows.
+    pub(crate) file: Option<File>,
+    /// How it looked when it was closed for the limit.
+    pub(crate) closed: Option<Snapshot>,
+    /// The path it had when it lost its last one while closed: where to
+    /// look for it by inode.
+    pub(crate) former: Option<PathBuf>,
+    /// The read count at its last read (least recently read closes first).
+    pub(crate) stamp: u64,
+    /// In the budget's queue of files that may be closed.
+    pub(crate) in_idle: bool,
+    /// In the budget's queue of files waiting for a descriptor.
+    pub(crate) starved: bool,
     pub(crate) dev: u64,
     pub(crate) ino: u64,
     /// The path it was first found under: the origin of its lines.
@@ -149,13 +163,20 @@ impl Tracked {
         let n = read_full_at(&file, &mut buf, 0)?;
         head.set(&buf[..n]);
         buf.truncate(n);
+        let real = located(&file).or_else(|| std::fs::canonicalize(path).ok());
         Ok(Tracked {
             serial,
+            file: Some(file),
+            closed: None,
+            former: None,
+            stamp: 0,
+            in_idle: false,
+            starved: false,
             dev: meta.dev(),
             ino: meta.ino(),
             origin: Arc::from(path.to_string_lossy().as_ref()),
             paths: vec![path.to_path_buf()],
-            real: located(&file).or_else(|| std::fs::canonicalize(path).ok()),
+            real,
             pos: 0,
             line: 0,
             epoch: 0,
@@ -175,7 +196,6 @@ impl Tracked {
             partial_since: None,
             skip_newline: false,
             copy_of: None,
-            file,
         })
     }
 
@@ -233,10 +253,10 @@ impl Tracked {
     /// Where `read_from = "end"` starts: after the last newline (a line
     /// being written is read whole), else at the end.
     pub(crate) fn end_mark(&self) -> io::Result<Mark> {
-        let size = self.file.metadata()?.len();
+        let size = self.handle()?.metadata()?.len();
         let from = size.saturating_sub(END_SCAN);
         let mut buf = vec![0; (size - from) as usize];
-        let n = read_full_at(&self.file, &mut buf, from)?;
+        let n = read_full_at(self.handle()?, &mut buf, from)?;
         let pos = match buf[..n].iter().rposition(|&b| b == b'\n') {
             Some(i) => from + i as u64 + 1,
             None if from == 0 => 0,
@@ -247,13 +267,13 @@ impl Tracked {
 
     /// A woken file: is it still what was read?
     pub(crate) fn check(&mut self) -> io::Result<Check> {
-        let size = self.file.metadata()?.len();
+        let size = self.handle()?.metadata()?.len();
         if size < self.pos {
             return Ok(Check::Truncated { size });
         }
         let known = self.head.bytes.len();
         let mut buf = vec![0; known];
-        let n = read_full_at(&self.file, &mut buf, 0)?;
+        let n = read_full_at(self.handle()?, &mut buf, 0)?;
         if n < known || crc32c::crc32c(&buf) != self.head.crc {
             return Ok(Check::Truncated { size });
         }
@@ -276,7 +296,8 @@ impl Tracked {
     /// The file's entry in the checkpoint, with where the file is now and
     /// its size.
     pub(crate) fn position(&mut self) -> Position {
-        if let Some(real) = located(&self.file) {
+        // Closed for the limit: where it was last seen.
+        if let Some(real) = self.file.as_ref().and_then(located) {
             self.real = Some(real);
         }
         // Before any byte is read, the first bytes found at opening tell
@@ -296,7 +317,11 @@ impl Tracked {
             head_len,
             head_crc,
             real_path: self.real.as_ref().map(|p| p.to_string_lossy().into_owned()),
-            size: self.file.metadata().map_or(self.pos, |m| m.len()).max(self.pos),
+            size: match &self.file {
+                Some(fd) => fd.metadata().map_or(self.pos, |m| m.len()),
+                None => self.closed.map_or(self.pos, |c| c.len()),
+            }
+            .max(self.pos),
             open: self.committed.open,
         }
     }
@@ -304,7 +329,33 @@ impl Tracked {
     /// Whether everything in the file was read: the file ends at the read
     /// position now. Not if that cannot be told.
     pub(crate) fn at_end(&self) -> bool {
-        self.file.metadata().is_ok_and(|m| m.len() <= self.pos)
+        let meta = match (&self.file, self.paths.first()) {
+            (Some(fd), _) => fd.metadata(),
+            // Closed for the limit: its path tells, if it still names it.
+            (None, Some(path)) => std::fs::metadata(path),
+            (None, None) => return false,
+        };
+        meta.is_ok_and(|m| (m.dev(), m.ino()) == self.key() && m.len() <= self.pos)
+    }
+
+    /// Its descriptor; an error while it is closed for the limit.
+    pub(crate) fn handle(&self) -> io::Result<&File> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("closed for the descriptor limit"))
+    }
+
+    /// Whether it may be closed for the limit and opened again later by
+    /// its path: read to its end (or not yet to be read, waiting for the
+    /// file rotated away before it), no turn pending, a path that names it,
+    /// not a possible copy being told from its original.
+    pub(crate) fn closable(&self) -> bool {
+        self.file.is_some()
+            && (self.at_eof || self.after.is_some())
+            && !self.queued
+            && !self.paths.is_empty()
+            && !self.is_orphan()
+            && self.copy_of.is_none()
     }
 
     pub(crate) fn is_orphan(&self) -> bool {
