@@ -332,6 +332,9 @@ fn deleting_the_output_mid_run_loses_no_line_that_was_not_yet_reported_done() {
                 let chunk: String = (n..n + 500).map(|i| line(i) + "\n").collect();
                 f.write_all(chunk.as_bytes()).unwrap();
                 n += 500;
+                // Paced so that the writer outlasts the three deletions
+                // (unpaced, a quiet machine wrote everything before the first).
+                std::thread::sleep(Duration::from_millis(2));
             }
             n
         })
