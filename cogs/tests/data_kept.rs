@@ -334,6 +334,27 @@ fn empty_paths_and_sizes_no_memory_holds_are_errors_naming_origin_and_key() {
              allocated at start\n"
         )
     );
+    let (code, err) = check(
+        dir.path(),
+        "[trains.x]\ncogs = [{ kind = \"tail\", include = [\"/var/log/*.log\", \"\"] }, { kind = \"stdout\" }]\n\
+         [trains.y]\ncogs = [{ kind = \"tail\", include = [\"/var/log/*.log\"], checkpoint_dir = \"\" }, \
+         { kind = \"stdout\" }]\n\
+         [trains.z]\ncogs = [{ kind = \"tail\", include = [\"/var/log/*.log\"], fingerprint_bytes = 4294967296 }, \
+         { kind = \"stdout\" }]\n",
+        &[],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "tourbillon: the configuration has 3 errors:\n  \
+             file c.toml: trains.x.cogs[0].include: item 1: {empty}\n  \
+             file c.toml: trains.y.cogs[0].checkpoint_dir: {empty}\n  \
+             file c.toml: trains.z.cogs[0].fingerprint_bytes: must be at most 1048576 (1 MiB): they are read and \
+             kept per file\n"
+        )
+    );
     let good = "[trains.x]\ncogs = [{ kind = \"stdin\" }, { kind = \"stdout\" }]\n";
     let (code, err) = check(dir.path(), good, &[("TOURBILLON__DAEMON__WORKDIR", "")], &[]);
     assert_eq!(code, 1, "{err}");

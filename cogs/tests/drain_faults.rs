@@ -311,6 +311,97 @@ fn a_full_disk_then_space_freed_while_running_loses_nothing_and_tears_no_line() 
     );
 }
 
+// ---- the checkpoint's disk full ---------------------------------------------
+
+#[test]
+fn a_file_found_while_the_checkpoint_cannot_be_saved_waits_and_survives_a_crash_and_a_rotation() {
+    let disk = match Tmpfs::mount(1 << 20) {
+        Ok(t) => t,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let logs = d.join("logs");
+    fs::create_dir(&logs).unwrap();
+    let output = d.join("out.log");
+    fs::write(logs.join("a.log"), "a-1\na-2\n").unwrap();
+    let config = d.join("run.toml");
+    fs::write(
+        &config,
+        format!(
+            "[trains.main]\ncogs = [\n  {{ kind = \"tail\", include = [{pattern:?}], checkpoint_dir = {state:?}, \
+             checkpoint_interval_ms = 50 }},\n  {{ kind = \"file\", path = {output:?} }},\n]\n",
+            pattern = logs.join("*.log").display().to_string(),
+            state = disk.path().join("state").display().to_string(),
+            output = output.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let run = || Reap(tourbillon(d, &["run", config.to_str().unwrap()]).spawn().unwrap());
+    let mut child = run();
+    wait_for("a's lines", 20, || read(&output) == "a-1\na-2\n");
+    // Fill the checkpoint's disk to the last byte.
+    let mut filler = File::create(disk.path().join("filler")).unwrap();
+    while filler.write_all(&[b'f'; 4096]).is_ok() {}
+    while filler.write_all(b"f").is_ok() {}
+    drop(filler);
+    // The store's last page still has room: lines of a move its position
+    // until a save needs a page the disk does not have.
+    let mut a = fs::OpenOptions::new().append(true).open(logs.join("a.log")).unwrap();
+    let mut k = 3;
+    wait_for("the failed save in the log", 30, || {
+        a.write_all(format!("a-{k}\n").as_bytes()).unwrap();
+        k += 1;
+        std::thread::sleep(Duration::from_millis(60));
+        log_of(d).contains("cannot save positions")
+    });
+    let b: String = (1..=20).map(|i| format!("b-{i}\n")).collect();
+    fs::write(logs.join("b.log"), &b).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !read(&output).contains("b-1\n"),
+        "a file the checkpoint does not know yet was read: {}",
+        read(&output)
+    );
+    fs::remove_file(disk.path().join("filler")).unwrap();
+    wait_for("b's lines once a save succeeds", 20, || {
+        read(&output).contains("b-20\n")
+    });
+    assert!(log_of(d).contains("positions saved again"), "{}", log_of(d));
+    // b is known to the checkpoint now: lines appended, a crash, then b
+    // rotated away while stopped (and a new b.log), and nothing is lost.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("b.log"))
+        .unwrap()
+        .write_all(b"b-21\nb-22\n")
+        .unwrap();
+    child.signal(libc::SIGKILL);
+    let _ = child.0.wait();
+    fs::rename(logs.join("b.log"), logs.join("b.log.1")).unwrap();
+    fs::write(logs.join("b.log"), "c-1\n").unwrap();
+    let mut child = run();
+    wait_for("every line after the restart", 20, || {
+        let out = read(&output);
+        out.contains("b-22\n") && out.contains("c-1\n")
+    });
+    let (status, _) = child.terminate();
+    assert!(status.success(), "{status}");
+    let out = read(&output);
+    for want in ["a-1", "a-2", "b-1", "b-20", "b-21", "b-22", "c-1"] {
+        assert!(out.lines().any(|l| l == want), "{want} missing: {out}");
+    }
+    assert_eq!(
+        log_of(d).matches("cannot save positions").count(),
+        1,
+        "the failure is logged once until a save succeeds: {}",
+        log_of(d)
+    );
+}
+
 // ---- the output deleted -----------------------------------------------------
 
 #[test]

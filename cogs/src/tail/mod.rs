@@ -171,6 +171,9 @@ impl fmt::Display for ReadFrom {
     }
 }
 
+/// The largest [`fingerprint_bytes`](TailSettings::fingerprint_bytes).
+pub const MAX_FINGERPRINT_BYTES: usize = 1 << 20;
+
 /// Settings of [`Tail`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -179,10 +182,12 @@ pub struct TailSettings {
     /// `**` for any number of directories, `\` to escape). Relative ones are
     /// taken from the working directory at construction. At least one; no
     /// default.
+    #[serde(deserialize_with = "crate::setting::paths")]
     pub include: Vec<String>,
     /// Files not to follow, among those `include` matches: a pattern without
     /// a `/` matches file names (`"*.gz"`), one with a `/` whole paths.
     /// Default none.
+    #[serde(deserialize_with = "crate::setting::paths")]
     pub exclude: Vec<String>,
     /// Where to start in a file the checkpoint does not know, if it is
     /// there when the tail starts: `"beginning"` (default) or `"end"`.
@@ -208,12 +213,13 @@ pub struct TailSettings {
     /// Directory of the state store that keeps the positions across
     /// restarts (created if missing; one tail per directory). Default none:
     /// nothing is kept, every start goes by `read_from`.
+    #[serde(deserialize_with = "crate::setting::optional_path")]
     pub checkpoint_dir: Option<PathBuf>,
     /// Milliseconds between two saves of the positions: what a restart
     /// after a crash may read again. At least 1. Default 1000.
     pub checkpoint_interval_ms: u64,
     /// First bytes of a file whose checksum tells it from another file on
-    /// the same inode. At least 1. Default 256.
+    /// the same inode. At least 1, at most 1048576 (1 MiB). Default 256.
     pub fingerprint_bytes: usize,
     /// Where files rotated away may go besides the directories the
     /// patterns look into: glob patterns (as `include`) of files, such as
@@ -221,6 +227,7 @@ pub struct TailSettings {
     /// to find the files the checkpoint knows that were rotated there while
     /// the tail was stopped, and read what is left of them; never followed
     /// otherwise. Default none.
+    #[serde(deserialize_with = "crate::setting::paths")]
     pub rotated_paths: Vec<String>,
     /// Files held open at once, at most (see [Descriptors](self#descriptors));
     /// more are followed by closing idle ones and opening them again when
@@ -269,6 +276,12 @@ impl TailSettings {
             if value == 0 {
                 return Err(Error::setting(key, "must be at least 1"));
             }
+        }
+        if self.fingerprint_bytes > MAX_FINGERPRINT_BYTES {
+            return Err(Error::setting(
+                "fingerprint_bytes",
+                format!("must be at most {MAX_FINGERPRINT_BYTES} (1 MiB): they are read and kept per file"),
+            ));
         }
         self.lines.validate().map_err(|e| match e {
             Error::Setting { key, message } => Error::Setting {
@@ -469,6 +482,12 @@ pub struct Tail<D = Event> {
     /// end (`read_from = "end"`): one that took the place of a checkpointed
     /// file while the tail was stopped is read from its start instead.
     started_at_end: HashSet<(u64, u64)>,
+    /// Files whose identity a save has just made durable: to be read.
+    released: Vec<u32>,
+    /// The last save failed (logged once until one succeeds).
+    store_failing: bool,
+    /// Likewise for the last checkpoint (compaction).
+    checkpoint_failing: bool,
     /// Where the matched symlinks point (their directories are watched).
     targets: HashSet<PathBuf>,
     make: Maker<D>,
@@ -581,6 +600,9 @@ impl<D: 'static> Tail<D> {
             excludes,
             rotated,
             started_at_end: HashSet::new(),
+            released: Vec::new(),
+            store_failing: false,
+            checkpoint_failing: false,
             targets: HashSet::new(),
             make: Box::new(make),
             files: Vec::new(),
@@ -811,6 +833,7 @@ impl<D: 'static> Tail<D> {
             // not make them strangers (one write for all found at once; at
             // start, once the rotated ones are found too).
             self.save(false);
+            self.release(ctx);
         }
         if std::mem::take(&mut self.rescan_all) {
             for slot in 0..self.files.len() as u32 {
@@ -913,6 +936,7 @@ impl<D: 'static> Tail<D> {
                 return;
             }
         }
+        file.durable = self.store.is_none() || self.saved.get(&file.key()).is_some_and(|saved| file.is(saved));
         self.saved.remove(&file.key());
         if let Some(s) = after.filter(|s| self.by_serial.contains_key(s)) {
             file.after = Some(s);
@@ -1038,6 +1062,7 @@ impl<D: 'static> Tail<D> {
             );
             self.next_serial += 1;
             file.origin = Arc::from(saved.path.as_str());
+            file.durable = true;
             file.start_at(saved.mark());
             file.paths.clear();
             file.orphan_since = Some(ctx.now());
@@ -1082,6 +1107,14 @@ impl<D: 'static> Tail<D> {
         }
         self.started_at_end.clear();
         self.save(false);
+        self.release(ctx);
+    }
+
+    /// Queues the files a save has just made durable.
+    fn release<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        for slot in std::mem::take(&mut self.released) {
+            self.queue(slot, ctx);
+        }
     }
 
     /// A file the checkpoint knew at `former` was rotated away while the
@@ -1229,7 +1262,7 @@ impl<D: 'static> Tail<D> {
         let Some(file) = self.file(slot) else {
             return Read::Skipped;
         };
-        if file.after.is_some() {
+        if file.after.is_some() || !file.durable {
             return Read::Skipped;
         }
         if file.copy_of.is_some() && !self.judge(slot) {
@@ -1637,20 +1670,52 @@ impl<D: 'static> Tail<D> {
             self.saved.remove(key);
         }
         let mut set = Vec::new();
-        for file in self.files.iter_mut().flatten() {
+        let mut slots = Vec::new();
+        for (slot, file) in self.files.iter_mut().enumerate() {
+            let Some(file) = file else { continue };
             if std::mem::take(&mut file.dirty) {
                 let p = file.position();
                 self.saved.insert(p.key(), p.clone());
                 set.push(p);
+                slots.push(slot);
             }
         }
         if !set.is_empty() || !forget.is_empty() {
-            match store.log(&Change::V1 { set, forget }) {
+            match store.log(&Change::V1 {
+                set,
+                forget: forget.clone(),
+            }) {
                 Ok(_) => {
                     self.logged += 1;
                     self.stats.saves.add(1);
+                    for &slot in &slots {
+                        if let Some(file) = self.files[slot].as_mut().filter(|f| !f.durable) {
+                            file.durable = true;
+                            self.released.push(slot as u32);
+                        }
+                    }
+                    if std::mem::take(&mut self.store_failing) {
+                        log::info!("tail: positions saved again");
+                    }
                 }
-                Err(e) => log::error!("tail: cannot save positions: {e}"),
+                Err(e) => {
+                    // Tried again at the next save, whole.
+                    for &slot in &slots {
+                        if let Some(file) = self.files[slot].as_mut() {
+                            file.dirty = true;
+                        }
+                    }
+                    self.forgotten.extend(forget);
+                    if std::mem::replace(&mut self.store_failing, true) {
+                        log::debug!("tail: cannot save positions: {e}");
+                    } else {
+                        log::error!(
+                            "tail: cannot save positions: {e}; trying again every checkpoint interval (a crash now \
+                             repeats more lines; files found meanwhile are not read until a save succeeds, so that \
+                             a restart knows them)"
+                        );
+                    }
+                }
             }
         }
         if (compact && self.logged > 0) || self.logged >= COMPACT_EVERY {
@@ -1658,8 +1723,17 @@ impl<D: 'static> Tail<D> {
                 Ok(_) => {
                     self.logged = 0;
                     self.stats.saves.add(1);
+                    if std::mem::take(&mut self.checkpoint_failing) {
+                        log::info!("tail: checkpoint written again");
+                    }
                 }
-                Err(e) => log::error!("tail: cannot write the checkpoint: {e}"),
+                Err(e) if std::mem::replace(&mut self.checkpoint_failing, true) => {
+                    log::debug!("tail: cannot write the checkpoint: {e}")
+                }
+                Err(e) => log::error!(
+                    "tail: cannot write the checkpoint: {e}; positions go on into the log, and the checkpoint is \
+                     tried again at every save"
+                ),
             }
         }
     }
@@ -1669,6 +1743,7 @@ impl<D: 'static> Tail<D> {
     fn tick<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
         self.acks_moved();
         self.save(false);
+        self.release(ctx);
         if std::mem::take(&mut self.retry_rescan) {
             self.request_rescan(ctx);
         }

@@ -86,6 +86,10 @@ pub(crate) struct Tracked {
     pub(crate) committed: Mark,
     /// Committed moved since the last save.
     pub(crate) dirty: bool,
+    /// Its identity is in the checkpoint, durably (or there is no
+    /// checkpoint): until then no line of it goes out, so that a crash
+    /// cannot make it a stranger to the next start.
+    pub(crate) durable: bool,
     /// The last line handed out that is still tracked in flight.
     pub(crate) last_seq: Option<u64>,
     pub(crate) in_flight: u64,
@@ -185,6 +189,7 @@ impl Tracked {
             splitter: LineSplitter::new(lines).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
             committed: Mark::default(),
             dirty: true,
+            durable: false,
             last_seq: None,
             in_flight: 0,
             watch: None,
