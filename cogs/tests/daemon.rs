@@ -5,21 +5,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tourbillon");
-
-fn tourbillon(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args).current_dir(dir).env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TOURBILLON") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+mod common;
+use common::tourbillon;
 
 /// Polls `cond` every 20 ms for up to 20 s; panics with `what` if it never holds.
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {

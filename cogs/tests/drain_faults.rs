@@ -13,17 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tourbillon");
+mod common;
 
 /// The binary, run in `dir`, its log (stderr) appended to `dir/log`.
 fn tourbillon(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args).current_dir(dir).env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TOURBILLON") {
-            c.env_remove(k);
-        }
-    }
+    let mut c = common::tourbillon(dir, args);
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -3,12 +3,13 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tourbillon");
+mod common;
+use common::tourbillon;
 
 const SPEC: &str = r#"
 name = "ledger"
@@ -33,17 +34,6 @@ dependencies = ["mark"]
 reference = "set"
 args = { done = true }
 "#;
-
-fn tourbillon(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args).current_dir(dir).env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TOURBILLON") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 /// Kills the server when the test ends, however it ends.
 struct Server(Child);
