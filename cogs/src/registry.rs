@@ -58,24 +58,6 @@ struct Kind {
     build: Build,
 }
 
-/// [`Tail::new`](crate::tail::Tail::new)'s events, with each line cut for
-/// being too long counted and logged with its file, line and bytes dropped.
-fn tail_logging_cuts(settings: crate::tail::TailSettings) -> Result<crate::tail::Tail, crate::Error> {
-    let mut cuts = crate::lines::CutLog::new(std::time::Duration::from_secs(10), settings.lines.max_line_bytes);
-    crate::tail::Tail::with(settings, move |line: crate::tail::TailLine<'_>| {
-        if line.flags.truncated {
-            let place = format_args!("{}:{}", line.origin, line.number);
-            cuts.note(place, line.bytes.len(), line.flags, std::time::Instant::now());
-        }
-        Event::from_raw(
-            line.id,
-            line.bytes.to_vec(),
-            Some(std::sync::Arc::clone(line.origin)),
-            line.number,
-        )
-    })
-}
-
 /// Cog kinds by name.
 pub struct Registry {
     kinds: BTreeMap<&'static str, Kind>,
@@ -103,7 +85,7 @@ impl Registry {
         r.add(
             "tail",
             "supply: follow files and globs through rotation, with checkpoints",
-            |s, _| tail_logging_cuts(s),
+            |s, _| crate::tail::Tail::new(s),
         );
         r.add(
             "listen",

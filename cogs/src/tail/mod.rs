@@ -146,7 +146,7 @@ use self::limits::{out_of_fds, Budget, Pending, Snapshot, Trouble, Want};
 pub use self::position::Position;
 use self::position::{Acks, Change, Delivered, Mark, Positions, Saved};
 use self::tracked::{compatible, read_full_at, Check, Resume, Suspect, Tracked};
-use crate::lines::{LineFlags, LinesSettings};
+use crate::lines::{CutLog, LineFlags, LinesSettings};
 use crate::{Counter, Error};
 
 /// Where to start reading a file the checkpoint does not know, among those
@@ -484,6 +484,8 @@ pub struct Tail<D = Event> {
     started_at_end: HashSet<(u64, u64)>,
     /// Files whose identity a save has just made durable: to be read.
     released: Vec<u32>,
+    /// Lines cut at `max_line_bytes`: counted and logged.
+    cuts: CutLog,
     /// The last save failed (logged once until one succeeds).
     store_failing: bool,
     /// Likewise for the last checkpoint (compaction).
@@ -601,6 +603,7 @@ impl<D: 'static> Tail<D> {
             rotated,
             started_at_end: HashSet::new(),
             released: Vec::new(),
+            cuts: CutLog::new(Duration::from_secs(10), settings.lines.max_line_bytes),
             store_failing: false,
             checkpoint_failing: false,
             targets: HashSet::new(),
@@ -1344,6 +1347,7 @@ impl<D: 'static> Tail<D> {
             make,
             acks,
             stats,
+            cuts,
             ..
         } = self;
         let Some(file) = files[slot as usize].as_mut() else {
@@ -1374,6 +1378,7 @@ impl<D: 'static> Tail<D> {
             in_flight: &mut file.in_flight,
             make,
             acks,
+            cuts,
             ctx,
         };
         if !complete.is_empty() {
@@ -1422,6 +1427,7 @@ impl<D: 'static> Tail<D> {
             make,
             acks,
             stats,
+            cuts,
             ..
         } = self;
         let Some(file) = files[slot as usize].as_mut() else {
@@ -1437,6 +1443,7 @@ impl<D: 'static> Tail<D> {
             in_flight: &mut file.in_flight,
             make,
             acks,
+            cuts,
             ctx,
         };
         let had = file.splitter.take_partial(|bytes, flags| emit.line(bytes, flags));
@@ -2145,12 +2152,17 @@ struct Emitter<'a, 'c, D, N: ?Sized> {
     in_flight: &'a mut u64,
     make: &'a mut Maker<D>,
     acks: &'a mut Acks,
+    cuts: &'a mut CutLog,
     ctx: &'a mut Context<'c, D, N>,
 }
 
 impl<D, N: Next<D> + ?Sized> Emitter<'_, '_, D, N> {
     fn line(&mut self, bytes: &[u8], flags: LineFlags) {
         *self.file_line += 1;
+        if flags.truncated {
+            let place = format_args!("{}:{}", self.origin, *self.file_line);
+            self.cuts.note(place, bytes.len(), flags, self.ctx.now());
+        }
         let id = self.ctx.next_event_id();
         let datum = (self.make)(TailLine {
             id,
@@ -2262,7 +2274,8 @@ impl<D: 'static> Cog<D> for Tail<D> {
         Finish::Done
     }
 
-    fn done(&mut self, _: &mut Core) {
+    fn done(&mut self, core: &mut Core) {
+        self.cuts.flush(core.now());
         // Every cog has finished: what the drains wrote is reported done.
         self.acks_moved();
         self.save(true);
