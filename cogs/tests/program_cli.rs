@@ -183,3 +183,78 @@ fn a_config_train_runs_programs_on_request_events_from_stdin() {
         "debit\nundo debit\n"
     );
 }
+
+/// utime + stime of a process, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+#[test]
+fn serve_at_its_descriptor_limit_does_not_spin_and_answers_once_a_client_leaves() {
+    use std::net::TcpStream;
+    use std::os::unix::process::CommandExt;
+    const LIMIT: u64 = 24;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.toml"), SPEC).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("tcp:127.0.0.1:{port}");
+    let log = dir.path().join("log");
+    let mut cmd = tourbillon(dir.path(), &["serve", "spec.toml", "--listen", &addr]);
+    cmd.stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let server = Server(cmd.spawn().unwrap());
+    let connect = || {
+        for _ in 0..500 {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("nobody listens on {port}");
+    };
+    // More idle clients than descriptors: accepting fails.
+    let mut holders: Vec<TcpStream> = (0..30).map(|_| connect()).collect();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    for _ in 0..2000 {
+        if read_log().contains("accept failed") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(read_log().contains("accept failed"), "{}", read_log());
+    let (cpu0, t0) = (cpu_time(server.0.id()), std::time::Instant::now());
+    std::thread::sleep(Duration::from_millis(1500));
+    let (cpu, wall) = (cpu_time(server.0.id()) - cpu0, t0.elapsed());
+    assert!(
+        cpu.as_secs_f64() < 0.3 * wall.as_secs_f64(),
+        "{cpu:?} CPU in {wall:?}: accept spins"
+    );
+    assert!(read_log().len() < 4096, "the log grows: {}", read_log());
+    // Clients leave: the server accepts again and answers.
+    holders.truncate(5);
+    let (code, response, stderr) = call(dir.path(), &addr, "transfer", r#"{"from": "a", "to": "b"}"#);
+    assert_eq!(
+        (code, response["status"].as_str()),
+        (0, Some("ok")),
+        "{response} {stderr}"
+    );
+    drop(holders);
+}

@@ -19,7 +19,7 @@ use super::cog::engine;
 use super::engine::{rejection, write_response, Answer, Engine, ProgramStats, Request, ENGINE_KEYS};
 use super::function::Functions;
 use crate::net::Address;
-use crate::{Counter, Error};
+use crate::{Counter, Error, LogThrottle, Verdict};
 
 /// Settings of [`ProgramServer`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +75,9 @@ impl Default for ProgramServerSettings {
 pub struct ServerStats {
     /// Clients accepted.
     pub accepted: Counter,
+    /// Failed `accept` calls (out of descriptors or memory, mostly), each
+    /// followed by a pause in accepting.
+    pub accept_failed: Counter,
     /// Clients closed.
     pub closed: Counter,
     /// Clients closed for idleness.
@@ -148,6 +151,11 @@ struct Client {
 
 const LISTEN: u64 = 0;
 const SWEEP: u64 = 1;
+const ACCEPT_AGAIN: u64 = 2;
+/// How long accepting pauses after `accept` failed (at the descriptor
+/// limit, say), unless a client leaves first: the waiting clients stay in
+/// the listen backlog, and the loop does not spin on the error.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 const CLIENT: u64 = 1 << 61;
 const READ_BUDGET: usize = 256 * 1024;
 /// Unsent response bytes past which a client is not read.
@@ -171,6 +179,10 @@ pub struct ProgramServer {
     free: Vec<usize>,
     live: usize,
     full: bool,
+    /// Accepting paused after `accept` failed, until this timer fires or a
+    /// client leaves.
+    accept_paused: Option<TimerId>,
+    accept_log: LogThrottle,
     buf: Vec<u8>,
     sweep: Option<TimerId>,
     finishing: bool,
@@ -234,6 +246,8 @@ impl ProgramServer {
             free: Vec::new(),
             live: 0,
             full: false,
+            accept_paused: None,
+            accept_log: LogThrottle::new(Duration::from_secs(10)),
             buf: vec![0; 64 * 1024],
             sweep: None,
             finishing: false,
@@ -272,6 +286,9 @@ impl ProgramServer {
     }
 
     fn accept<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+        if self.accept_paused.is_some() {
+            return;
+        }
         loop {
             if self.live >= self.settings.max_clients {
                 self.full = true;
@@ -288,12 +305,31 @@ impl ProgramServer {
                 Ok((stream, peer)) => self.add_client(stream, peer, ctx),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::error!("{}: accept failed: {e}", self.addr);
-                    let _ = ctx.enqueue(LISTEN);
-                    return;
-                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => return self.pause_accepting(e, ctx),
             }
+        }
+    }
+
+    /// `accept` failed (EMFILE, ENFILE, ENOBUFS, ENOMEM, mostly): accepting
+    /// resumes when a client leaves or after [`ACCEPT_PAUSE`].
+    fn pause_accepting<N: Next<Event> + ?Sized>(&mut self, e: io::Error, ctx: &mut Context<'_, Event, N>) {
+        self.stats.accept_failed.add(1);
+        match ctx.after(ACCEPT_PAUSE, ACCEPT_AGAIN) {
+            Ok(id) => self.accept_paused = Some(id),
+            // Finishing: no new timer, and no more accepting either.
+            Err(_) => return,
+        }
+        if let Verdict::Log { held } = self.accept_log.hit(ctx.now()) {
+            let also = held.map_or(String::new(), |h| {
+                format!(" ({} more failures in the last {:.0?})", h.count, h.over)
+            });
+            log::warn!(
+                "{}: accept failed: {e}; {} clients connected, the others wait; accepting again when one leaves \
+                 or in {ACCEPT_PAUSE:?}{also}",
+                self.addr,
+                self.live
+            );
         }
     }
 
@@ -340,8 +376,12 @@ impl ProgramServer {
         self.gens[idx] = self.gens[idx].wrapping_add(1);
         self.free.push(idx);
         self.live -= 1;
-        if self.full {
-            self.full = false;
+        // A descriptor is free again: whoever waits in the backlog may come.
+        let waiting = std::mem::take(&mut self.full) | self.accept_paused.is_some();
+        if let Some(t) = self.accept_paused.take() {
+            ctx.cancel(t);
+        }
+        if waiting {
             let _ = ctx.enqueue(LISTEN);
         }
     }
@@ -641,6 +681,10 @@ impl Cog<Event> for ProgramServer {
         match key {
             LISTEN => self.accept(ctx),
             SWEEP => self.sweep(ctx),
+            ACCEPT_AGAIN => {
+                self.accept_paused = None;
+                self.accept(ctx)
+            }
             _ => {
                 let idx = (key & 0xffff_ffff) as usize;
                 let gen = ((key & !CLIENT) >> 32) as u32;
