@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use tourbillon::capture::{CaptureOptions, CaptureReader, Entry, Pace, ReplayOptions};
-use tourbillon::{Escapement, Event, Exit, Train};
+use tourbillon::{Escapement, Event, Exit, Role, Train};
 
 use crate::config::{self, Config, ConfigErrors, KeyPath, Sources, TrainConfig};
 
@@ -170,6 +170,25 @@ pub fn default_config(inputs: &[String]) -> String {
     )
 }
 
+/// A train of a checked configuration: each cog's role and effective
+/// settings, nothing built (nothing opened, created or locked).
+#[derive(Debug)]
+pub struct PlannedTrain {
+    /// Its section.
+    pub config: TrainConfig,
+    /// Its cogs, in order.
+    pub cogs: Vec<PlannedCog>,
+}
+
+/// A cog of a [`PlannedTrain`].
+#[derive(Debug)]
+pub struct PlannedCog {
+    /// Its role.
+    pub role: Role,
+    /// Its effective settings (defaults filled in).
+    pub settings: Value,
+}
+
 /// A train's cogs, built.
 #[derive(Debug)]
 pub struct BuiltTrain {
@@ -179,12 +198,12 @@ pub struct BuiltTrain {
     pub cogs: Vec<BuiltCog>,
 }
 
-/// Reads and checks a configuration, and builds its cogs: every error, not
-/// only the first.
-pub fn load_and_build(sources: &Sources, registry: &Registry) -> Result<(Config, Vec<BuiltTrain>), ConfigErrors> {
+/// Reads and checks a configuration and every cog's settings, building
+/// nothing: every error, not only the first.
+pub fn load_and_plan(sources: &Sources, registry: &Registry) -> Result<(Config, Vec<PlannedTrain>), ConfigErrors> {
     let layered = config::load(sources)?;
     let (mut config, mut errors) = Config::checked(layered, &registry.kinds());
-    match build(&mut config, registry) {
+    match plan(&mut config, registry) {
         Ok(trains) if errors.is_empty() => Ok((config, trains)),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(more) => {
@@ -194,8 +213,8 @@ pub fn load_and_build(sources: &Sources, registry: &Registry) -> Result<(Config,
     }
 }
 
-/// Builds every cog of every train, collecting all errors.
-pub fn build(config: &mut Config, registry: &Registry) -> Result<Vec<BuiltTrain>, ConfigErrors> {
+/// Checks every cog of every train without building it, collecting all errors.
+pub fn plan(config: &mut Config, registry: &Registry) -> Result<Vec<PlannedTrain>, ConfigErrors> {
     let mut errors = Vec::new();
     let mut trains = Vec::new();
     for train in std::mem::take(&mut config.trains) {
@@ -205,12 +224,15 @@ pub fn build(config: &mut Config, registry: &Registry) -> Result<Vec<BuiltTrain>
                 train: train.name.clone(),
                 index,
             };
-            match registry.build(&config.layered, cog, &env) {
-                Ok(b) => cogs.push(b),
+            match registry.check(&config.layered, cog, &env) {
+                Ok(settings) => cogs.push(PlannedCog {
+                    role: registry.role(&cog.kind).unwrap_or(Role::Step),
+                    settings,
+                }),
                 Err(e) => errors.push(e),
             }
         }
-        if cogs.len() == train.cogs.len() && !cogs.iter().any(|c| c.role == tourbillon::Role::Supply) {
+        if cogs.len() == train.cogs.len() && !cogs.iter().any(|c| c.role == Role::Supply) {
             let p = KeyPath::default().key("trains").key(&train.name).key("cogs");
             errors.push(config::ConfigError {
                 origin: config.layered.file.clone().map(config::Origin::File),
@@ -221,7 +243,37 @@ pub fn build(config: &mut Config, registry: &Registry) -> Result<Vec<BuiltTrain>
                 ),
             });
         }
-        trains.push(BuiltTrain { config: train, cogs });
+        trains.push(PlannedTrain { config: train, cogs });
+    }
+    if errors.is_empty() {
+        Ok(trains)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Builds the cogs of a plan, each once: what the checks cannot know
+/// (a store locked by another process, a directory that cannot be
+/// created) is found here, collecting all errors.
+pub fn build(config: &Config, plan: Vec<PlannedTrain>, registry: &Registry) -> Result<Vec<BuiltTrain>, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut trains = Vec::new();
+    for train in plan {
+        let mut cogs = Vec::new();
+        for (index, cog) in train.config.cogs.iter().enumerate() {
+            let env = BuildEnv {
+                train: train.config.name.clone(),
+                index,
+            };
+            match registry.build(&config.layered, cog, &env) {
+                Ok(b) => cogs.push(b),
+                Err(e) => errors.push(e),
+            }
+        }
+        trains.push(BuiltTrain {
+            config: train.config,
+            cogs,
+        });
     }
     if errors.is_empty() {
         Ok(trains)
@@ -234,12 +286,12 @@ fn supply_kinds(registry: &Registry) -> Vec<&'static str> {
     registry
         .kinds()
         .into_iter()
-        .filter(|k| registry.about(k).is_some_and(|a| a.starts_with("supply")))
+        .filter(|k| registry.role(k) == Some(Role::Supply))
         .collect()
 }
 
 /// Renders the trains as `tourbillon train` prints them.
-pub fn listing(config: &Config, trains: &[BuiltTrain]) -> String {
+pub fn listing(config: &Config, trains: &[PlannedTrain]) -> String {
     let mut out = String::new();
     for t in trains {
         let _ = writeln!(out, "train {} ({} cogs)", t.config.name, t.cogs.len());
@@ -257,7 +309,7 @@ pub fn listing(config: &Config, trains: &[BuiltTrain]) -> String {
 }
 
 /// Renders the trains as Graphviz `dot`.
-pub fn dot(trains: &[BuiltTrain]) -> String {
+pub fn dot(trains: &[PlannedTrain]) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let mut out = String::from("digraph tourbillon {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
     for (ti, t) in trains.iter().enumerate() {
@@ -268,15 +320,15 @@ pub fn dot(trains: &[BuiltTrain]) -> String {
         );
         for (i, (c, b)) in t.config.cogs.iter().zip(&t.cogs).enumerate() {
             let shape = match b.role {
-                tourbillon::Role::Supply => "invhouse",
-                tourbillon::Role::Drain => "house",
-                tourbillon::Role::Step => "box",
+                Role::Supply => "invhouse",
+                Role::Drain => "house",
+                Role::Step => "box",
             };
             let _ = writeln!(
                 out,
                 "    t{ti}c{i} [label=\"{}\\n{}\", shape={shape}];",
                 esc(&c.kind),
-                esc(&b.cog_description())
+                esc(&c.path.to_string())
             );
             if i > 0 {
                 let _ = writeln!(out, "    t{ti}c{} -> t{ti}c{i};", i - 1);
@@ -286,19 +338,6 @@ pub fn dot(trains: &[BuiltTrain]) -> String {
     }
     out.push_str("}\n");
     out
-}
-
-impl BuiltCog {
-    /// The cog as it renders itself.
-    pub fn cog_description(&self) -> String {
-        struct D<'a>(&'a dyn tourbillon::DynCog<Event>);
-        impl std::fmt::Display for D<'_> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                self.0.describe_dyn(f)
-            }
-        }
-        D(self.cog.as_ref()).to_string()
-    }
 }
 
 fn sources(config: Option<PathBuf>, inputs: &[String], overrides: Overrides) -> Sources {
@@ -341,7 +380,7 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
         }
         Command::Check { config, overrides } => {
             let s = sources(Some(config.clone()), &[], overrides);
-            match load_and_build(&s, registry) {
+            match load_and_plan(&s, registry) {
                 Ok((_, trains)) => {
                     let cogs: usize = trains.iter().map(|t| t.cogs.len()).sum();
                     println!("{}: ok ({} trains, {cogs} cogs)", config.display(), trains.len());
@@ -359,7 +398,7 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
             overrides,
         } => {
             let s = sources(Some(config), &[], overrides);
-            match load_and_build(&s, registry) {
+            match load_and_plan(&s, registry) {
                 Ok((c, trains)) => {
                     print!("{}", if as_dot { dot(&trains) } else { listing(&c, &trains) });
                     0
@@ -539,8 +578,10 @@ fn run(sources: Sources, registry: &Registry, mode: Mode) -> i32 {
 fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<Duration>) -> i32 {
     // Everything that can be wrong with the configuration is found before
     // anything happens, while errors still reach the terminal.
-    let (config, trains) = match load_and_build(&sources, registry) {
-        Ok((c, t)) => (c, t.iter().map(|t| t.config.name.clone()).collect::<Vec<_>>()),
+    // Nothing is opened, created or locked yet: the cogs are built once,
+    // below, in the process that runs them.
+    let (config, plan) = match load_and_plan(&sources, registry) {
+        Ok(p) => p,
         Err(e) => {
             report(&e);
             return 1;
@@ -580,10 +621,11 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
         Ok(p) => p,
         Err(e) => return fail(&mut ready, format!("tourbillon: {e}")),
     };
-    // Built again, after the fork and in the working directory: cogs may
-    // hold fds, and relative paths are taken from `daemon.workdir`.
-    let built = match load_and_build(&sources, registry) {
-        Ok((_, t)) => t,
+    // Built after the fork and in the working directory: cogs may hold
+    // fds and locks, and relative paths are taken from `daemon.workdir`.
+    let trains: Vec<String> = plan.iter().map(|t| t.config.name.clone()).collect();
+    let built = match build(&config, plan, registry) {
+        Ok(t) => t,
         Err(e) => return fail(&mut ready, e.to_string()),
     };
     let mut builder = Escapement::builder().finish_deadline(Duration::from_secs(config.daemon.finish_deadline_secs));

@@ -1,15 +1,22 @@
 //! Cog kinds by name, for trains built from configuration.
 //!
 //! Every kind has a settings struct (serde, `deny_unknown_fields`, documented
-//! defaults) and a constructor; [`Registry::add`] plugs a new kind in with
-//! one line:
+//! defaults), a check of them that opens nothing, and a constructor;
+//! [`Registry::add`] plugs a new kind in:
 //!
 //! ```
-//! use tourbillon_cogs::registry::Registry;
+//! use tourbillon::Role;
+//! use tourbillon_cogs::registry::{by_building, Registry};
 //! use tourbillon_cogs::stdout::StdoutDrain;
 //!
 //! let mut registry = Registry::empty();
-//! registry.add("stdout", "write lines to standard output", |s, _| StdoutDrain::new(s));
+//! registry.add(
+//!     "stdout",
+//!     "write lines to standard output",
+//!     Role::Drain,
+//!     by_building(StdoutDrain::new),
+//!     |s, _| StdoutDrain::new(s),
+//! );
 //! assert_eq!(registry.kinds(), ["stdout"]);
 //! ```
 
@@ -18,6 +25,8 @@ use std::fmt;
 
 use serde_json::Value;
 use tourbillon::{Cog, DynCog, Event, Role};
+
+use crate::tail::TailSettings;
 
 use crate::config::{deserialize_at, CogConfig, CogSettings, ConfigError, Layered};
 use crate::stats::metered;
@@ -52,9 +61,12 @@ impl fmt::Debug for BuiltCog {
 }
 
 type Build = Box<dyn Fn(&Layered, &CogConfig, &BuildEnv) -> Result<BuiltCog, ConfigError>>;
+type Check = Box<dyn Fn(&Layered, &CogConfig, &BuildEnv) -> Result<Value, ConfigError>>;
 
 struct Kind {
     about: &'static str,
+    role: Role,
+    check: Check,
     build: Build,
 }
 
@@ -69,6 +81,47 @@ impl fmt::Debug for Registry {
     }
 }
 
+/// The check of a kind whose constructor opens, creates and locks nothing:
+/// building the cog and dropping it finds exactly the errors a build finds.
+pub fn by_building<S: Clone, C>(build: impl Fn(S) -> Result<C, Error>) -> impl Fn(&S, &BuildEnv) -> Result<(), Error> {
+    move |settings, _| build(settings.clone()).map(drop)
+}
+
+/// The tail's check: its constructor opens the checkpoint store, so it is
+/// built without one (it then opens nothing: files are found when it
+/// starts) after the settings' own check of `checkpoint_dir`.
+fn check_tail(settings: &TailSettings, _: &BuildEnv) -> Result<(), Error> {
+    settings.validate()?;
+    crate::tail::Tail::new(TailSettings {
+        checkpoint_dir: None,
+        ..settings.clone()
+    })
+    .map(drop)
+}
+
+/// A constructor's error, at its key path under the cog's section.
+fn setting_error(layered: &Layered, config: &CogConfig, error: Error) -> ConfigError {
+    match error {
+        Error::Setting { key, message } => {
+            let mut path = config.path.clone();
+            for part in key.split('.') {
+                path = path.key(part);
+            }
+            ConfigError {
+                origin: Some(layered.origin(&path)),
+                path: path.to_string(),
+                message,
+            }
+        }
+        #[allow(unreachable_patterns)]
+        e => ConfigError {
+            origin: Some(layered.origin(&config.path)),
+            path: config.path.to_string(),
+            message: e.to_string(),
+        },
+    }
+}
+
 impl Registry {
     /// A registry with no kinds.
     pub fn empty() -> Registry {
@@ -79,113 +132,177 @@ impl Registry {
     pub fn standard() -> Registry {
         let mut r = Registry::empty();
         let board = crate::stats::Board::default();
-        r.add("stdin", "supply: lines from standard input, until its end", |s, _| {
-            crate::stdin::StdinSupply::new(s)
-        });
+        r.add(
+            "stdin",
+            "supply: lines from standard input, until its end",
+            Role::Supply,
+            by_building(crate::stdin::StdinSupply::new),
+            |s, _| crate::stdin::StdinSupply::new(s),
+        );
         r.add(
             "tail",
             "supply: follow files and globs through rotation, with checkpoints",
+            Role::Supply,
+            check_tail,
             |s, _| crate::tail::Tail::new(s),
         );
         r.add(
             "listen",
             "supply: frames from TCP or Unix-socket clients, or UDP datagrams",
+            Role::Supply,
+            by_building(crate::net::NetSupply::new),
             |s, _| crate::net::NetSupply::new(s),
         );
         r.add(
             "connect",
             "drain: frames to a TCP or Unix-socket peer, reconnecting",
+            Role::Drain,
+            by_building(crate::net::NetDrain::new),
             |s, _| crate::net::NetDrain::new(s),
         );
         r.add(
             "reverse_dns",
             "add the host name of an address field (worker threads, cache, never blocks)",
+            Role::Step,
+            by_building(crate::rdns::ReverseDns::<Event>::new),
             |s, _| crate::rdns::ReverseDns::new(s),
         );
         #[cfg(feature = "nats")]
         crate::jetstream::register(&mut r);
-        r.add("lines", "split byte chunks into lines", |s, _| {
-            crate::lines::Lines::new(s)
-        });
-        r.add("json_decode", "parse JSON text into the event's data", |s, _| {
-            crate::json::JsonDecode::new(s)
-        });
-        r.add("json_encode", "render the event's data as JSON text", |s, _| {
-            crate::json::JsonEncode::new(s)
-        });
+        r.add(
+            "lines",
+            "split byte chunks into lines",
+            Role::Step,
+            by_building(crate::lines::Lines::new),
+            |s, _| crate::lines::Lines::new(s),
+        );
+        r.add(
+            "json_decode",
+            "parse JSON text into the event's data",
+            Role::Step,
+            by_building(crate::json::JsonDecode::new),
+            |s, _| crate::json::JsonDecode::new(s),
+        );
+        r.add(
+            "json_encode",
+            "render the event's data as JSON text",
+            Role::Step,
+            by_building(crate::json::JsonEncode::new),
+            |s, _| crate::json::JsonEncode::new(s),
+        );
         r.add(
             "set",
             "write fixed values, the host name, the receive time into fields",
+            Role::Step,
+            by_building(crate::fields::SetFields::<Event>::new),
             |s, _| crate::fields::SetFields::new(s).map(|c| c.place(Event::place)),
         );
         r.add(
             "rename",
             "move fields to new paths",
+            Role::Step,
+            by_building(crate::fields::Rename::new),
             metered(&board, "rename", |s, _| crate::fields::Rename::new(s)),
         );
         r.add(
             "remove",
             "remove fields",
+            Role::Step,
+            by_building(crate::fields::Remove::new),
             metered(&board, "remove", |s, _| crate::fields::Remove::new(s)),
         );
         r.add(
             "filter",
             "keep or drop by field conditions",
+            Role::Step,
+            by_building(crate::filter::Filter::new),
             metered(&board, "filter", |s, _| crate::filter::Filter::new(s)),
         );
         r.add(
             "timestamp",
             "parse a time in a field into RFC 3339 or epoch",
+            Role::Step,
+            by_building(crate::timestamp::Timestamp::new),
             metered(&board, "timestamp", |s, _| crate::timestamp::Timestamp::new(s)),
         );
         r.add(
             "anonymize",
             "truncate or pseudonymize IP addresses",
+            Role::Step,
+            by_building(crate::anonymize::Anonymize::new),
             metered(&board, "anonymize", |s, _| crate::anonymize::Anonymize::new(s)),
         );
         r.add(
             "dedup",
             "drop repeats of a key within a time window",
+            Role::Step,
+            by_building(crate::window::Dedup::new),
             metered(&board, "dedup", |s, _| crate::window::Dedup::new(s)),
         );
         r.add(
             "aggregate",
             "count and sum by key per time window",
+            Role::Step,
+            by_building(crate::window::Aggregate::new),
             metered(&board, "aggregate", |s, _| crate::window::Aggregate::new(s)),
         );
         r.add(
             "rate_limit",
             "at most a rate of data per key (token bucket)",
+            Role::Step,
+            by_building(crate::ratelimit::RateLimit::new),
             metered(&board, "rate_limit", |s, _| crate::ratelimit::RateLimit::new(s)),
         );
         r.add(
             "sample",
             "keep one in N, or with a probability",
+            Role::Step,
+            by_building(crate::sample::Sample::new),
             metered(&board, "sample", |s, _| crate::sample::Sample::new(s)),
         );
         r.add(
             "stats",
             "log per-cog counters every interval, on SIGUSR1, at the end",
+            Role::Step,
+            by_building(crate::stats::Stats::new),
             crate::stats::kind(&board),
         );
-        r.add("file", "drain: append lines to a file (reopened on SIGHUP)", |s, _| {
-            crate::file::FileDrain::new(s)
-        });
-        r.add("stdout", "drain: write lines to standard output", |s, _| {
-            crate::stdout::StdoutDrain::new(s)
-        });
+        r.add(
+            "file",
+            "drain: append lines to a file (reopened on SIGHUP)",
+            Role::Drain,
+            by_building(crate::file::FileDrain::new),
+            |s, _| crate::file::FileDrain::new(s),
+        );
+        r.add(
+            "stdout",
+            "drain: write lines to standard output",
+            Role::Drain,
+            by_building(crate::stdout::StdoutDrain::new),
+            |s, _| crate::stdout::StdoutDrain::new(s),
+        );
         crate::program::register(&mut r, crate::program::Functions::standard());
         r
     }
 
-    /// Adds (or replaces) a kind: its name, a line about it, and a
-    /// constructor from its settings.
-    pub fn add<S, C, F>(&mut self, kind: &'static str, about: &'static str, build: F)
+    /// Adds (or replaces) a kind: its name, a line about it, its role, a
+    /// check of its settings and a constructor from them. The check is what
+    /// `tourbillon check` and `train` run, and what `run` runs before it
+    /// daemonizes: it must find every error the constructor would find
+    /// without opening, creating or locking anything (constructors call it
+    /// too); the constructor runs once, in the process that runs the trains.
+    pub fn add<S, C, V, F>(&mut self, kind: &'static str, about: &'static str, role: Role, check: V, build: F)
     where
         S: CogSettings,
         C: Cog<Event>,
+        V: Fn(&S, &BuildEnv) -> Result<(), Error> + 'static,
         F: Fn(S, &BuildEnv) -> Result<C, Error> + 'static,
     {
+        let check: Check = Box::new(move |layered, config, env| {
+            let settings: S = deserialize_at(layered, &config.path, config.settings.clone())?;
+            check(&settings, env).map_err(|e| setting_error(layered, config, e))?;
+            Ok(serde_json::to_value(&settings).unwrap_or(Value::Null))
+        });
         let build: Build = Box::new(move |layered, config, env| {
             let settings: S = deserialize_at(layered, &config.path, config.settings.clone())?;
             let effective = serde_json::to_value(&settings).unwrap_or(Value::Null);
@@ -195,26 +312,18 @@ impl Registry {
                     cog: Box::new(cog),
                     settings: effective,
                 }),
-                Err(Error::Setting { key, message }) => {
-                    let mut path = config.path.clone();
-                    for part in key.split('.') {
-                        path = path.key(part);
-                    }
-                    Err(ConfigError {
-                        origin: Some(layered.origin(&path)),
-                        path: path.to_string(),
-                        message,
-                    })
-                }
-                #[allow(unreachable_patterns)]
-                Err(e) => Err(ConfigError {
-                    origin: Some(layered.origin(&config.path)),
-                    path: config.path.to_string(),
-                    message: e.to_string(),
-                }),
+                Err(e) => Err(setting_error(layered, config, e)),
             }
         });
-        self.kinds.insert(kind, Kind { about, build });
+        self.kinds.insert(
+            kind,
+            Kind {
+                about,
+                role,
+                check,
+                build,
+            },
+        );
     }
 
     /// The kind names, sorted.
@@ -227,19 +336,37 @@ impl Registry {
         self.kinds.get(kind).map(|k| k.about)
     }
 
+    /// The role of a kind's cogs.
+    pub fn role(&self, kind: &str) -> Option<Role> {
+        self.kinds.get(kind).map(|k| k.role)
+    }
+
+    /// Checks one configured cog's settings without building it (nothing
+    /// is opened, created or locked); its effective settings.
+    pub fn check(&self, layered: &Layered, config: &CogConfig, env: &BuildEnv) -> Result<Value, ConfigError> {
+        match self.kinds.get(config.kind.as_str()) {
+            Some(k) => (k.check)(layered, config, env),
+            None => Err(self.unknown(layered, config)),
+        }
+    }
+
+    fn unknown(&self, layered: &Layered, config: &CogConfig) -> ConfigError {
+        ConfigError {
+            origin: Some(layered.origin(&config.path)),
+            path: config.path.key("kind").to_string(),
+            message: format!(
+                "unknown cog kind `{}` (known kinds: {})",
+                config.kind,
+                self.kinds().join(", ")
+            ),
+        }
+    }
+
     /// Builds one configured cog.
     pub fn build(&self, layered: &Layered, config: &CogConfig, env: &BuildEnv) -> Result<BuiltCog, ConfigError> {
         match self.kinds.get(config.kind.as_str()) {
             Some(k) => (k.build)(layered, config, env),
-            None => Err(ConfigError {
-                origin: Some(layered.origin(&config.path)),
-                path: config.path.key("kind").to_string(),
-                message: format!(
-                    "unknown cog kind `{}` (known kinds: {})",
-                    config.kind,
-                    self.kinds().join(", ")
-                ),
-            }),
+            None => Err(self.unknown(layered, config)),
         }
     }
 }

@@ -125,14 +125,19 @@ pub fn serve_config(spec: &Path, listen: &str, state_dir: Option<&Path>) -> Stri
 pub fn register(registry: &mut Registry, functions: Functions) {
     let functions = Arc::new(functions);
     let f = Arc::clone(&functions);
+    let (cf, sf) = (Arc::clone(&functions), Arc::clone(&functions));
     registry.add(
         "program",
         "run programs: request events in, response events out",
+        tourbillon::Role::Step,
+        move |s: &super::ProgramSettings, _: &crate::registry::BuildEnv| super::cog::load_spec(&s.spec, &cf).map(drop),
         move |s, _| ProgramCog::new(s, Arc::clone(&f)),
     );
     registry.add(
         "program_server",
         "supply: serve programs as newline-delimited JSON on a TCP or Unix socket",
+        tourbillon::Role::Supply,
+        move |s: &super::ProgramServerSettings, _: &crate::registry::BuildEnv| s.check(&sf),
         move |s, _| ProgramServer::new(s, Arc::clone(&functions)),
     );
 }

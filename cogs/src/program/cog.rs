@@ -38,11 +38,17 @@ pub(crate) fn engine(
     no_fsync: bool,
     functions: Arc<Functions>,
 ) -> Result<Engine, Error> {
+    let loaded = load_spec(spec, &functions)?;
+    Ok(Engine::new(Arc::new(loaded), functions, state_dir, !no_fsync)?)
+}
+
+/// Reads and checks the spec (it only reads: the state directory is
+/// opened by [`engine`]).
+pub(crate) fn load_spec(spec: &std::path::Path, functions: &Functions) -> Result<Spec, Error> {
     if spec.as_os_str().is_empty() {
         return Err(Error::setting("spec", "required: the program spec file"));
     }
-    let loaded = Spec::load(spec, &functions).map_err(|e| Error::setting("spec", e.to_string()))?;
-    Ok(Engine::new(Arc::new(loaded), functions, state_dir, !no_fsync)?)
+    Spec::load(spec, functions).map_err(|e| Error::setting("spec", e.to_string()))
 }
 
 /// Runs programs: each event's data is a request (`{"id", "program",

@@ -199,17 +199,17 @@ impl fmt::Debug for ProgramServer {
     }
 }
 
-impl ProgramServer {
-    /// The server from its settings and the functions hooks may name; the
-    /// spec is loaded and checked now, the socket bound when the loop starts.
-    pub fn new(settings: ProgramServerSettings, functions: Arc<Functions>) -> Result<ProgramServer, Error> {
-        if settings.listen.is_empty() {
+impl ProgramServerSettings {
+    /// The address and the socket mode, or the first error of the settings
+    /// other than the spec.
+    fn checked(&self) -> Result<(Address, u32), Error> {
+        if self.listen.is_empty() {
             return Err(Error::setting(
                 "listen",
                 "required: where to listen (tcp:127.0.0.1:7070, unix:/run/programs.sock)",
             ));
         }
-        let addr = Address::parse("listen", &settings.listen)?;
+        let addr = Address::parse("listen", &self.listen)?;
         if matches!(addr, Address::Udp(_)) {
             return Err(Error::setting(
                 "listen",
@@ -217,18 +217,34 @@ impl ProgramServer {
             ));
         }
         for (key, v) in [
-            ("max_request_bytes", settings.max_request_bytes),
-            ("max_clients", settings.max_clients),
-            ("max_in_flight_per_client", settings.max_in_flight_per_client),
+            ("max_request_bytes", self.max_request_bytes),
+            ("max_clients", self.max_clients),
+            ("max_in_flight_per_client", self.max_in_flight_per_client),
         ] {
             if v == 0 {
                 return Err(Error::setting(key, "must be at least 1"));
             }
         }
-        let unix_mode = u32::from_str_radix(&settings.unix_mode, 8)
+        let unix_mode = u32::from_str_radix(&self.unix_mode, 8)
             .ok()
             .filter(|m| *m <= 0o777)
-            .ok_or_else(|| Error::setting("unix_mode", format!("`{}` is not an octal mode", settings.unix_mode)))?;
+            .ok_or_else(|| Error::setting("unix_mode", format!("`{}` is not an octal mode", self.unix_mode)))?;
+        Ok((addr, unix_mode))
+    }
+
+    /// Every error the server's constructor finds, without opening the
+    /// state directory or binding anything (the spec is read).
+    pub(crate) fn check(&self, functions: &Functions) -> Result<(), Error> {
+        self.checked()?;
+        super::cog::load_spec(&self.spec, functions).map(drop)
+    }
+}
+
+impl ProgramServer {
+    /// The server from its settings and the functions hooks may name; the
+    /// spec is loaded and checked now, the socket bound when the loop starts.
+    pub fn new(settings: ProgramServerSettings, functions: Arc<Functions>) -> Result<ProgramServer, Error> {
+        let (addr, unix_mode) = settings.checked()?;
         let engine = engine(
             &settings.spec,
             settings.state_dir.as_deref(),
