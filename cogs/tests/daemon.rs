@@ -250,3 +250,164 @@ fn privileges_are_dropped_to_nobody_when_run_as_root() {
     signal(pid, libc::SIGTERM);
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }
+
+/// A program spec with one program, for the `program_server` cogs below.
+const SPEC: &str =
+    "name = \"t\"\n[programs.p]\nhooks = [\"mark\"]\n[hooks.mark]\nreference = \"set\"\nargs = { done = true }\n";
+
+/// A config following `in.log` into `out.jsonl` with a tail checkpoint in
+/// `checkpoint_dir`, and a program server journaling into `state_dir`.
+fn stateful_config(dir: &Path, name: &str, daemon: &str, checkpoint_dir: &str, state_dir: &str) -> PathBuf {
+    std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        format!(
+            "[log]\ntarget = \"file\"\nfile = {log:?}\n[daemon]\n{daemon}\n[trains.main]\ncogs = [\n  \
+             {{ kind = \"tail\", include = [{input:?}], checkpoint_dir = {checkpoint_dir:?} }},\n  \
+             {{ kind = \"file\", path = {out:?} }},\n]\n[trains.programs]\ncogs = [\n  \
+             {{ kind = \"program_server\", listen = {listen:?}, spec = {spec:?}, state_dir = {state_dir:?} }},\n  \
+             {{ kind = \"json_encode\" }},\n  {{ kind = \"stdout\" }},\n]\n",
+            log = dir.join("tourbillon.log").display().to_string(),
+            input = dir.join("in.log").display().to_string(),
+            out = dir.join("out.jsonl").display().to_string(),
+            listen = format!("unix:{}", dir.join("p.sock").display()),
+            spec = dir.join("spec.toml").display().to_string(),
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Every path under `dir` with its length, sorted.
+fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            }
+            all.push((e.path(), if meta.is_dir() { 0 } else { meta.len() }));
+        }
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn check_and_train_work_on_the_config_of_a_running_instance_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ck, state) = (d.join("ck"), d.join("state"));
+    stateful_config(
+        d,
+        "run.toml",
+        "",
+        &ck.display().to_string(),
+        &state.display().to_string(),
+    );
+    append(&d.join("in.log"), "one\n");
+    let child = tourbillon(d, &["run", "run.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    wait_for("the first line to be written", || read(&d.join("out.jsonl")) == "one\n");
+    assert!(ck.join("lock").exists() && state.exists(), "{:?}", tree(d));
+    let before = tree(d);
+    let lock = read(&ck.join("lock"));
+
+    let check = tourbillon(d, &["check", "run.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "check of a running instance's config: {stderr}"
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("ok (2 trains, 5 cogs)"));
+    let train = tourbillon(d, &["train", "run.toml"]).output().unwrap();
+    assert_eq!(
+        train.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    let listing = String::from_utf8_lossy(&train.stdout);
+    assert!(
+        listing.contains("supply tail") && listing.contains("checkpoint_dir"),
+        "{listing}"
+    );
+    assert!(listing.contains("supply program_server"), "{listing}");
+    let dot = tourbillon(d, &["train", "--dot", "run.toml"]).output().unwrap();
+    assert_eq!(dot.status.code(), Some(0), "{}", String::from_utf8_lossy(&dot.stderr));
+    assert_eq!(tree(d), before, "check and train changed nothing");
+    assert_eq!(read(&ck.join("lock")), lock, "the lock file still names the instance");
+
+    // The instance is unaffected: it still follows and checkpoints.
+    append(&d.join("in.log"), "two\n");
+    wait_for("the second line", || read(&d.join("out.jsonl")) == "one\ntwo\n");
+
+    // A config whose directories do not exist yet: still nothing created.
+    let (fresh_ck, fresh_state) = (d.join("fresh-ck"), d.join("fresh-state"));
+    stateful_config(
+        d,
+        "fresh.toml",
+        "",
+        &fresh_ck.display().to_string(),
+        &fresh_state.display().to_string(),
+    );
+    for args in [["check", "fresh.toml"], ["train", "fresh.toml"]] {
+        let out = tourbillon(d, &args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!fresh_ck.exists(), "check/train created the checkpoint_dir");
+    assert!(!fresh_state.exists(), "check/train created the state_dir");
+
+    signal(child.0.id() as i32, libc::SIGTERM);
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn run_builds_its_cogs_once_in_the_working_directory() {
+    // Relative directories are taken from `daemon.workdir`; a build before
+    // the working directory is set (the configuration's check, say) would
+    // create them, with their lock and log, where `run` was started.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (caller, work) = (d.join("caller"), d.join("work"));
+    std::fs::create_dir(&caller).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let cfg = stateful_config(
+        d,
+        "run.toml",
+        &format!("workdir = {:?}\n", work.display().to_string()),
+        "ck",
+        "state",
+    );
+    append(&d.join("in.log"), "one\n");
+    let child = tourbillon(&caller, &["run", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Reap(child);
+    wait_for("the first line to be written", || read(&d.join("out.jsonl")) == "one\n");
+    assert!(work.join("ck").join("lock").exists(), "{:?}", tree(&work));
+    assert!(work.join("state").exists(), "{:?}", tree(&work));
+    signal(child.0.id() as i32, libc::SIGTERM);
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        tree(&caller),
+        [],
+        "nothing is built in the directory run was started from"
+    );
+}
