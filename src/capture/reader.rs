@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::format::{self, Read};
 use super::CaptureError;
 use crate::event::EventId;
-use crate::store::record::{check_header, find_later_frame, FrameReader, HeaderError, Next, HEADER_LEN};
+use crate::store::record::{check_header, find_later_frame, Found, FrameReader, HeaderError, HEADER_LEN};
 use crate::CogInfo;
 
 /// A train as a capture describes it.
@@ -258,13 +258,13 @@ impl CaptureReader {
         let (offset, seq) = loop {
             let next = self.frames.next().map_err(|e| self.io("read", e))?;
             match next {
-                Next::Frame { offset, seq } => break (offset, seq),
-                Next::End => {
+                Found::Frame { offset, seq } => break (offset, seq),
+                Found::End => {
                     if !self.grew(self.frames.offset())? {
                         return Ok(None);
                     }
                 }
-                Next::Bad { offset, reason } => {
+                Found::Bad { offset, reason } => {
                     let len = self.len()?;
                     if let Some(later) = find_later_frame(self.frames.file(), offset + 1, len, self.last_seq)
                         .map_err(|e| self.io("read", e))?

@@ -110,7 +110,9 @@ use serde::Serialize;
 
 pub use self::error::StoreError;
 use self::lock::Lock;
-use self::record::{decode_header, encode_frame, encode_header, find_later_frame, FrameReader, Kind, Next, HEADER_LEN};
+use self::record::{
+    decode_header, encode_frame, encode_header, find_later_frame, Found, FrameReader, Kind, HEADER_LEN,
+};
 
 const CHECKPOINT: &str = "checkpoint";
 const LOG: &str = "log";
@@ -281,9 +283,9 @@ impl<S: Serialize + DeserializeOwned, D: Serialize + DeserializeOwned> Store<S, 
         let mut reader = FrameReader::new(&self.log, HEADER_LEN as u64, self.end);
         loop {
             match reader.next().map_err(|source| self.io_error("read", source))? {
-                Next::End => return Ok(state),
-                Next::Frame { seq, .. } if seq <= covered => {}
-                Next::Frame { offset, seq } => {
+                Found::End => return Ok(state),
+                Found::Frame { seq, .. } if seq <= covered => {}
+                Found::Frame { offset, seq } => {
                     let delta = serde_json::from_slice(reader.payload()).map_err(|source| StoreError::Decode {
                         path: self.log_path.clone(),
                         offset,
@@ -292,7 +294,7 @@ impl<S: Serialize + DeserializeOwned, D: Serialize + DeserializeOwned> Store<S, 
                     })?;
                     replay(&mut state, delta);
                 }
-                Next::Bad { offset, reason } => {
+                Found::Bad { offset, reason } => {
                     return Err(StoreError::Corrupt {
                         path: self.log_path.clone(),
                         offset,
@@ -546,20 +548,20 @@ fn read_checkpoint(path: &Path) -> Result<Option<Checkpoint>, StoreError> {
     )?;
     let mut reader = FrameReader::new(&file, HEADER_LEN as u64, len);
     match reader.next().map_err(|e| io_error("read", e))? {
-        Next::Frame { offset, seq: framed } if framed != seq => {
+        Found::Frame { offset, seq: framed } if framed != seq => {
             return Err(corrupt(
                 offset,
                 format!("record {framed} in a checkpoint of record {seq}"),
             ));
         }
-        Next::Frame { .. } => {}
-        Next::Bad { offset, reason } => return Err(corrupt(offset, reason)),
-        Next::End => return Err(corrupt(HEADER_LEN as u64, "checkpoint has no record".into())),
+        Found::Frame { .. } => {}
+        Found::Bad { offset, reason } => return Err(corrupt(offset, reason)),
+        Found::End => return Err(corrupt(HEADER_LEN as u64, "checkpoint has no record".into())),
     }
     let payload = reader.payload().to_vec();
     match reader.next().map_err(|e| io_error("read", e))? {
-        Next::End => Ok(Some(Checkpoint { seq, payload })),
-        Next::Frame { offset, .. } | Next::Bad { offset, .. } => {
+        Found::End => Ok(Some(Checkpoint { seq, payload })),
+        Found::Frame { offset, .. } | Found::Bad { offset, .. } => {
             Err(corrupt(offset, "unexpected bytes after the checkpoint record".into()))
         }
     }
@@ -653,15 +655,15 @@ fn scan_log(file: &File, path: &Path, len: u64, base: u64) -> Result<(u64, u64, 
     let mut last = base;
     loop {
         match reader.next().map_err(io_error)? {
-            Next::End => return Ok((len, last, None)),
-            Next::Frame { offset, seq } if seq != last + 1 => {
+            Found::End => return Ok((len, last, None)),
+            Found::Frame { offset, seq } if seq != last + 1 => {
                 return Err(corrupt(
                     offset,
                     format!("record {seq} where record {} should be", last + 1),
                 ));
             }
-            Next::Frame { seq, .. } => last = seq,
-            Next::Bad { offset, reason } => {
+            Found::Frame { seq, .. } => last = seq,
+            Found::Bad { offset, reason } => {
                 if let Some(later) = find_later_frame(file, offset + 1, len, last).map_err(io_error)? {
                     return Err(corrupt(
                         offset,

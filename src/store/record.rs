@@ -227,7 +227,7 @@ fn split_head(head: &[u8; FRAME_HEAD_LEN]) -> Head {
 
 /// What a [`FrameReader`] found next.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Next {
+pub(crate) enum Found {
     /// The frame at `offset` is whole and its checksum holds; its payload is
     /// in [`FrameReader::payload`].
     Frame { offset: u64, seq: u64 },
@@ -258,7 +258,7 @@ impl<F: Borrow<File>> FrameReader<F> {
         }
     }
 
-    /// The payload of the last [`Next::Frame`].
+    /// The payload of the last [`Found::Frame`].
     pub(crate) fn payload(&self) -> &[u8] {
         &self.payload
     }
@@ -279,7 +279,7 @@ impl<F: Borrow<File>> FrameReader<F> {
     }
 
     /// Reads on from byte `offset` up to byte `end`, as if new: for a file
-    /// that grew, or to retry a frame that was [`Next::Bad`] because it was
+    /// that grew, or to retry a frame that was [`Found::Bad`] because it was
     /// still being written.
     pub(crate) fn rewind(&mut self, offset: u64, end: u64) -> io::Result<()> {
         self.input.get_mut().end = end;
@@ -289,15 +289,15 @@ impl<F: Borrow<File>> FrameReader<F> {
         Ok(())
     }
 
-    /// Reads the next frame. After [`Next::Bad`] the reader is spent until
+    /// Reads the next frame. After [`Found::Bad`] the reader is spent until
     /// [`rewind`](Self::rewind).
-    pub(crate) fn next(&mut self) -> io::Result<Next> {
+    pub(crate) fn next(&mut self) -> io::Result<Found> {
         let offset = self.offset;
         let left = self.end - offset;
         if left == 0 {
-            return Ok(Next::End);
+            return Ok(Found::End);
         }
-        let bad = |reason: String| Ok(Next::Bad { offset, reason });
+        let bad = |reason: String| Ok(Found::Bad { offset, reason });
         if left < FRAME_HEAD_LEN as u64 {
             return bad(format!("torn frame head ({left} of {FRAME_HEAD_LEN} bytes)"));
         }
@@ -327,7 +327,7 @@ impl<F: Borrow<File>> FrameReader<F> {
             ));
         }
         self.offset = offset + FRAME_HEAD_LEN as u64 + head.len;
-        Ok(Next::Frame { offset, seq: head.seq })
+        Ok(Found::Frame { offset, seq: head.seq })
     }
 }
 
@@ -430,11 +430,11 @@ mod tests {
     fn frames_read_back_in_order() {
         let (file, len) = file_with(&[(1, "a"), (2, "bb")]);
         let mut reader = FrameReader::new(&file, 0, len);
-        assert_eq!(reader.next().unwrap(), Next::Frame { offset: 0, seq: 1 });
+        assert_eq!(reader.next().unwrap(), Found::Frame { offset: 0, seq: 1 });
         assert_eq!(reader.payload(), b"\"a\"");
-        assert_eq!(reader.next().unwrap(), Next::Frame { offset: 19, seq: 2 });
+        assert_eq!(reader.next().unwrap(), Found::Frame { offset: 19, seq: 2 });
         assert_eq!(reader.payload(), b"\"bb\"");
-        assert_eq!(reader.next().unwrap(), Next::End);
+        assert_eq!(reader.next().unwrap(), Found::End);
     }
 
     #[test]
