@@ -437,7 +437,7 @@ struct Truncation {
 
 /// Whether a new file is a copy made by copytruncate.
 #[derive(Debug, PartialEq, Eq)]
-enum Copy {
+enum CopyVerdict {
     No,
     /// It may be: its first bytes are not all there yet, or its original
     /// is not truncated yet.
@@ -462,7 +462,7 @@ enum Reopen {
 
 /// How a read of one file ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Read {
+enum ReadEnd {
     /// The turn's budget ran out (or a cog got congested): more to read.
     More,
     /// At the end of the file.
@@ -912,7 +912,7 @@ impl<D: 'static> Tail<D> {
         // the checkpoint knows its own files.
         let suspect = (!self.settings.batch
             && !self.saved.contains_key(&file.key())
-            && self.copy_of(&file.head.bytes, None, startup) != Copy::No)
+            && self.copy_of(&file.head.bytes, None, startup) != CopyVerdict::No)
             .then(|| Suspect { since: ctx.now() });
         let start = if suspect.is_some() {
             log::debug!(
@@ -1242,14 +1242,14 @@ impl<D: 'static> Tail<D> {
             let Some(file) = self.file(slot) else { continue };
             file.queued = false;
             match self.read(slot, ctx) {
-                Read::More => {
+                ReadEnd::More => {
                     if let Some(file) = self.file(slot) {
                         file.queued = true;
                         self.ready.push_back(slot);
                     }
                 }
-                Read::Eof => self.reached_eof(slot, ctx),
-                Read::Skipped => {}
+                ReadEnd::Eof => self.reached_eof(slot, ctx),
+                ReadEnd::Skipped => {}
             }
         }
         self.acks_moved();
@@ -1261,32 +1261,32 @@ impl<D: 'static> Tail<D> {
     }
 
     /// Reads one file for one turn, emitting its lines.
-    fn read<N: Next<D> + ?Sized>(&mut self, slot: u32, ctx: &mut Context<'_, D, N>) -> Read {
+    fn read<N: Next<D> + ?Sized>(&mut self, slot: u32, ctx: &mut Context<'_, D, N>) -> ReadEnd {
         let Some(file) = self.file(slot) else {
-            return Read::Skipped;
+            return ReadEnd::Skipped;
         };
         if file.after.is_some() || !file.durable {
-            return Read::Skipped;
+            return ReadEnd::Skipped;
         }
         if file.copy_of.is_some() && !self.judge(slot) {
-            return Read::Skipped;
+            return ReadEnd::Skipped;
         }
         if let Some(file) = self.file(slot).filter(|f| f.file.is_none()) {
             // Closed, rotated away and not found again: nothing to read.
             if file.is_orphan() && file.at_eof {
-                return Read::Skipped;
+                return ReadEnd::Skipped;
             }
             match self.reopen(slot, false, ctx) {
                 Reopen::Open => {}
                 // Files waiting for it to be read to its end may go on.
-                Reopen::AtEnd => return Read::Eof,
-                Reopen::Not | Reopen::Starved => return Read::Skipped,
+                Reopen::AtEnd => return ReadEnd::Eof,
+                Reopen::Not | Reopen::Starved => return ReadEnd::Skipped,
             }
         }
         self.budget.clock += 1;
         let clock = self.budget.clock;
         let Some(file) = self.file(slot) else {
-            return Read::Skipped;
+            return ReadEnd::Skipped;
         };
         file.stamp = clock;
         if std::mem::take(&mut file.at_eof) | std::mem::take(&mut file.verify) {
@@ -1297,24 +1297,24 @@ impl<D: 'static> Tail<D> {
                 Ok(Check::Truncated { size }) => self.truncated(slot, size, ctx),
                 Err(e) => {
                     log::error!("{}: cannot read: {e}", file.origin);
-                    return Read::Skipped;
+                    return ReadEnd::Skipped;
                 }
             }
         }
         let mut budget = self.settings.read_bytes_per_turn;
         loop {
             let Some(file) = self.files[slot as usize].as_mut() else {
-                return Read::Skipped;
+                return ReadEnd::Skipped;
             };
             let want = budget.min(self.buf.len());
             let Some(fd) = file.file.as_ref() else {
-                return Read::Skipped;
+                return ReadEnd::Skipped;
             };
             let n = match read_full_at(fd, &mut self.buf[..want], file.pos) {
                 Ok(n) => n,
                 Err(e) => {
                     log::error!("{}: cannot read: {e}", file.origin);
-                    return Read::Skipped;
+                    return ReadEnd::Skipped;
                 }
             };
             if n == 0 {
@@ -1324,16 +1324,16 @@ impl<D: 'static> Tail<D> {
                         self.truncated(slot, size, ctx);
                         continue;
                     }
-                    _ => return Read::Eof,
+                    _ => return ReadEnd::Eof,
                 }
             }
             self.feed(slot, n, ctx);
             budget -= n;
             if n < want {
-                return Read::Eof;
+                return ReadEnd::Eof;
             }
             if budget == 0 || ctx.congested() {
-                return Read::More;
+                return ReadEnd::More;
             }
         }
     }
@@ -1465,24 +1465,24 @@ impl<D: 'static> Tail<D> {
     /// Whether a file that begins with `head` is a copy made by
     /// copytruncate: of a file truncated lately, or maybe of a followed file
     /// (other than `except`) that is not truncated yet.
-    fn copy_of(&self, head: &[u8], except: Option<u64>, startup: bool) -> Copy {
+    fn copy_of(&self, head: &[u8], except: Option<u64>, startup: bool) -> CopyVerdict {
         if !startup {
             for t in &self.truncations {
                 if !t.head.is_empty() && head.starts_with(&t.head) {
-                    return Copy::Of(t.resume.clone());
+                    return CopyVerdict::Of(t.resume.clone());
                 }
             }
             if self.truncations.iter().any(|t| t.head.starts_with(head)) {
-                return Copy::Maybe;
+                return CopyVerdict::Maybe;
             }
         }
         let maybe = self.files.iter().flatten().any(|f| {
             Some(f.serial) != except && f.copy_of.is_none() && !f.begins().is_empty() && compatible(head, f.begins())
         });
         if maybe {
-            Copy::Maybe
+            CopyVerdict::Maybe
         } else {
-            Copy::No
+            CopyVerdict::No
         }
     }
 
@@ -1498,14 +1498,14 @@ impl<D: 'static> Tail<D> {
             return false;
         };
         match self.copy_of(&head[..n], Some(serial), false) {
-            Copy::Maybe => false,
-            Copy::No => {
+            CopyVerdict::Maybe => false,
+            CopyVerdict::No => {
                 let Some(file) = self.file(slot) else { return false };
                 log::info!("{}: new file, reading it from the start", file.origin);
                 file.copy_of = None;
                 true
             }
-            Copy::Of(resume) => {
+            CopyVerdict::Of(resume) => {
                 let Some(file) = self.file(slot) else { return false };
                 log::info!(
                     "{}: a copy of {} made by copytruncate: reading it from byte {}",
