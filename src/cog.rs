@@ -219,7 +219,7 @@ impl<D: 'static, C: Cog<D>> Cog<D> for Named<C> {
 /// Applies a function to every datum.
 pub struct Map<F>(pub(crate) F);
 /// Keeps the data a predicate accepts; the others are reported done.
-pub struct Filter<F>(pub(crate) F);
+pub struct FilterFn<F>(pub(crate) F);
 /// Yields any number of data for each datum.
 pub struct FlatMap<F>(pub(crate) F);
 
@@ -228,7 +228,7 @@ impl<F> fmt::Debug for Map<F> {
         f.write_str("map")
     }
 }
-impl<F> fmt::Debug for Filter<F> {
+impl<F> fmt::Debug for FilterFn<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("filter")
     }
@@ -249,7 +249,7 @@ impl<D: 'static, F: FnMut(D) -> D + 'static> Cog<D> for Map<F> {
     }
 }
 
-impl<D: 'static, F: FnMut(&D) -> bool + 'static> Cog<D> for Filter<F> {
+impl<D: 'static, F: FnMut(&D) -> bool + 'static> Cog<D> for FilterFn<F> {
     #[inline]
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         if (self.0)(&datum) {

@@ -63,7 +63,7 @@ mod token;
 mod train;
 
 pub use crate::accessor::{Getter, IdGetter, IdSetter, Setter};
-pub use crate::cog::{from_iter, named, Cog, Filter, Finish, FlatMap, FromIter, Map, Named, Role};
+pub use crate::cog::{from_iter, named, Cog, FilterFn, Finish, FlatMap, FromIter, Map, Named, Role};
 pub use crate::context::{Context, DynContext, Next, TrainShared};
 pub use crate::core::{Broadcast, Core, Phase};
 pub use crate::error::Error;

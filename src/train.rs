@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::accessor::IdGetter;
 use crate::capture::{Codec, StandIn, Swapped};
-use crate::cog::{Cog, Described, Filter, FlatMap, Map, Role};
+use crate::cog::{Cog, Described, FilterFn, FlatMap, Map, Role};
 use crate::context::{Context, DynContext, Next, TrainShared};
 use crate::core::{Broadcast, Notice};
 use crate::sources::Fired;
@@ -455,8 +455,8 @@ impl<D: 'static, C: Chain<D>> Train<D, C> {
     }
 
     /// Appends a cog that keeps the data `f` accepts (the others are reported done).
-    pub fn filter<F: FnMut(&D) -> bool + 'static>(self, f: F) -> Train<D, C::Append<Filter<F>>> {
-        self.cog(Filter(f))
+    pub fn filter<F: FnMut(&D) -> bool + 'static>(self, f: F) -> Train<D, C::Append<FilterFn<F>>> {
+        self.cog(FilterFn(f))
     }
 
     /// Appends a cog that yields any number of data per datum through `emit`.
