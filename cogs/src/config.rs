@@ -19,7 +19,7 @@
 //!
 //! [trains.web]
 //! cogs = [
-//!     { kind = "tail", paths = ["/var/log/nginx/*.json"] },
+//!     { kind = "tail", include = ["/var/log/nginx/*.json"] },
 //!     { kind = "json_decode", on_error = "wrap" },
 //!     { kind = "json_encode" },
 //!     { kind = "file", path = "/var/log/out.jsonl" },

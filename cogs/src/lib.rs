@@ -23,23 +23,28 @@
 //! | [`program`] | [`ProgramCog`](program::ProgramCog), [`ProgramServer`](program::ProgramServer): sequences of steps with rectifiers | step, supply |
 //! | `jetstream` (feature `nats`) | `JetStreamSupply`, `JetStreamDrain`, `RejectStep`: NATS JetStream, at least once | supply, drain, step |
 //!
-//! A tail pipeline by hand, decoding JSON lines and writing them back out:
+//! A tail pipeline by hand: follow files of JSON lines, drop the debug
+//! events, write the others out (the tail emits one event per line and keeps
+//! its read positions in `checkpoint_dir`):
 //!
 //! ```no_run
 //! use tourbillon::{Escapement, Event, Train};
 //! use tourbillon_cogs::file::{FileDrain, FileDrainSettings};
 //! use tourbillon_cogs::json::{JsonDecode, JsonEncode};
-//! use tourbillon_cogs::lines::Lines;
+//! use tourbillon_cogs::tail::{Tail, TailSettings};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let chunks = |_: Event| -> Option<Event> { None };
-//! let mut esc = Escapement::new()?;
+//! let tail = TailSettings {
+//!     include: vec!["/var/log/app/*.jsonl".into()],
+//!     checkpoint_dir: Some("/var/lib/tourbillon/app".into()),
+//!     ..Default::default()
+//! };
 //! let out = FileDrainSettings { path: "/var/log/out.jsonl".into(), ..Default::default() };
+//! let mut esc = Escapement::new()?;
 //! esc.add_train(
 //!     Train::new("tail")
 //!         .ids(Event::id_getter())
-//!         .cog(chunks) // a supply of byte chunks
-//!         .cog(Lines::new(Default::default())?)
+//!         .cog(Tail::new(tail)?)
 //!         .cog(JsonDecode::new(Default::default())?)
 //!         .filter(|e: &Event| e.data["level"] != "debug")
 //!         .cog(JsonEncode::new(Default::default())?)
