@@ -3,18 +3,15 @@
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tourbillon::{Cog, Context, Escapement, Event, EventId, Exit, Finish, Fired, Next, Role, Train};
 use tourbillon_cogs::file::{FileDrain, FileDrainSettings};
 use tourbillon_cogs::stdout::{StdoutDrain, StdoutSettings};
 
-/// One escapement per process: every test that builds one holds this.
-fn exclusive() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::exclusive;
 
 fn quiet() -> Escapement {
     let mut esc = Escapement::builder()

@@ -14,7 +14,7 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -25,11 +25,8 @@ use tourbillon_cogs::jetstream::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_tourbillon");
 
-/// One escapement per process: the in-process tests take turns.
-fn exclusive() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::exclusive;
 
 /// Where `nats-server` is, or why the test is skipped.
 fn nats_server() -> Option<PathBuf> {

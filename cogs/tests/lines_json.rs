@@ -1,7 +1,7 @@
 //! The line splitter, the `lines` cog and the JSON cogs, on a real escapement.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -10,11 +10,8 @@ use tourbillon_cogs::json::{DecodeError, JsonDecode, JsonDecodeSettings, JsonEnc
 use tourbillon_cogs::lines::{LineFlags, LineSplitter, Lines, LinesSettings, Utf8};
 use tourbillon_cogs::{LogThrottle, Summary, Verdict};
 
-/// One escapement per process: every test that builds one holds this.
-fn exclusive() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::exclusive;
 
 fn quiet() -> Escapement {
     Escapement::builder().graceful_signals(false).build().unwrap()

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -20,11 +20,8 @@ use tourbillon_cogs::tail::{saved_positions, Tail, TailSettings};
 use tourbillon_cogs::timestamp::Timestamp;
 use tourbillon_cogs::window::{Aggregate, Dedup};
 
-/// One escapement per process: every test that builds one holds this.
-fn exclusive() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::exclusive;
 
 fn quiet() -> Escapement {
     Escapement::builder().graceful_signals(false).build().unwrap()

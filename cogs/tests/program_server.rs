@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -13,11 +13,8 @@ use serde_json::{json, Value};
 use tourbillon::{Escapement, Event, Train};
 use tourbillon_cogs::program::{Functions, ProgramServer, ProgramServerSettings, ProgramStats, ServerStats};
 
-/// One escapement per process: the tests take turns.
-fn exclusive() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::exclusive;
 
 const SPEC: &str = r#"
 name = "echo"

@@ -5,18 +5,15 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tourbillon::{Cog, Context, Escapement, Event, Fired, Next, Role, Train};
 use tourbillon_cogs::program::{Flow, Format, Functions, ProgramCog, Spec};
 
-/// One escapement per process: the tests take turns.
-fn exclusive() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::exclusive;
 
 /// Emits the requests on the first turn, then stays (never exhausted, so
 /// the loop finishes only when every answer is in, or when `.1` asks to

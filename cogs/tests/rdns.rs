@@ -3,7 +3,7 @@
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -11,10 +11,8 @@ use serde_json::{json, Value};
 use tourbillon::{from_iter, Escapement, Event, EventId, Train};
 use tourbillon_cogs::rdns::{ReverseDns, ReverseDnsSettings};
 
-fn exclusive() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+mod common;
+use common::exclusive;
 
 /// What the test DNS server saw.
 #[derive(Default)]

@@ -6,7 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,11 +18,7 @@ use tourbillon_cogs::tail::{saved_positions, ReadFrom, Tail, TailSettings, TailS
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-/// One escapement per process: every test that builds one holds this.
-fn exclusive() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::exclusive;
 
 type Shared<T> = Arc<Mutex<Vec<T>>>;
 

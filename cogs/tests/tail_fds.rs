@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use tourbillon_cogs::tail::saved_positions;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_tourbillon");
 
 /// Runs `tourbillon run cfg.toml` in `dir` under `ulimit -n nofile`, its
@@ -297,11 +299,7 @@ mod budget {
 
     use super::*;
 
-    /// One escapement per process: every test that builds one holds this.
-    fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-        static LOCK: Mutex<()> = Mutex::new(());
-        LOCK.lock().unwrap_or_else(|e| e.into_inner())
-    }
+    use crate::common::exclusive;
 
     /// Records the lines that reach it and reports them done.
     struct Collect(Arc<Mutex<Vec<String>>>);

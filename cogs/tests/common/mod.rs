@@ -1,9 +1,17 @@
-//! Helpers shared by the tests that run the real `tourbillon` binary.
+//! Helpers shared by the cogs' integration tests.
 #![allow(dead_code)] // each test file uses its own share
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+/// One escapement per process (signals are process-wide): every test that
+/// builds one in the test process holds this.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tourbillon");
