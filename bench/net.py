@@ -3,7 +3,7 @@
 
     python3 bench/net.py [N] [RUNS]
 
-Builds the release binary, writes N events with ../shared/bench/gen_events.py
+Builds the release binary, writes N events with bench/gen_events.py
 (default 1,000,000), then runs `tourbillon run` on two configurations, RUNS
 times each (default 3), alternating:
 
@@ -24,9 +24,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GEN = os.environ.get("GEN_EVENTS") or next(
-    (p for p in (os.path.join(ROOT, "..", "shared", "bench", "gen_events.py"), "/work/shared/bench/gen_events.py")
-     if os.path.exists(p)), "gen_events.py")
+GEN = os.path.join(ROOT, "bench", "gen_events.py")
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "tourbillon")
 
 STEPS = """

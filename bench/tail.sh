@@ -3,7 +3,7 @@
 #
 #   bench/tail.sh [LINES]        (default 1000000; run from anywhere)
 #
-# 1. json_pipeline vs plain_loop on LINES lines of gen_events.py output:
+# 1. json_pipeline vs plain_loop on LINES lines of bench/gen_events.py output:
 #    wall time (and CPU time, and peak RSS) of each, alternating, 5 runs,
 #    medians and their ratio. Same output checked byte for byte.
 # 2. --follow to stdout: latency from an append to the line read back,
@@ -18,8 +18,6 @@ set -eu
 cd "$(dirname "$0")/.."
 LINES=${1:-1000000}
 RUNS=5
-SHARED=${SHARED:-../shared}
-[ -f "$SHARED/bench/gen_events.py" ] || SHARED=/work/shared
 TARGET=${CARGO_TARGET_DIR:-target}
 
 cargo build --release -q -p tourbillon-cogs --example json_pipeline --example plain_loop
@@ -28,7 +26,7 @@ PLAIN=$TARGET/release/examples/plain_loop
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-python3 "$SHARED/bench/gen_events.py" "$LINES" "$WORK/in.jsonl" --bad-every 1000 2>/dev/null
+python3 bench/gen_events.py "$LINES" "$WORK/in.jsonl" --bad-every 1000 2>/dev/null
 echo "input: $LINES lines, $(wc -c <"$WORK/in.jsonl") bytes"
 
 # One timed run: prints "wall cpu rss_kb".

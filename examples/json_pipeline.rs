@@ -2,7 +2,7 @@
 //! mark the others, write them out.
 //!
 //! ```sh
-//! python3 ../shared/bench/gen_events.py 1000000 /tmp/events.jsonl
+//! python3 bench/gen_events.py 1000000 /tmp/events.jsonl
 //! cargo run --release --example json_pipeline -- /tmp/events.jsonl /tmp/out.jsonl
 //! cargo run --release --example json_pipeline -- --follow /var/log/app.jsonl -
 //! ```
