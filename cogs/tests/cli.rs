@@ -331,3 +331,27 @@ fn kinds_lists_every_registered_cog_kind() {
         .collect();
     assert_eq!(listed, tourbillon_cogs::registry::Registry::standard().kinds());
 }
+
+#[test]
+fn the_config_module_docs_example_passes_check() {
+    // The example a reader copies from: a renamed key must fail here, not
+    // in their deployment.
+    let source = include_str!("../src/config.rs");
+    let start = source.find("//! ```toml\n").expect("config.rs has a TOML example") + "//! ```toml\n".len();
+    let end = start + source[start..].find("//! ```\n").expect("the example ends");
+    let example: String = source[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("//! ").or_else(|| l.strip_prefix("//!")).unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(example.contains("kind = \"tail\""), "{example}");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "c.toml", &example);
+    let out = tourbillon(dir.path(), &["check", "c.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{example}\n{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("ok (1 trains, 4 cogs)"),
+        "{}",
+        text(&out.stdout)
+    );
+}
