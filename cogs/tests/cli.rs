@@ -355,3 +355,23 @@ fn the_config_module_docs_example_passes_check() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn the_readme_s_sample_errors_are_what_check_says() {
+    let readme = include_str!("../../README.md");
+    let at = readme
+        .find("`tourbillon check web.toml` on")
+        .expect("the README's sample");
+    let block = |from: usize, fence: &str| {
+        let start = from + readme[from..].find(fence).unwrap() + fence.len();
+        let end = start + readme[start..].find("\n```").unwrap() + 1;
+        (&readme[start..end], end)
+    };
+    let (config, after) = block(at, "```toml\n");
+    let (said, _) = block(after, "```text\n");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "web.toml", config);
+    let out = tourbillon(dir.path(), &["check", "web.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), said);
+}
