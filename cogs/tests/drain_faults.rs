@@ -514,18 +514,6 @@ fn an_output_that_cannot_be_opened_holds_everything_and_finish_does_not_wait_out
 
 // ---- listen at its descriptor limit -----------------------------------------
 
-/// utime + stime of a process, from /proc.
-fn cpu_time(pid: i32) -> Duration {
-    let stat = read(Path::new(&format!("/proc/{pid}/stat")));
-    // The fields after the command name, which is in parentheses.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / hz)
-}
-
 #[test]
 fn listen_at_its_descriptor_limit_does_not_spin_and_serves_the_waiting_clients() {
     const LIMIT: u64 = 24;
@@ -590,9 +578,9 @@ fn listen_at_its_descriptor_limit_does_not_spin_and_serves_the_waiting_clients()
         s.shutdown(Shutdown::Write).unwrap();
     }
     wait_for("accept failing in the log", 20, || log_of(d).contains("accept failed"));
-    let (cpu0, t0) = (cpu_time(child.pid()), Instant::now());
+    let (cpu0, t0) = (common::cpu_time(child.pid() as u32), Instant::now());
     std::thread::sleep(Duration::from_millis(2000));
-    let (cpu, wall) = (cpu_time(child.pid()) - cpu0, t0.elapsed());
+    let (cpu, wall) = (common::cpu_time(child.pid() as u32) - cpu0, t0.elapsed());
     let log_bytes = log_of(d).len();
     println!("at the descriptor limit: {cpu:?} CPU in {wall:?}; {log_bytes} bytes of log");
     assert!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod common;
-use common::tourbillon;
+use common::{cpu_time, tourbillon};
 
 const SPEC: &str = r#"
 name = "ledger"
@@ -182,17 +182,6 @@ fn a_config_train_runs_programs_on_request_events_from_stdin() {
         std::fs::read_to_string(dir.path().join("z")).unwrap(),
         "debit\nundo debit\n"
     );
-}
-
-/// utime + stime of a process, from /proc.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / hz)
 }
 
 #[test]

@@ -12,6 +12,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, FdId, Finish, Fired, Interest, Next, Role, TimerId};
 
+use super::accept::AcceptPause;
 use super::{Address, Deframer, Framing};
 use crate::{Counter, Error, LogThrottle, Verdict};
 
@@ -124,11 +125,6 @@ struct Client {
 const LISTEN: u64 = 0;
 const SWEEP: u64 = 1;
 const ACCEPT_AGAIN: u64 = 2;
-
-/// How long accepting pauses after `accept` failed (at the descriptor
-/// limit, say), unless a client leaves first: waiting clients stay in the
-/// listen backlog meanwhile, and the loop does not spin on the error.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 const CLIENT: u64 = 1 << 63;
 
 /// Listens on a socket and emits each frame as an [`Event`] (`raw` = the
@@ -149,10 +145,8 @@ pub struct NetSupply {
     paused: bool,
     /// Accepting stopped at `max_clients`.
     full: bool,
-    /// Accepting paused after `accept` failed, until this timer fires or a
-    /// client leaves.
-    accept_paused: Option<TimerId>,
-    accept_log: LogThrottle,
+    /// Accepting paused after `accept` failed.
+    accept_pause: AcceptPause,
     sweep: Option<TimerId>,
     stats: NetSupplyStats,
     throttle: LogThrottle,
@@ -203,8 +197,7 @@ impl NetSupply {
             buf: vec![0; 64 * 1024],
             paused: false,
             full: false,
-            accept_paused: None,
-            accept_log: LogThrottle::new(Duration::from_secs(10)),
+            accept_pause: AcceptPause::new(),
             sweep: None,
             stats: NetSupplyStats::default(),
             throttle: LogThrottle::new(Duration::from_secs(10)),
@@ -238,7 +231,7 @@ impl NetSupply {
     }
 
     fn accept<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
-        if self.accept_paused.is_some() {
+        if self.accept_pause.paused() {
             return;
         }
         loop {
@@ -266,31 +259,13 @@ impl NetSupply {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // That one client gave up before it was accepted.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) => return self.pause_accepting(e, ctx),
+                Err(e) => {
+                    let stats = &self.stats.accept_failed;
+                    return self
+                        .accept_pause
+                        .pause(&e, &self.addr, self.live, stats, ACCEPT_AGAIN, ctx);
+                }
             }
-        }
-    }
-
-    /// `accept` failed: EMFILE, ENFILE, ENOBUFS, ENOMEM, mostly. Nobody is
-    /// gone: the waiting clients stay in the backlog, and accepting resumes
-    /// when a client leaves (freeing a descriptor) or after [`ACCEPT_PAUSE`].
-    fn pause_accepting<N: Next<Event> + ?Sized>(&mut self, e: io::Error, ctx: &mut Context<'_, Event, N>) {
-        self.stats.accept_failed.add(1);
-        match ctx.after(ACCEPT_PAUSE, ACCEPT_AGAIN) {
-            Ok(id) => self.accept_paused = Some(id),
-            // Finishing: no new timer, and no more accepting either.
-            Err(_) => return,
-        }
-        if let Verdict::Log { held } = self.accept_log.hit(ctx.now()) {
-            let also = held.map_or(String::new(), |h| {
-                format!(" ({} more failures in the last {:.0?})", h.count, h.over)
-            });
-            log::warn!(
-                "{}: accept failed: {e}; {} clients connected, the others wait; accepting again when one leaves \
-                 or in {ACCEPT_PAUSE:?}{also}",
-                self.addr,
-                self.live
-            );
         }
     }
 
@@ -345,10 +320,7 @@ impl NetSupply {
         self.free.push(idx);
         self.live -= 1;
         // A descriptor is free again: whoever waits in the backlog may come.
-        let waiting = std::mem::take(&mut self.full) | self.accept_paused.is_some();
-        if let Some(t) = self.accept_paused.take() {
-            ctx.cancel(t);
-        }
+        let waiting = std::mem::take(&mut self.full) | self.accept_pause.end(ctx);
         if waiting {
             let _ = ctx.enqueue(LISTEN);
         }
@@ -546,7 +518,7 @@ impl Cog<Event> for NetSupply {
             return self.sweep(ctx);
         }
         if key == ACCEPT_AGAIN {
-            self.accept_paused = None;
+            self.accept_pause.expired();
             if !self.paused {
                 self.accept(ctx);
             }
@@ -604,9 +576,7 @@ impl Cog<Event> for NetSupply {
         if let Some(t) = self.sweep.take() {
             ctx.cancel(t);
         }
-        if let Some(t) = self.accept_paused.take() {
-            ctx.cancel(t);
-        }
+        self.accept_pause.end(ctx);
         for idx in 0..self.clients.len() {
             self.close(idx, ctx);
         }

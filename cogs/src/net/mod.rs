@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+pub(crate) mod accept;
 mod connect;
 mod listen;
 

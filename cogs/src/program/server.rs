@@ -18,8 +18,9 @@ use tourbillon::{Cog, Context, Event, FdId, Finish, Fired, Interest, Next, Role,
 use super::cog::engine;
 use super::engine::{rejection, write_response, Answer, Engine, ProgramStats, Request, ENGINE_KEYS};
 use super::function::Functions;
+use crate::net::accept::AcceptPause;
 use crate::net::Address;
-use crate::{Counter, Error, LogThrottle, Verdict};
+use crate::{Counter, Error};
 
 /// Settings of [`ProgramServer`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,10 +153,6 @@ struct Client {
 const LISTEN: u64 = 0;
 const SWEEP: u64 = 1;
 const ACCEPT_AGAIN: u64 = 2;
-/// How long accepting pauses after `accept` failed (at the descriptor
-/// limit, say), unless a client leaves first: the waiting clients stay in
-/// the listen backlog, and the loop does not spin on the error.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 const CLIENT: u64 = 1 << 61;
 const READ_BUDGET: usize = 256 * 1024;
 /// Unsent response bytes past which a client is not read.
@@ -179,10 +176,8 @@ pub struct ProgramServer {
     free: Vec<usize>,
     live: usize,
     full: bool,
-    /// Accepting paused after `accept` failed, until this timer fires or a
-    /// client leaves.
-    accept_paused: Option<TimerId>,
-    accept_log: LogThrottle,
+    /// Accepting paused after `accept` failed.
+    accept_pause: AcceptPause,
     buf: Vec<u8>,
     sweep: Option<TimerId>,
     finishing: bool,
@@ -262,8 +257,7 @@ impl ProgramServer {
             free: Vec::new(),
             live: 0,
             full: false,
-            accept_paused: None,
-            accept_log: LogThrottle::new(Duration::from_secs(10)),
+            accept_pause: AcceptPause::new(),
             buf: vec![0; 64 * 1024],
             sweep: None,
             finishing: false,
@@ -302,7 +296,7 @@ impl ProgramServer {
     }
 
     fn accept<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
-        if self.accept_paused.is_some() {
+        if self.accept_pause.paused() {
             return;
         }
         loop {
@@ -322,30 +316,13 @@ impl ProgramServer {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) => return self.pause_accepting(e, ctx),
+                Err(e) => {
+                    let stats = &self.stats.accept_failed;
+                    return self
+                        .accept_pause
+                        .pause(&e, &self.addr, self.live, stats, ACCEPT_AGAIN, ctx);
+                }
             }
-        }
-    }
-
-    /// `accept` failed (EMFILE, ENFILE, ENOBUFS, ENOMEM, mostly): accepting
-    /// resumes when a client leaves or after [`ACCEPT_PAUSE`].
-    fn pause_accepting<N: Next<Event> + ?Sized>(&mut self, e: io::Error, ctx: &mut Context<'_, Event, N>) {
-        self.stats.accept_failed.add(1);
-        match ctx.after(ACCEPT_PAUSE, ACCEPT_AGAIN) {
-            Ok(id) => self.accept_paused = Some(id),
-            // Finishing: no new timer, and no more accepting either.
-            Err(_) => return,
-        }
-        if let Verdict::Log { held } = self.accept_log.hit(ctx.now()) {
-            let also = held.map_or(String::new(), |h| {
-                format!(" ({} more failures in the last {:.0?})", h.count, h.over)
-            });
-            log::warn!(
-                "{}: accept failed: {e}; {} clients connected, the others wait; accepting again when one leaves \
-                 or in {ACCEPT_PAUSE:?}{also}",
-                self.addr,
-                self.live
-            );
         }
     }
 
@@ -393,10 +370,7 @@ impl ProgramServer {
         self.free.push(idx);
         self.live -= 1;
         // A descriptor is free again: whoever waits in the backlog may come.
-        let waiting = std::mem::take(&mut self.full) | self.accept_paused.is_some();
-        if let Some(t) = self.accept_paused.take() {
-            ctx.cancel(t);
-        }
+        let waiting = std::mem::take(&mut self.full) | self.accept_pause.end(ctx);
         if waiting {
             let _ = ctx.enqueue(LISTEN);
         }
@@ -698,7 +672,7 @@ impl Cog<Event> for ProgramServer {
             LISTEN => self.accept(ctx),
             SWEEP => self.sweep(ctx),
             ACCEPT_AGAIN => {
-                self.accept_paused = None;
+                self.accept_pause.expired();
                 self.accept(ctx)
             }
             _ => {
