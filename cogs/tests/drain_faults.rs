@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -535,19 +534,7 @@ fn listen_at_its_descriptor_limit_does_not_spin_and_serves_the_waiting_clients()
     )
     .unwrap();
     let mut cmd = tourbillon(d, &["run", config.to_str().unwrap()]);
-    // SAFETY: setrlimit is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: LIMIT,
-                rlim_max: LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_descriptors(&mut cmd, LIMIT);
     let mut child = Reap(cmd.spawn().unwrap());
     let connect = || {
         for _ in 0..500 {

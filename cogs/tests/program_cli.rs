@@ -187,7 +187,6 @@ fn a_config_train_runs_programs_on_request_events_from_stdin() {
 #[test]
 fn serve_at_its_descriptor_limit_does_not_spin_and_answers_once_a_client_leaves() {
     use std::net::TcpStream;
-    use std::os::unix::process::CommandExt;
     const LIMIT: u64 = 24;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("spec.toml"), SPEC).unwrap();
@@ -196,19 +195,7 @@ fn serve_at_its_descriptor_limit_does_not_spin_and_answers_once_a_client_leaves(
     let log = dir.path().join("log");
     let mut cmd = tourbillon(dir.path(), &["serve", "spec.toml", "--listen", &addr]);
     cmd.stderr(std::fs::File::create(&log).unwrap());
-    // SAFETY: setrlimit is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: LIMIT,
-                rlim_max: LIMIT,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_descriptors(&mut cmd, LIMIT);
     let server = Server(cmd.spawn().unwrap());
     let connect = || {
         for _ in 0..500 {
