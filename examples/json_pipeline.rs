@@ -23,10 +23,10 @@ use std::rc::Rc;
 use serde_json::Value;
 use tourbillon::logging::{self, LogSettings};
 use tourbillon::{Cog, Escapement, Event, Train};
-use tourbillon_cogs::file::{FileDrain, FileDrainSettings};
-use tourbillon_cogs::json::{JsonDecode, JsonEncode};
-use tourbillon_cogs::stdout::StdoutDrain;
-use tourbillon_cogs::tail::{Tail, TailSettings};
+use tourbillon_cogs::drain::file::{FileDrain, FileDrainSettings};
+use tourbillon_cogs::drain::stdout::StdoutDrain;
+use tourbillon_cogs::step::json::{JsonDecode, JsonEncode};
+use tourbillon_cogs::supply::tail::{Tail, TailSettings};
 
 const USAGE: &str = "usage: json_pipeline [--follow] [--state DIR] IN OUT   (OUT `-` is stdout)";
 

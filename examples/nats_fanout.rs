@@ -30,11 +30,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tourbillon::{Escapement, Event, Exit, Train};
-use tourbillon_cogs::fields::{SetFields, SetSettings};
-use tourbillon_cogs::file::{FileDrain, FileDrainSettings};
+use tourbillon_cogs::drain::file::{FileDrain, FileDrainSettings};
 use tourbillon_cogs::jetstream::{ConsumeSettings, JetStreamDrain, JetStreamSupply, PublishSettings};
-use tourbillon_cogs::json::{JsonDecode, JsonDecodeSettings, JsonEncode, OnError};
-use tourbillon_cogs::tail::{Tail, TailSettings};
+use tourbillon_cogs::step::fields::{SetFields, SetSettings};
+use tourbillon_cogs::step::json::{JsonDecode, JsonDecodeSettings, JsonEncode, OnError};
+use tourbillon_cogs::supply::tail::{Tail, TailSettings};
 
 const USAGE: &str = "usage: nats_fanout publish IN URL | consume NAME OUT URL | demo";
 const STREAM: &str = "FANOUT";

@@ -12,7 +12,7 @@
 //! ```toml
 //! [log]
 //! level = "info"                      # off, error, warn, info, debug, trace
-//! filters = { "tourbillon_cogs::tail" = "debug" }
+//! filters = { "tourbillon_cogs::supply::tail" = "debug" }
 //!
 //! [daemon]
 //! pidfile = "/run/tourbillon.pid"

@@ -5,21 +5,30 @@
 //! fills in. Cogs reach into data through [accessors](tourbillon::accessor),
 //! with defaults for [`tourbillon::Event`].
 //!
+//! The modules follow the roles: [`supply`] brings data in, [`step`] works
+//! on it, [`drain`] writes it out; subsystems with cogs in several roles
+//! ([`program`], `jetstream`) and the machinery the cogs share ([`net`],
+//! [`setting`]) have modules of their own.
+//!
 //! | module | cogs | role |
 //! |---|---|---|
-//! | [`lines`] | [`LineSplitter`](lines::LineSplitter) (the splitting itself, for supplies too), [`Lines`](lines::Lines) | step |
-//! | [`json`] | [`JsonDecode`](json::JsonDecode), [`JsonEncode`](json::JsonEncode) | step |
-//! | [`file`](mod@file) | [`FileDrain`](file::FileDrain): appends lines to a file | drain |
-//! | [`stdout`] | [`StdoutDrain`](stdout::StdoutDrain): writes lines to stdout | drain |
-//! | [`tail`] | [`Tail`](tail::Tail): follows files through rotations, checkpointed | supply |
-//! | [`fields`] | [`SetFields`](fields::SetFields), [`Rename`](fields::Rename), [`Remove`](fields::Remove) | step |
-//! | [`filter`](mod@filter) | [`Filter`](filter::Filter): keeps or drops by field conditions | step |
-//! | [`timestamp`] | [`Timestamp`](timestamp::Timestamp): parses a time into RFC 3339 or epoch | step |
-//! | [`anonymize`] | [`Anonymize`](anonymize::Anonymize): truncates or pseudonymizes IP addresses | step |
-//! | [`window`] | [`Dedup`](window::Dedup), [`Aggregate`](window::Aggregate): per key, per time window | step |
-//! | [`ratelimit`] | [`RateLimit`](ratelimit::RateLimit): token bucket per key | step |
-//! | [`sample`] | [`Sample`](sample::Sample): one in N, or with a probability | step |
-//! | [`stats`] | [`Stats`](stats::Stats): logs per-cog counters | step |
+//! | [`supply::tail`] | [`Tail`](supply::tail::Tail): follows files through rotations, checkpointed | supply |
+//! | [`supply::stdin`] | [`StdinSupply`](supply::stdin::StdinSupply): lines of standard input | supply |
+//! | [`supply::listen`] | [`NetSupply`](supply::listen::NetSupply): TCP, Unix stream and UDP sockets | supply |
+//! | [`step::lines`] | [`LineSplitter`](step::lines::LineSplitter) (the splitting itself, for supplies too), [`Lines`](step::lines::Lines) | step |
+//! | [`step::json`] | [`JsonDecode`](step::json::JsonDecode), [`JsonEncode`](step::json::JsonEncode) | step |
+//! | [`step::fields`] | [`SetFields`](step::fields::SetFields), [`Rename`](step::fields::Rename), [`Remove`](step::fields::Remove) | step |
+//! | [`step::filter`] | [`Filter`](step::filter::Filter): keeps or drops by field conditions | step |
+//! | [`step::timestamp`] | [`Timestamp`](step::timestamp::Timestamp): parses a time into RFC 3339 or epoch | step |
+//! | [`step::anonymize`] | [`Anonymize`](step::anonymize::Anonymize): truncates or pseudonymizes IP addresses | step |
+//! | [`step::window`] | [`Dedup`](step::window::Dedup), [`Aggregate`](step::window::Aggregate): per key, per time window | step |
+//! | [`step::ratelimit`] | [`RateLimit`](step::ratelimit::RateLimit): token bucket per key | step |
+//! | [`step::sample`] | [`Sample`](step::sample::Sample): one in N, or with a probability | step |
+//! | [`step::rdns`] | [`ReverseDns`](step::rdns::ReverseDns): host names for addresses | step |
+//! | [`step::stats`] | [`Stats`](step::stats::Stats): logs per-cog counters | step |
+//! | [`drain::file`] | [`FileDrain`](drain::file::FileDrain): appends lines to a file | drain |
+//! | [`drain::stdout`] | [`StdoutDrain`](drain::stdout::StdoutDrain): writes lines to stdout | drain |
+//! | [`drain::connect`] | [`NetDrain`](drain::connect::NetDrain): writes to a TCP or Unix stream socket | drain |
 //! | [`program`] | [`ProgramCog`](program::ProgramCog), [`ProgramServer`](program::ProgramServer): sequences of steps with rectifiers | step, supply |
 //! | `jetstream` (feature `nats`) | `JetStreamSupply`, `JetStreamDrain`, `RejectStep`: NATS JetStream, at least once | supply, drain, step |
 //!
@@ -29,9 +38,9 @@
 //!
 //! ```no_run
 //! use tourbillon::{Escapement, Event, Train};
-//! use tourbillon_cogs::file::{FileDrain, FileDrainSettings};
-//! use tourbillon_cogs::json::{JsonDecode, JsonEncode};
-//! use tourbillon_cogs::tail::{Tail, TailSettings};
+//! use tourbillon_cogs::drain::file::{FileDrain, FileDrainSettings};
+//! use tourbillon_cogs::step::json::{JsonDecode, JsonEncode};
+//! use tourbillon_cogs::supply::tail::{Tail, TailSettings};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let tail = TailSettings {
@@ -59,30 +68,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub mod anonymize;
 pub mod app;
 pub mod config;
 pub mod daemon;
-pub mod fields;
-pub mod file;
-pub mod filter;
+pub mod drain;
 #[cfg(feature = "nats")]
 pub mod jetstream;
-pub mod json;
-pub mod lines;
 pub mod net;
 pub mod program;
-pub mod ratelimit;
-pub mod rdns;
 pub mod registry;
-pub mod sample;
 pub mod setting;
-pub mod stats;
-pub mod stdin;
-pub mod stdout;
-pub mod tail;
-pub mod timestamp;
-pub mod window;
+pub mod step;
+pub mod supply;
 
 /// What can go wrong when building the cogs of this crate.
 #[derive(Debug, thiserror::Error)]

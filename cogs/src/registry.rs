@@ -7,7 +7,7 @@
 //! ```
 //! use tourbillon::Role;
 //! use tourbillon_cogs::registry::{by_building, Registry};
-//! use tourbillon_cogs::stdout::StdoutDrain;
+//! use tourbillon_cogs::drain::stdout::StdoutDrain;
 //!
 //! let mut registry = Registry::empty();
 //! registry.add(
@@ -26,10 +26,10 @@ use std::fmt;
 use serde_json::Value;
 use tourbillon::{Cog, DynCog, Event, Role};
 
-use crate::tail::TailSettings;
+use crate::supply::tail::TailSettings;
 
 use crate::config::{deserialize_at, CogConfig, CogSettings, ConfigError, Layered};
-use crate::stats::metered;
+use crate::step::stats::metered;
 use crate::Error;
 
 /// What a constructor knows about where its cog goes.
@@ -92,7 +92,7 @@ pub fn by_building<S: Clone, C>(build: impl Fn(S) -> Result<C, Error>) -> impl F
 /// starts) after the settings' own check of `checkpoint_dir`.
 fn check_tail(settings: &TailSettings, _: &BuildEnv) -> Result<(), Error> {
     settings.validate()?;
-    crate::tail::Tail::new(TailSettings {
+    crate::supply::tail::Tail::new(TailSettings {
         checkpoint_dir: None,
         ..settings.clone()
     })
@@ -131,41 +131,41 @@ impl Registry {
     /// Every cog kind of this crate.
     pub fn standard() -> Registry {
         let mut r = Registry::empty();
-        let board = crate::stats::Board::default();
+        let board = crate::step::stats::Board::default();
         r.add(
             "stdin",
             "supply: lines from standard input, until its end",
             Role::Supply,
-            by_building(crate::stdin::StdinSupply::new),
-            |s, _| crate::stdin::StdinSupply::new(s),
+            by_building(crate::supply::stdin::StdinSupply::new),
+            |s, _| crate::supply::stdin::StdinSupply::new(s),
         );
         r.add(
             "tail",
             "supply: follow files and globs through rotation, with checkpoints",
             Role::Supply,
             check_tail,
-            |s, _| crate::tail::Tail::new(s),
+            |s, _| crate::supply::tail::Tail::new(s),
         );
         r.add(
             "listen",
             "supply: frames from TCP or Unix-socket clients, or UDP datagrams",
             Role::Supply,
-            by_building(crate::net::NetSupply::new),
-            |s, _| crate::net::NetSupply::new(s),
+            by_building(crate::supply::listen::NetSupply::new),
+            |s, _| crate::supply::listen::NetSupply::new(s),
         );
         r.add(
             "connect",
             "drain: frames to a TCP or Unix-socket peer, reconnecting",
             Role::Drain,
-            by_building(crate::net::NetDrain::new),
-            |s, _| crate::net::NetDrain::new(s),
+            by_building(crate::drain::connect::NetDrain::new),
+            |s, _| crate::drain::connect::NetDrain::new(s),
         );
         r.add(
             "reverse_dns",
             "add the host name of an address field (worker threads, cache, never blocks)",
             Role::Step,
-            by_building(crate::rdns::ReverseDns::<Event>::new),
-            |s, _| crate::rdns::ReverseDns::new(s),
+            by_building(crate::step::rdns::ReverseDns::<Event>::new),
+            |s, _| crate::step::rdns::ReverseDns::new(s),
         );
         #[cfg(feature = "nats")]
         crate::jetstream::register(&mut r);
@@ -173,113 +173,113 @@ impl Registry {
             "lines",
             "split byte chunks into lines",
             Role::Step,
-            by_building(crate::lines::Lines::new),
-            |s, _| crate::lines::Lines::new(s),
+            by_building(crate::step::lines::Lines::new),
+            |s, _| crate::step::lines::Lines::new(s),
         );
         r.add(
             "json_decode",
             "parse JSON text into the event's data",
             Role::Step,
-            by_building(crate::json::JsonDecode::new),
-            |s, _| crate::json::JsonDecode::new(s),
+            by_building(crate::step::json::JsonDecode::new),
+            |s, _| crate::step::json::JsonDecode::new(s),
         );
         r.add(
             "json_encode",
             "render the event's data as JSON text",
             Role::Step,
-            by_building(crate::json::JsonEncode::new),
-            |s, _| crate::json::JsonEncode::new(s),
+            by_building(crate::step::json::JsonEncode::new),
+            |s, _| crate::step::json::JsonEncode::new(s),
         );
         r.add(
             "set",
             "write fixed values, the host name, the receive time into fields",
             Role::Step,
-            by_building(crate::fields::SetFields::<Event>::new),
-            |s, _| crate::fields::SetFields::new(s).map(|c| c.place(Event::place)),
+            by_building(crate::step::fields::SetFields::<Event>::new),
+            |s, _| crate::step::fields::SetFields::new(s).map(|c| c.place(Event::place)),
         );
         r.add(
             "rename",
             "move fields to new paths",
             Role::Step,
-            by_building(crate::fields::Rename::new),
-            metered(&board, "rename", |s, _| crate::fields::Rename::new(s)),
+            by_building(crate::step::fields::Rename::new),
+            metered(&board, "rename", |s, _| crate::step::fields::Rename::new(s)),
         );
         r.add(
             "remove",
             "remove fields",
             Role::Step,
-            by_building(crate::fields::Remove::new),
-            metered(&board, "remove", |s, _| crate::fields::Remove::new(s)),
+            by_building(crate::step::fields::Remove::new),
+            metered(&board, "remove", |s, _| crate::step::fields::Remove::new(s)),
         );
         r.add(
             "filter",
             "keep or drop by field conditions",
             Role::Step,
-            by_building(crate::filter::Filter::new),
-            metered(&board, "filter", |s, _| crate::filter::Filter::new(s)),
+            by_building(crate::step::filter::Filter::new),
+            metered(&board, "filter", |s, _| crate::step::filter::Filter::new(s)),
         );
         r.add(
             "timestamp",
             "parse a time in a field into RFC 3339 or epoch",
             Role::Step,
-            by_building(crate::timestamp::Timestamp::new),
-            metered(&board, "timestamp", |s, _| crate::timestamp::Timestamp::new(s)),
+            by_building(crate::step::timestamp::Timestamp::new),
+            metered(&board, "timestamp", |s, _| crate::step::timestamp::Timestamp::new(s)),
         );
         r.add(
             "anonymize",
             "truncate or pseudonymize IP addresses",
             Role::Step,
-            by_building(crate::anonymize::Anonymize::new),
-            metered(&board, "anonymize", |s, _| crate::anonymize::Anonymize::new(s)),
+            by_building(crate::step::anonymize::Anonymize::new),
+            metered(&board, "anonymize", |s, _| crate::step::anonymize::Anonymize::new(s)),
         );
         r.add(
             "dedup",
             "drop repeats of a key within a time window",
             Role::Step,
-            by_building(crate::window::Dedup::new),
-            metered(&board, "dedup", |s, _| crate::window::Dedup::new(s)),
+            by_building(crate::step::window::Dedup::new),
+            metered(&board, "dedup", |s, _| crate::step::window::Dedup::new(s)),
         );
         r.add(
             "aggregate",
             "count and sum by key per time window",
             Role::Step,
-            by_building(crate::window::Aggregate::new),
-            metered(&board, "aggregate", |s, _| crate::window::Aggregate::new(s)),
+            by_building(crate::step::window::Aggregate::new),
+            metered(&board, "aggregate", |s, _| crate::step::window::Aggregate::new(s)),
         );
         r.add(
             "rate_limit",
             "at most a rate of data per key (token bucket)",
             Role::Step,
-            by_building(crate::ratelimit::RateLimit::new),
-            metered(&board, "rate_limit", |s, _| crate::ratelimit::RateLimit::new(s)),
+            by_building(crate::step::ratelimit::RateLimit::new),
+            metered(&board, "rate_limit", |s, _| crate::step::ratelimit::RateLimit::new(s)),
         );
         r.add(
             "sample",
             "keep one in N, or with a probability",
             Role::Step,
-            by_building(crate::sample::Sample::new),
-            metered(&board, "sample", |s, _| crate::sample::Sample::new(s)),
+            by_building(crate::step::sample::Sample::new),
+            metered(&board, "sample", |s, _| crate::step::sample::Sample::new(s)),
         );
         r.add(
             "stats",
             "log per-cog counters every interval, on SIGUSR1, at the end",
             Role::Step,
-            by_building(crate::stats::Stats::new),
-            crate::stats::kind(&board),
+            by_building(crate::step::stats::Stats::new),
+            crate::step::stats::kind(&board),
         );
         r.add(
             "file",
             "drain: append lines to a file (reopened on SIGHUP)",
             Role::Drain,
-            by_building(crate::file::FileDrain::new),
-            |s, _| crate::file::FileDrain::new(s),
+            by_building(crate::drain::file::FileDrain::new),
+            |s, _| crate::drain::file::FileDrain::new(s),
         );
         r.add(
             "stdout",
             "drain: write lines to standard output",
             Role::Drain,
-            by_building(crate::stdout::StdoutDrain::new),
-            |s, _| crate::stdout::StdoutDrain::new(s),
+            by_building(crate::drain::stdout::StdoutDrain::new),
+            |s, _| crate::drain::stdout::StdoutDrain::new(s),
         );
         crate::program::register(&mut r, crate::program::Functions::standard());
         r

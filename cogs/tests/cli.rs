@@ -28,7 +28,7 @@ fn the_default_decodes_json_lines_from_stdin_and_wraps_the_others() {
     assert_eq!(lines[0]["n"], 1);
     assert_eq!(lines[1]["message"], "plain text");
     assert_eq!(lines[2]["n"], 3, "the last line, without its newline, is not lost");
-    let host = tourbillon_cogs::fields::hostname();
+    let host = tourbillon_cogs::step::fields::hostname();
     for l in &lines {
         assert_eq!(l["host"], host.as_str());
         let at = l["received_at"].as_str().unwrap();

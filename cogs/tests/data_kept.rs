@@ -15,7 +15,7 @@ fn write(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
 
 /// The output with the host name and the receive times replaced by `H` and `T`.
 fn normalized(out: &[u8]) -> String {
-    let host = format!("\"host\":\"{}\"", tourbillon_cogs::fields::hostname());
+    let host = format!("\"host\":\"{}\"", tourbillon_cogs::step::fields::hostname());
     let mut s = text(out).replace(&host, "\"host\":\"H\"");
     while let Some(i) = s.find("\"received_at\":\"2") {
         let start = i + "\"received_at\":\"".len();
@@ -54,7 +54,7 @@ fn the_default_job_keeps_non_objects_and_numbers_as_written() {
     let log = logged(&out.stderr);
     assert!(
         log.contains(
-            &"WARN  tourbillon_cogs::json] -:1: JSON value is a number, not an object: kept as {\"value\": ...} \
+            &"WARN  tourbillon_cogs::step::json] -:1: JSON value is a number, not an object: kept as {\"value\": ...} \
               (more within 10s are summarized)"
                 .to_owned()
         ),
@@ -88,7 +88,7 @@ fn set_on_a_non_object_keeps_the_value_under_value_and_says_so() {
     let log = logged(&out.stderr);
     assert!(
         log.contains(
-            &"WARN  tourbillon_cogs::fields] -:1: set a.b: the data was a string, not an object: kept under `value`"
+            &"WARN  tourbillon_cogs::step::fields] -:1: set a.b: the data was a string, not an object: kept under `value`"
                 .to_owned()
         ),
         "{log:#?}"
@@ -165,7 +165,7 @@ fn a_cut_line_is_logged_with_its_file_line_and_bytes_dropped() {
     );
     let log = logged(&out.stderr);
     let line = format!(
-        "WARN  tourbillon_cogs::lines] {}:2: line longer than max_line_bytes (100): cut to 100 bytes, 900 bytes dropped \
+        "WARN  tourbillon_cogs::step::lines] {}:2: line longer than max_line_bytes (100): cut to 100 bytes, 900 bytes dropped \
          (more within 10s are summarized)",
         file.display()
     );
@@ -189,7 +189,7 @@ fn a_real_30_mb_line_is_cut_and_logged_and_the_next_line_is_whole() {
     assert!(written.ends_with(b"\nafter\n"));
     let log = logged(&out.stderr);
     let prefix = format!(
-        "WARN  tourbillon_cogs::lines] {}:1: line longer than max_line_bytes (1048576): cut to 1048576 bytes, ",
+        "WARN  tourbillon_cogs::step::lines] {}:1: line longer than max_line_bytes (1048576): cut to 1048576 bytes, ",
         file.display()
     );
     assert!(log.iter().any(|l| l.starts_with(&prefix)), "{log:#?}");

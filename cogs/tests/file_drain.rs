@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tourbillon::{Cog, Context, Escapement, Event, EventId, Exit, Finish, Fired, Next, Role, Train};
-use tourbillon_cogs::file::{FileDrain, FileDrainSettings};
-use tourbillon_cogs::stdout::{StdoutDrain, StdoutSettings};
+use tourbillon_cogs::drain::file::{FileDrain, FileDrainSettings};
+use tourbillon_cogs::drain::stdout::{StdoutDrain, StdoutSettings};
 
 mod common;
 use common::exclusive;

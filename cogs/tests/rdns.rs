@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tourbillon::{from_iter, Escapement, Event, EventId, Train};
-use tourbillon_cogs::rdns::{ReverseDns, ReverseDnsSettings};
+use tourbillon_cogs::step::rdns::{ReverseDns, ReverseDnsSettings};
 
 mod common;
 use common::exclusive;
@@ -81,7 +81,7 @@ fn dns_server(delay: Duration) -> (u16, Arc<Seen>) {
     (port, seen)
 }
 
-fn run(settings: ReverseDnsSettings, ips: &[&str]) -> (Vec<Value>, tourbillon_cogs::rdns::ReverseDnsStats) {
+fn run(settings: ReverseDnsSettings, ips: &[&str]) -> (Vec<Value>, tourbillon_cogs::step::rdns::ReverseDnsStats) {
     let events: Vec<Event> = ips
         .iter()
         .enumerate()

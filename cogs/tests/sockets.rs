@@ -10,7 +10,9 @@ use std::thread;
 use std::time::Duration;
 
 use tourbillon::{Cog, Context, Escapement, Event, Next, Role, Train};
-use tourbillon_cogs::net::{Framing, NetDrain, NetDrainSettings, NetSupply, NetSupplySettings};
+use tourbillon_cogs::drain::connect::{NetDrain, NetDrainSettings};
+use tourbillon_cogs::net::Framing;
+use tourbillon_cogs::supply::listen::{NetSupply, NetSupplySettings};
 
 mod common;
 use common::exclusive;

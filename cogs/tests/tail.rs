@@ -11,9 +11,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tourbillon::{Chain, Cog, Context, Escapement, Event, Exit, Finish, Fired, Next, Remote, Role, Train};
-use tourbillon_cogs::json::JsonDecode;
-use tourbillon_cogs::lines::{LinesSettings, Utf8};
-use tourbillon_cogs::tail::{saved_positions, ReadFrom, Tail, TailSettings, TailStats};
+use tourbillon_cogs::step::json::JsonDecode;
+use tourbillon_cogs::step::lines::{LinesSettings, Utf8};
+use tourbillon_cogs::supply::tail::{saved_positions, ReadFrom, Tail, TailSettings, TailStats};
 
 #[path = "../../tests/common/mod.rs"]
 mod common;

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tourbillon::{Escapement, Event, Exit, Train};
-use tourbillon_cogs::file::{FileDrain, FileDrainSettings};
-use tourbillon_cogs::tail::{saved_positions, Tail, TailSettings};
+use tourbillon_cogs::drain::file::{FileDrain, FileDrainSettings};
+use tourbillon_cogs::supply::tail::{saved_positions, Tail, TailSettings};
 
 const CHECKPOINT_MS: u64 = 50;
 

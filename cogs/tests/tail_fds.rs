@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use tourbillon_cogs::tail::saved_positions;
+use tourbillon_cogs::supply::tail::saved_positions;
 
 mod common;
 
@@ -295,7 +295,7 @@ mod budget {
     use proptest::prelude::*;
     use proptest::test_runner::Config;
     use tourbillon::{Cog, Context, Escapement, Event, Exit, Next, Remote, Role, Train};
-    use tourbillon_cogs::tail::{Tail, TailSettings, TailStats};
+    use tourbillon_cogs::supply::tail::{Tail, TailSettings, TailStats};
 
     use super::*;
 

@@ -1,5 +1,7 @@
-//! Sockets: the `listen` supply (TCP, Unix stream, UDP) and the `connect`
-//! drain (TCP, Unix stream).
+//! What the socket cogs share: addresses, framing and the accept pause —
+//! used by the [`listen`](crate::supply::listen) supply, the
+//! [`connect`](crate::drain::connect) drain and the
+//! [program server](crate::program::ProgramServer).
 //!
 //! Addresses are written `tcp:HOST:PORT` (or just `HOST:PORT`),
 //! `unix:/path/to.sock` and `udp:HOST:PORT`; IPv6 hosts go in brackets
@@ -15,11 +17,6 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 pub(crate) mod accept;
-mod connect;
-mod listen;
-
-pub use connect::{NetDrain, NetDrainSettings, NetDrainStats, WhenFull};
-pub use listen::{NetSupply, NetSupplySettings, NetSupplyStats};
 
 /// Where to listen or connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,7 +187,7 @@ impl Deframer {
     }
 }
 
-fn strip_cr(line: &[u8]) -> &[u8] {
+pub(crate) fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 

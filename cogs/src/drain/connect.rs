@@ -16,7 +16,7 @@ use mio::net::{TcpStream, UnixStream};
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, EventId, FdId, Finish, Fired, Getter, Interest, Next, Role, TimerId};
 
-use super::{Address, Framing};
+use crate::net::{Address, Framing};
 use crate::{Counter, Error};
 
 /// What [`NetDrain`] does when its buffer is full.

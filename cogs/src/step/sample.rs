@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Next, Setter};
 
-use crate::fields::{check_path, Access, FieldKey};
-use crate::stats::{Meter, Metered};
+use crate::step::fields::{check_path, Access, FieldKey};
+use crate::step::stats::{Meter, Metered};
 use crate::Error;
 
 /// Settings of [`Sample`]: give `one_in` or `probability`.

@@ -105,7 +105,7 @@ pub(crate) fn search(saved: &Positions, watched: impl IntoIterator<Item = PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tail::Position;
+    use crate::supply::tail::Position;
 
     fn saved_as(path: &Path, real: Option<&Path>) -> (Positions, (u64, u64)) {
         let m = std::fs::metadata(path).unwrap();

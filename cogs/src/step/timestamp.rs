@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
 
-use crate::fields::{check_path, Access};
-use crate::stats::{Meter, Metered};
+use crate::step::fields::{check_path, Access};
+use crate::step::stats::{Meter, Metered};
 use crate::Error;
 
 /// An instant as seconds and nanoseconds since 1970-01-01 UTC (seconds may
@@ -513,7 +513,7 @@ fn format_of(text: &str) -> Result<Format, String> {
 /// Parses `text` as `format` (a name or pattern, as in the settings).
 ///
 /// ```
-/// use tourbillon_cogs::timestamp::parse;
+/// use tourbillon_cogs::step::timestamp::parse;
 ///
 /// let t = parse("%d/%b/%Y:%H:%M:%S %z", "10/Oct/2000:13:55:36 -0700").unwrap().unwrap();
 /// assert_eq!(t.rfc3339(0), "2000-10-10T20:55:36Z");

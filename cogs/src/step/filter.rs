@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Getter, Next};
 
-use crate::fields::{check_path, Access};
-use crate::stats::{Meter, Metered};
+use crate::step::fields::{check_path, Access};
+use crate::step::stats::{Meter, Metered};
 use crate::Error;
 
 /// What [`Filter`] does with data that match.

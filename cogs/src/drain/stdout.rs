@@ -1,7 +1,7 @@
 //! [`StdoutDrain`]: writes each datum's bytes, plus a newline, to standard
 //! output (or standard error, or any writer).
 //!
-//! Buffered like the [file drain](crate::file): written when the buffer is
+//! Buffered like the [file drain](crate::drain::file): written when the buffer is
 //! full and at the end of every burst, taking the stream's lock once per
 //! write rather than per datum; a datum is reported `event_done` once its
 //! bytes are written. A broken pipe (the reader went away: `| head`) is
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tourbillon::accessor::Getter;
 use tourbillon::{Cog, Context, Event, Finish, Fired, Next, Role};
 
-use crate::file::{Batch, Schedule, FLUSH, RETRY};
+use crate::drain::file::{Batch, Schedule, FLUSH, RETRY};
 use crate::Error;
 
 /// Which standard stream [`StdoutDrain`] writes to.

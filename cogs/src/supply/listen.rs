@@ -12,8 +12,8 @@ use mio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, FdId, Finish, Fired, Interest, Next, Role, TimerId};
 
-use super::accept::AcceptPause;
-use super::{Address, Deframer, Framing};
+use crate::net::accept::AcceptPause;
+use crate::net::{Address, Deframer, Framing};
 use crate::{Counter, Error, LogThrottle, Verdict};
 
 /// Settings of [`NetSupply`].
@@ -433,7 +433,7 @@ impl NetSupply {
                     match self.settings.framing {
                         Framing::Length => frames.push(data),
                         Framing::Newline => {
-                            frames.extend(data.split(|&b| b == b'\n').map(super::strip_cr));
+                            frames.extend(data.split(|&b| b == b'\n').map(crate::net::strip_cr));
                             if data.ends_with(b"\n") {
                                 frames.pop();
                             }

@@ -21,7 +21,7 @@
 //! intercept, so only the cog itself knows its `out` and `dropped`.
 //!
 //! ```
-//! use tourbillon_cogs::stats::{Board, Meter};
+//! use tourbillon_cogs::step::stats::{Board, Meter};
 //!
 //! let board = Board::default();
 //! let meter = Meter::default();

@@ -129,7 +129,7 @@ pub struct LineFlags {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use tourbillon_cogs::lines::{CutLog, LineSplitter, LinesSettings};
+/// use tourbillon_cogs::step::lines::{CutLog, LineSplitter, LinesSettings};
 ///
 /// let settings = LinesSettings { max_line_bytes: 4, ..LinesSettings::default() };
 /// let mut split = LineSplitter::new(&settings).unwrap();
@@ -216,7 +216,7 @@ impl CutLog {
 /// copied, to be held until the next chunk.
 ///
 /// ```
-/// use tourbillon_cogs::lines::{LineSplitter, LinesSettings};
+/// use tourbillon_cogs::step::lines::{LineSplitter, LinesSettings};
 ///
 /// let mut split = LineSplitter::new(&LinesSettings::default()).unwrap();
 /// let mut lines = Vec::new();

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tourbillon::accessor::{Json, Path};
 use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
 
-use crate::stats::{Meter, Metered};
+use crate::step::stats::{Meter, Metered};
 use crate::Error;
 
 type GetFor<D> = dyn Fn(&str) -> Getter<D, Value> + Send + Sync;
@@ -28,12 +28,12 @@ type PutFor<D> = dyn Fn(&str) -> Setter<D, Option<Value>> + Send + Sync;
 ///
 /// [`Access::json`] addresses JSON data by dotted path or JSON pointer;
 /// [`Access::event`] does the same in an [`Event`]'s `data` and counts its
-/// raw bytes for [stats](crate::stats). Other data shapes give their own
+/// raw bytes for [stats](crate::step::stats). Other data shapes give their own
 /// functions to [`Access::new`].
 ///
 /// ```
 /// use serde_json::json;
-/// use tourbillon_cogs::fields::Access;
+/// use tourbillon_cogs::step::fields::Access;
 ///
 /// let access = Access::<serde_json::Value>::json();
 /// let put = access.writer("a.b");
@@ -283,7 +283,7 @@ pub fn hostname() -> String {
 
 /// Formats a time as RFC 3339 UTC with milliseconds.
 pub fn rfc3339(t: SystemTime) -> String {
-    crate::timestamp::Time::from_system(t).rfc3339(3)
+    crate::step::timestamp::Time::from_system(t).rfc3339(3)
 }
 
 impl<D: Json> SetFields<D> {
@@ -342,7 +342,7 @@ fn make_room(mut v: &mut Value, path: &Path) -> Option<String> {
                     0 => "the data".to_owned(),
                     n => format!("`{}`", path.parts()[..n].join(".")),
                 };
-                found = Some(format!("{what} was {}", crate::json::kind_name(&old)));
+                found = Some(format!("{what} was {}", crate::step::json::kind_name(&old)));
             }
             *v = Value::Object(serde_json::Map::from_iter([(KEPT_UNDER.to_owned(), old)]));
         }

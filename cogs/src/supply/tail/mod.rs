@@ -89,7 +89,7 @@
 //! [`read_bytes_per_turn`](TailSettings::read_bytes_per_turn) each before
 //! the others get theirs, so one busy file cannot starve the rest. While a
 //! cog downstream is congested nothing is read (nothing is dropped either),
-//! until it says it has room again. Lines are split as the [`lines`](crate::lines)
+//! until it says it has room again. Lines are split as the [`lines`](crate::step::lines)
 //! cog does (maximum length, `\r\n`, UTF-8 policy); a last line without its
 //! newline is held until the newline comes, and emitted at finish or after
 //! [`partial_line_idle_ms`](TailSettings::partial_line_idle_ms).
@@ -100,8 +100,8 @@
 //!
 //! ```no_run
 //! use tourbillon::{Escapement, Event, Train};
-//! use tourbillon_cogs::stdout::StdoutDrain;
-//! use tourbillon_cogs::tail::{Tail, TailSettings};
+//! use tourbillon_cogs::drain::stdout::StdoutDrain;
+//! use tourbillon_cogs::supply::tail::{Tail, TailSettings};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let settings = TailSettings {
@@ -146,7 +146,7 @@ use self::limits::{out_of_fds, Budget, Pending, Snapshot, Trouble, Want};
 pub use self::position::Position;
 use self::position::{Acks, Change, Delivered, Mark, Positions, Saved};
 use self::tracked::{compatible, read_full_at, Check, Resume, Suspect, Tracked};
-use crate::lines::{CutLog, LineFlags, LinesSettings};
+use crate::step::lines::{CutLog, LineFlags, LinesSettings};
 use crate::{Counter, Error};
 
 /// Where to start reading a file the checkpoint does not know, among those

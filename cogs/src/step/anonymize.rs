@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
 
-use crate::fields::{check_path, Access};
-use crate::stats::{Meter, Metered};
+use crate::step::fields::{check_path, Access};
+use crate::step::stats::{Meter, Metered};
 use crate::Error;
 
 /// How [`Anonymize`] hides addresses.
@@ -175,7 +175,7 @@ impl AnonymizeSettings {
 ///
 /// ```
 /// use std::net::Ipv4Addr;
-/// use tourbillon_cogs::anonymize::CryptoPan;
+/// use tourbillon_cogs::step::anonymize::CryptoPan;
 ///
 /// let pan = CryptoPan::new(&[7; 32]);
 /// let a = pan.ipv4(Ipv4Addr::new(192, 0, 2, 1));

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, Next};
 
-use crate::fields::{Access, FieldKey};
-use crate::stats::{Meter, Metered};
+use crate::step::fields::{Access, FieldKey};
+use crate::step::stats::{Meter, Metered};
 use crate::Error;
 
 /// A token bucket.
@@ -56,7 +56,7 @@ impl Bucket {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use tourbillon_cogs::ratelimit::Buckets;
+/// use tourbillon_cogs::step::ratelimit::Buckets;
 ///
 /// let mut b = Buckets::new(1.0, 2.0, 100); // one a second, bursts of two
 /// let t0 = Instant::now();

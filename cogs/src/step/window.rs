@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Getter, Next, Setter};
 
-use crate::fields::{check_path, Access, FieldKey};
-use crate::stats::{Meter, Metered};
+use crate::step::fields::{check_path, Access, FieldKey};
+use crate::step::stats::{Meter, Metered};
 use crate::Error;
 
 /// The keys seen within a window, oldest first: the bookkeeping of [`Dedup`].
@@ -38,7 +38,7 @@ use crate::Error;
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use tourbillon_cogs::window::Seen;
+/// use tourbillon_cogs::step::window::Seen;
 ///
 /// let mut seen = Seen::new(Duration::from_secs(10), 1000);
 /// let t0 = Instant::now();
