@@ -13,7 +13,8 @@ use tourbillon::{Context, FdId, Fired, Interest, Next, TimerId};
 
 use super::function::{Call, Flow, Functions, Reply, ReplyMsg, Resume, StepFn, StepResult};
 use super::journal::{Delta, Journal, Logged, Runs};
-use super::spec::{resolve, HookSpec, PlanStep, ProgramSpec, Recovery, Spec};
+use super::template::resolve;
+use super::spec::{HookSpec, PlanStep, ProgramSpec, Recovery, Spec};
 use crate::Counter;
 
 /// Keys of the bindings the engine makes in its host cog: this bit set.

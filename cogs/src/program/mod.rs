@@ -117,6 +117,7 @@ mod function;
 mod journal;
 mod server;
 mod spec;
+mod template;
 
 pub use cli::{call, call_command, exit_status, register, serve_config};
 pub use cog::{ProgramCog, ProgramSettings};
