@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::engine::{status, write_response};
 use super::function::Functions;
+use super::wire::{status, write_response};
 use super::{ProgramCog, ProgramServer};
 use crate::net::Address;
 use crate::registry::Registry;

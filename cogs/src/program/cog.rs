@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Finish, Fired, Next};
 
-use super::engine::{rejection, Answer, Engine, ProgramStats, Request, ENGINE_KEYS};
+use super::engine::{Answer, Engine, ProgramStats, ENGINE_KEYS};
 use super::function::Functions;
 use super::spec::Spec;
+use super::wire::{rejection, Request};
 use crate::Error;
 
 /// Settings of [`ProgramCog`].

@@ -6,108 +6,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::{json, Map, Value};
-use tourbillon::{Context, FdId, Fired, Interest, Next, TimerId};
+use tourbillon::{Context, Fired, Interest, Next};
 
-use super::function::{Call, Flow, Functions, Reply, ReplyMsg, Resume, StepFn, StepResult};
+use super::function::{Call, Flow, Functions, Reply, ReplyMsg, StepResult};
 use super::journal::{Delta, Journal, Logged, Runs};
-use super::template::resolve;
+use super::run::{lock_key, Exec, Run, Task, Waiting, Wake};
 use super::spec::{HookSpec, PlanStep, ProgramSpec, Recovery, Spec};
+use super::template::resolve;
+use super::wire::{rejection, status, Request};
 use crate::Counter;
 
 /// Keys of the bindings the engine makes in its host cog: this bit set.
 pub(crate) const ENGINE_KEYS: u64 = 1 << 62;
 /// The key replies from other threads arrive with.
 const MSG_KEY: u64 = ENGINE_KEYS;
-
-/// The statuses of a response.
-pub mod status {
-    /// Every step succeeded.
-    pub const OK: &str = "ok";
-    /// A step failed and no rectifier had anything to undo.
-    pub const FAILED: &str = "failed";
-    /// A step failed and the rectifiers of the steps done before it ran.
-    pub const COMPENSATED: &str = "compensated";
-    /// A step failed and a rectifier failed too: effects may remain.
-    pub const COMPENSATION_FAILED: &str = "compensation_failed";
-    /// The request was not run: malformed, too large, unknown program, invalid input.
-    pub const REJECTED: &str = "rejected";
-}
-
-/// A request to run a program: `{"id": ANY, "program": NAME, "data": {...}}`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Request {
-    /// Echoed in the response (`null` when absent).
-    pub id: Value,
-    /// The program to run.
-    pub program: String,
-    /// The data pool the run starts from, checked against the program's `args`.
-    pub data: Value,
-}
-
-impl Request {
-    /// Decodes one request line. On error, the id (if one could be read)
-    /// and what is wrong.
-    pub fn decode(bytes: &[u8]) -> Result<Request, (Value, String)> {
-        let v: Value =
-            serde_json::from_slice(bytes).map_err(|e| (Value::Null, format!("request is not valid JSON: {e}")))?;
-        Request::from_value(v)
-    }
-
-    /// Reads a request from JSON already parsed.
-    pub fn from_value(v: Value) -> Result<Request, (Value, String)> {
-        let Value::Object(mut m) = v else {
-            return Err((Value::Null, "request must be a JSON object".into()));
-        };
-        let id = m.remove("id").unwrap_or(Value::Null);
-        if let Some(k) = m.keys().find(|k| !matches!(k.as_str(), "program" | "data")) {
-            return Err((id, format!("unknown request field `{k}` (fields: id, program, data)")));
-        }
-        let program = match m.remove("program") {
-            Some(Value::String(p)) => p,
-            Some(_) => return Err((id, "`program` must be a string".into())),
-            None => return Err((id, "`program` is required".into())),
-        };
-        let data = m.remove("data").unwrap_or(Value::Null);
-        Ok(Request { id, program, data })
-    }
-}
-
-/// A response without a run: `rejected`, with why.
-pub fn rejection(id: Value, message: impl Into<String>) -> Value {
-    json!({
-        "id": id,
-        "status": status::REJECTED,
-        "outputs": {},
-        "error": { "step": null, "message": message.into() },
-        "trace": [],
-    })
-}
-
-/// Writes a response as one line of JSON with its fields in the documented
-/// order: `id`, `status`, `outputs`, `error`, `trace`.
-pub fn write_response(out: &mut Vec<u8>, response: &Value) {
-    #[derive(serde::Serialize)]
-    struct Ordered<'a> {
-        id: &'a Value,
-        status: &'a Value,
-        outputs: &'a Value,
-        error: &'a Value,
-        trace: &'a Value,
-    }
-    let ordered = Ordered {
-        id: &response["id"],
-        status: &response["status"],
-        outputs: &response["outputs"],
-        error: &response["error"],
-        trace: &response["trace"],
-    };
-    // Serializing borrowed Values into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &ordered);
-    out.push(b'\n');
-}
 
 /// What a program host counted; clones share the counts.
 #[derive(Clone, Debug, Default)]
@@ -134,59 +48,6 @@ pub struct ProgramStats {
 pub(crate) struct Answer {
     pub(crate) tag: Option<u64>,
     pub(crate) response: Value,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Task {
-    Step(usize),
-    /// Rectifier `.1` of plan step `.0`.
-    Rectify(usize, usize),
-}
-
-enum Waiting {
-    Timer(TimerId),
-    Fd(FdId),
-    Reply,
-    Retry(TimerId),
-}
-
-/// One hook being run: its attempts, and what it waits on.
-struct Exec {
-    task: Task,
-    hook: Arc<HookSpec>,
-    func: Option<Arc<StepFn>>,
-    args: Map<String, Value>,
-    attempt: u32,
-    started: Instant,
-    resume: Option<Resume>,
-    wait: Option<(u64, Waiting)>,
-    timeout: Option<(u64, TimerId)>,
-    result: Option<StepResult>,
-}
-
-struct Run {
-    id: u64,
-    tag: Option<u64>,
-    request: Value,
-    program: Arc<ProgramSpec>,
-    pool: Map<String, Value>,
-    trace: Vec<Value>,
-    lock: Option<String>,
-    next: usize,
-    done: Vec<usize>,
-    compensating: bool,
-    queue: VecDeque<(usize, usize)>,
-    failure: Option<(String, String)>,
-    rect_failure: Option<(String, String)>,
-    rectified: bool,
-    abandoned: bool,
-    exec: Option<Exec>,
-}
-
-enum Wake {
-    Timer,
-    Fd,
-    Reply(StepResult),
 }
 
 /// The runs of one host cog.
@@ -935,13 +796,4 @@ impl Engine {
         }
         self.out.push(Answer { tag, response });
     }
-}
-
-/// The value of a program's lock argument, as the lock's name.
-fn lock_key(program: &ProgramSpec, pool: &Map<String, Value>) -> Option<String> {
-    let arg = program.lock.as_ref()?;
-    Some(match pool.get(arg)? {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    })
 }

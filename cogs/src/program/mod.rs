@@ -115,13 +115,16 @@ mod cog;
 mod engine;
 mod function;
 mod journal;
+mod run;
 mod server;
 mod spec;
 mod template;
+mod wire;
 
 pub use cli::{call, call_command, exit_status, register, serve_config};
 pub use cog::{ProgramCog, ProgramSettings};
-pub use engine::{rejection, status, write_response, ProgramStats, Request};
+pub use engine::ProgramStats;
 pub use function::{Call, Flow, Functions, Reply, Resume, StepFn, StepResult};
 pub use server::{ProgramServer, ProgramServerSettings, ServerStats};
 pub use spec::{ArgSpec, ArgType, Format, HookSpec, PlanStep, ProgramSpec, Recovery, Spec, SpecError, SpecErrors};
+pub use wire::{rejection, status, write_response, Request};

@@ -16,8 +16,9 @@ use serde_json::Value;
 use tourbillon::{Cog, Context, Event, FdId, Finish, Fired, Interest, Next, Role, TimerId};
 
 use super::cog::engine;
-use super::engine::{rejection, write_response, Answer, Engine, ProgramStats, Request, ENGINE_KEYS};
+use super::engine::{Answer, Engine, ProgramStats, ENGINE_KEYS};
 use super::function::Functions;
+use super::wire::{rejection, write_response, Request};
 use crate::net::accept::AcceptPause;
 use crate::net::Address;
 use crate::{Counter, Error};

@@ -130,4 +130,3 @@ mod tests {
             .contains("nope"));
     }
 }
-

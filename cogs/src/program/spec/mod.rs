@@ -19,7 +19,6 @@ use node::Node;
 mod check;
 mod node;
 
-
 /// The type of an argument or output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArgType {
