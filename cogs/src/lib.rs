@@ -68,6 +68,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod access;
 pub mod app;
 pub mod config;
 pub mod daemon;
@@ -80,6 +81,7 @@ pub mod registry;
 pub mod setting;
 pub mod step;
 pub mod supply;
+pub mod time;
 
 /// What can go wrong when building the cogs of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,9 @@
-//! The `timestamp` cog: parses a time out of a field and writes it back as
-//! RFC 3339 (UTC) or as epoch seconds or milliseconds.
+//! Reading and writing times, shared by the cogs: [`Time`] (seconds and
+//! nanoseconds since 1970, UTC), civil dates, RFC 3339, epoch numbers in
+//! any unit and strftime-like patterns ([`parse`]).
 //!
-//! Formats are tried in the order given:
+//! The formats a text is read with:
+//!
 //!
 //! | format | reads |
 //! |---|---|
@@ -20,16 +22,9 @@
 //! year (`%Y`, `%F` or `%s`); without an offset the time is taken as UTC.
 //! Apache's `%d/%b/%Y:%H:%M:%S %z` reads `10/Oct/2000:13:55:36 -0700`.
 
-use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
-
-use crate::step::fields::{check_path, Access};
-use crate::step::stats::{Meter, Metered};
-use crate::Error;
 
 /// An instant as seconds and nanoseconds since 1970-01-01 UTC (seconds may
 /// be negative; nanoseconds are always in `0..1e9`).
@@ -339,7 +334,7 @@ fn float_nanos(f: f64, unit: i128) -> Option<i128> {
 
 /// One step of a pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Item {
+pub(crate) enum Item {
     Literal(u8),
     Spaces,
     Year,
@@ -477,14 +472,15 @@ fn pattern(items: &[Item], text: &str) -> Option<Time> {
 
 /// One way to read a time; see the [module docs](self).
 #[derive(Clone, Debug)]
-enum Format {
+pub(crate) enum Format {
     Rfc3339,
     Epoch(i128),
     Pattern(Vec<Item>),
 }
 
 impl Format {
-    fn parse(&self, v: &Value) -> Option<Time> {
+    /// The time `v` holds in this format, if it holds one.
+    pub(crate) fn parse(&self, v: &Value) -> Option<Time> {
         match self {
             Format::Rfc3339 => rfc3339(v.as_str()?),
             Format::Epoch(unit) => epoch(v, *unit),
@@ -493,7 +489,8 @@ impl Format {
     }
 }
 
-fn format_of(text: &str) -> Result<Format, String> {
+/// The format a setting names (`rfc3339`, `epoch_millis`, a `%` pattern).
+pub(crate) fn format_of(text: &str) -> Result<Format, String> {
     Ok(match text {
         "rfc3339" => Format::Rfc3339,
         "epoch_secs" => Format::Epoch(1_000_000_000),
@@ -513,7 +510,7 @@ fn format_of(text: &str) -> Result<Format, String> {
 /// Parses `text` as `format` (a name or pattern, as in the settings).
 ///
 /// ```
-/// use tourbillon_cogs::step::timestamp::parse;
+/// use tourbillon_cogs::time::parse;
 ///
 /// let t = parse("%d/%b/%Y:%H:%M:%S %z", "10/Oct/2000:13:55:36 -0700").unwrap().unwrap();
 /// assert_eq!(t.rfc3339(0), "2000-10-10T20:55:36Z");
@@ -521,191 +518,6 @@ fn format_of(text: &str) -> Result<Format, String> {
 /// ```
 pub fn parse(format: &str, text: &str) -> Result<Option<Time>, String> {
     Ok(format_of(format)?.parse(&Value::String(text.to_owned())))
-}
-
-/// How [`Timestamp`] writes the time it read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Output {
-    /// RFC 3339 in UTC, with the fraction digits the time needs (none, 3,
-    /// 6 or 9): `2024-03-01T11:00:00.250Z`. The default.
-    #[default]
-    Rfc3339,
-    /// Whole seconds since the epoch (a JSON integer, rounded down).
-    EpochSecs,
-    /// Whole milliseconds since the epoch (a JSON integer, rounded down).
-    EpochMillis,
-}
-
-impl fmt::Display for Output {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Output::Rfc3339 => "rfc3339",
-            Output::EpochSecs => "epoch_secs",
-            Output::EpochMillis => "epoch_millis",
-        })
-    }
-}
-
-/// What [`Timestamp`] does with a datum whose field holds no time it can
-/// read (a missing field is left alone and not counted).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnInvalid {
-    /// Pass it on untouched (counted as an error). The default.
-    #[default]
-    Pass,
-    /// Drop it (counted as an error and dropped; reported done).
-    Drop,
-}
-
-/// Settings of [`Timestamp`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TimestampSettings {
-    /// The field path to read. Default `"timestamp"`.
-    pub field: String,
-    /// The field path to write; default none: `field` itself.
-    pub target: Option<String>,
-    /// Formats to try in order (see the [module docs](self)). Default
-    /// `["rfc3339", "epoch_secs"]`.
-    pub formats: Vec<String>,
-    /// `"rfc3339"` (default), `"epoch_secs"` or `"epoch_millis"`.
-    pub output: Output,
-    /// A field that holds no readable time: `"pass"` (default) or `"drop"`.
-    pub on_invalid: OnInvalid,
-}
-
-impl Default for TimestampSettings {
-    fn default() -> Self {
-        TimestampSettings {
-            field: "timestamp".into(),
-            target: None,
-            formats: vec!["rfc3339".into(), "epoch_secs".into()],
-            output: Output::Rfc3339,
-            on_invalid: OnInvalid::Pass,
-        }
-    }
-}
-
-impl TimestampSettings {
-    /// Checks the values; the error names the key.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.compile().map(|_| ())
-    }
-
-    fn compile(&self) -> Result<Vec<Format>, Error> {
-        check_path("field", &self.field)?;
-        if let Some(t) = &self.target {
-            check_path("target", t)?;
-        }
-        if self.formats.is_empty() {
-            return Err(Error::setting("formats", "at least one format"));
-        }
-        self.formats
-            .iter()
-            .enumerate()
-            .map(|(i, f)| format_of(f).map_err(|m| Error::setting(&format!("formats[{i}]"), m)))
-            .collect()
-    }
-}
-
-/// Parses the time in a field; see the [module docs](self) and [`TimestampSettings`].
-pub struct Timestamp<D = Event> {
-    settings: TimestampSettings,
-    formats: Vec<Format>,
-    field: Getter<D, Value>,
-    target: Setter<D, Option<Value>>,
-    access: Access<D>,
-    meter: Meter,
-}
-
-impl<D> fmt::Debug for Timestamp<D> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Timestamp")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Timestamp<Event> {
-    /// A `timestamp` cog for events.
-    pub fn new(settings: TimestampSettings) -> Result<Self, Error> {
-        Timestamp::with_access(settings, Access::event())
-    }
-}
-
-impl<D: 'static> Timestamp<D> {
-    /// A `timestamp` cog reaching fields through `access`.
-    pub fn with_access(settings: TimestampSettings, access: Access<D>) -> Result<Self, Error> {
-        let formats = settings.compile()?;
-        let field = access.getter(&settings.field);
-        let target = access.writer(settings.target.as_deref().unwrap_or(&settings.field));
-        Ok(Timestamp {
-            settings,
-            formats,
-            field,
-            target,
-            access,
-            meter: Meter::default(),
-        })
-    }
-
-    /// The time in a value, by the first format that reads it.
-    pub fn read(&self, v: &Value) -> Option<Time> {
-        self.formats.iter().find_map(|f| f.parse(v))
-    }
-
-    fn render(&self, t: Time) -> Value {
-        match self.settings.output {
-            Output::Rfc3339 => Value::String(t.rfc3339_auto()),
-            Output::EpochSecs => Value::from(t.secs),
-            Output::EpochMillis => Value::from(t.as_millis()),
-        }
-    }
-}
-
-impl<D: 'static> Metered for Timestamp<D> {
-    fn meter(&self) -> Meter {
-        self.meter.clone()
-    }
-}
-
-impl<D: 'static> Cog<D> for Timestamp<D> {
-    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
-        self.meter.took(self.access.size(&datum));
-        let read = self.field.get(&datum).map(|v| self.read(v));
-        let datum = match read {
-            None => datum,
-            Some(Some(t)) => {
-                let v = self.render(t);
-                self.target.set(datum, Some(v))
-            }
-            Some(None) => {
-                self.meter.error();
-                if self.settings.on_invalid == OnInvalid::Drop {
-                    return self.meter.discard(&datum, ctx);
-                }
-                datum
-            }
-        };
-        self.meter.emit(datum, ctx)
-    }
-
-    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "timestamp {} [{}] -> {} as {}",
-            self.settings.field,
-            self.settings.formats.join(", "),
-            self.settings.target.as_deref().unwrap_or(&self.settings.field),
-            self.settings.output
-        )?;
-        if self.settings.on_invalid == OnInvalid::Drop {
-            f.write_str(" on_invalid=drop")?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -785,20 +597,5 @@ mod tests {
         );
         assert_eq!(p("%s", "86400").as_deref(), Some("1970-01-02T00:00:00Z"));
         assert_eq!(p("%F", "2024-03-01 trailing"), None);
-    }
-
-    #[test]
-    fn bad_patterns_are_refused_with_their_position() {
-        let s = TimestampSettings {
-            formats: vec!["rfc3339".into(), "%Y-%Q".into()],
-            ..TimestampSettings::default()
-        };
-        let e = s.validate().unwrap_err().to_string();
-        assert!(e.starts_with("formats[1]: unknown directive `%Q`"), "{e}");
-        let s = TimestampSettings {
-            formats: vec!["%H:%M".into()],
-            ..TimestampSettings::default()
-        };
-        assert!(s.validate().unwrap_err().to_string().contains("needs a year"));
     }
 }

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
 
-use crate::step::fields::{check_path, Access};
+use crate::access::{check_path, Access};
 use crate::step::stats::{Meter, Metered};
 use crate::Error;
 

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Getter, Next};
 
-use crate::step::fields::{check_path, Access};
+use crate::access::{check_path, Access};
 use crate::step::stats::{Meter, Metered};
 use crate::Error;
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, Next};
 
-use crate::step::fields::{Access, FieldKey};
+use crate::access::{Access, FieldKey};
 use crate::step::stats::{Meter, Metered};
 use crate::Error;
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Next, Setter};
 
-use crate::step::fields::{check_path, Access, FieldKey};
+use crate::access::{check_path, Access, FieldKey};
 use crate::step::stats::{Meter, Metered};
 use crate::Error;
 

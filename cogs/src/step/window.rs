@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Getter, Next, Setter};
 
-use crate::step::fields::{check_path, Access, FieldKey};
+use crate::access::{check_path, Access, FieldKey};
 use crate::step::stats::{Meter, Metered};
 use crate::Error;
 
