@@ -3,30 +3,10 @@
 use std::fmt;
 
 use crate::context::{Context, Next};
+use crate::core::Core;
 use crate::event::EventId;
+use crate::role::Role;
 use crate::sources::Fired;
-use crate::Core;
-
-/// What a cog is for; the train counts supplies to know when all are exhausted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Brings data in by binding to loop events (files, sockets, timers).
-    Supply,
-    /// Takes one datum and yields none, one or many.
-    Step,
-    /// Writes data out; reports `event_done` once it is written.
-    Drain,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(match self {
-            Role::Supply => "supply",
-            Role::Step => "step",
-            Role::Drain => "drain",
-        })
-    }
-}
 
 /// How a cog answers `finish`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

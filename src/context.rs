@@ -9,12 +9,13 @@ use inotify::WatchMask;
 use mio::Interest;
 
 use crate::accessor::IdGetter;
-use crate::capture::Tap;
-use crate::core::{Broadcast, CogPhase, Notice};
+use crate::core::{Broadcast, CogPhase, Core, Notice};
+use crate::error::Error;
 use crate::event::EventId;
+use crate::recorder::Tap;
+use crate::remote::CogRemote;
 use crate::sources::timer::later;
-use crate::sources::{CogAddr, CogRemote, FdId, ImmediateId, SignalId, Target, TimerId, WatchId};
-use crate::{Core, Error};
+use crate::sources::{CogAddr, FdId, ImmediateId, SignalId, Target, TimerId, WatchId};
 
 /// What follows a cog in its train: where [`Context::emit`] sends data.
 ///
@@ -27,7 +28,7 @@ pub trait Next<D> {
 }
 
 /// What every cog of a train shares: the train's index, id accessor and,
-/// if it is captured, the capture's tap.
+/// if it is recorded, the recorder's tap.
 pub struct TrainShared<D> {
     pub(crate) index: u32,
     pub(crate) ids: Option<IdGetter<D>>,
@@ -71,8 +72,8 @@ pub struct Context<'a, D, N: ?Sized> {
     pub(crate) next: &'a mut N,
     pub(crate) train: &'a TrainShared<D>,
     pub(crate) cog: u32,
-    /// The capture's tap, in a supply's own callbacks when the train is
-    /// captured: what it emits there is recorded. `None` everywhere else,
+    /// The recorder's tap, in a supply's own callbacks when the train is
+    /// recorded: what it emits there is recorded. `None` everywhere else,
     /// `process` included (a supply passing on what reached it), so the
     /// check in `emit` folds away where nothing is captured.
     tap: Option<&'a Tap<D>>,
@@ -91,7 +92,7 @@ impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
     }
 
     /// The context of a callback other than `process`: a supply's emits
-    /// are captured if its train is.
+    /// are recorded if its train is.
     #[inline]
     pub(crate) fn callback(
         core: &'a mut Core,
@@ -113,7 +114,7 @@ impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
     #[inline]
     pub fn emit(&mut self, datum: D) {
         if let Some(tap) = self.tap {
-            tap.input(self.cog, &datum, self.train, self.core);
+            self.core.tap(tap, true, self.cog, &datum, self.train.ids.as_ref());
         }
         self.next.push(datum, self.core, self.train)
     }

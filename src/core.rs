@@ -9,21 +9,25 @@ use inotify::WatchMask;
 use mio::unix::SourceFd;
 use mio::Interest;
 
-use crate::capture::CaptureWriter;
+use crate::accessor::IdGetter;
+use crate::error::Error;
 use crate::event::EventId;
+use crate::recorder::{Recorder, Seen, Tap};
 use crate::sources::fd::FdSlot;
 use crate::sources::immediate::Immediates;
-use crate::sources::remote::Inbox;
+use crate::sources::inbox::Inbox;
 use crate::sources::signals::SignalSources;
 use crate::sources::timer::{later, Timers};
 use crate::sources::watch::Watches;
 use crate::sources::{
-    CogAddr, FdId, Fired, ImmediateId, Ready, Remote, SignalId, Target, TimerId, WatchEvent, WatchId,
+    CogAddr, FdId, Fired, ImmediateId, Ready, SignalId, Target, TimerId, WatchEvent, WatchId,
 };
 use crate::token::{Key, Slab};
-use crate::Error;
 
 pub(crate) type Callback = Box<dyn FnMut(&mut Core, Fired)>;
+
+/// Work another thread hands in through a [`Remote`](crate::Remote).
+pub(crate) type Task = Box<dyn FnOnce(&mut Core) + Send>;
 
 /// Where the loop is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +129,7 @@ pub struct Core {
     pub(crate) immediates: Immediates,
     pub(crate) watches: Watches,
     pub(crate) signals: SignalSources,
-    pub(crate) inbox: Inbox,
+    pub(crate) inbox: Inbox<Task>,
     pub(crate) calls: Slab<Option<Callback>>,
     pub(crate) notices: VecDeque<(u32, Notice)>,
     pub(crate) phase: Phase,
@@ -136,8 +140,8 @@ pub struct Core {
     /// How many timers fired at one instant (not counting those of supplies
     /// a replay swaps out): a capture records where data fell among them.
     pub(crate) fired: (Instant, u32),
-    /// The capture being written, if the escapement captures.
-    pub(crate) capture: Option<CaptureWriter>,
+    /// The recorder told of trains and data, if the escapement records.
+    pub(crate) recorder: Option<Box<dyn Recorder>>,
     /// The last event id minted.
     pub(crate) next_id: u64,
 }
@@ -151,7 +155,7 @@ impl std::fmt::Debug for Core {
             .field("watches", &self.watches.slots.len())
             .field("inotify", &self.inotify())
             .field("clock", &self.clock)
-            .field("capture", &self.capture)
+            .field("recorder", &self.recorder)
             .finish_non_exhaustive()
     }
 }
@@ -161,7 +165,7 @@ impl Core {
         registry: mio::Registry,
         watches: Watches,
         signals: SignalSources,
-        inbox: Inbox,
+        inbox: Inbox<Task>,
         finish_deadline: Duration,
         clock: Clock,
     ) -> Core {
@@ -181,7 +185,7 @@ impl Core {
             finish_deadline,
             fired: (clock.now(), 0),
             clock,
-            capture: None,
+            recorder: None,
             next_id: 0,
         }
     }
@@ -226,11 +230,6 @@ impl Core {
         if self.phase == Phase::Running {
             self.finish_requested = true;
         }
-    }
-
-    /// A handle other threads use to run work on this loop.
-    pub fn remote(&self) -> Remote {
-        self.inbox.remote.clone()
     }
 
     // ---- closure bindings ------------------------------------------------
@@ -419,6 +418,33 @@ impl Core {
     /// the second stays within a constant factor of the first.
     pub fn timer_counts(&self) -> (usize, usize) {
         (self.timers.live(), self.timers.heap_len())
+    }
+
+    // ---- recording -------------------------------------------------------
+
+    /// Tells the recorder of a datum that a recorded train's supply `cog`
+    /// emitted (`input`) or that reached its drain `cog`. Out of line: only
+    /// recorded trains call it.
+    #[inline(never)]
+    pub(crate) fn tap<D>(&mut self, tap: &Tap<D>, input: bool, cog: u32, datum: &D, ids: Option<&IdGetter<D>>) {
+        if !(if input { tap.wants.inputs } else { tap.wants.outputs }) {
+            return;
+        }
+        let Some(recorder) = self.recorder.as_mut() else { return };
+        let at = self.clock.now();
+        let (instant, fired) = self.fired;
+        let seen = Seen {
+            input,
+            train: tap.train,
+            cog,
+            at,
+            id: ids.and_then(|g| g.get(datum)),
+            minted: self.next_id,
+            ties: if input && instant == at { fired } else { 0 },
+        };
+        if recorder.datum(&seen, &mut |buf| (tap.encode)(datum, buf)).is_err() {
+            self.recorder = None;
+        }
     }
 
     // ---- bindings for any target ----------------------------------------

@@ -1,4 +1,5 @@
-//! The runtime's one error type.
+//! The runtime's errors: [`Error`], and the [`CaptureError`] of a capture
+//! or replay that it wraps.
 
 use std::io;
 use std::path::PathBuf;
@@ -48,5 +49,92 @@ pub enum Error {
     Logging(String),
     /// A capture could not be written, or a replayed one read.
     #[error(transparent)]
-    Capture(#[from] crate::capture::CaptureError),
+    Capture(#[from] CaptureError),
+}
+
+/// What can go wrong in writing, reading or replaying a capture. Every
+/// variant names the file (and, for damage, the byte offset) or the train it
+/// is about.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// An OS call failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `"create"`.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The file is damaged where it cannot be a torn tail: its header, or a
+    /// record followed by valid records.
+    #[error("{} is corrupt at byte {offset}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where the damaged header or record starts.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// The file is a capture of a format version or encoding this build
+    /// does not read.
+    #[error(
+        "{} is a capture of format version {version}, encoding {encoding}; this build reads version {}, encoding {}",
+        path.display(),
+        crate::store::record::CAPTURE_VERSION,
+        crate::store::record::ENCODING_JSON
+    )]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The format version in its header.
+        version: u16,
+        /// The payload encoding in its header.
+        encoding: u16,
+    },
+    /// A record is intact but does not decode: as a capture record, or its
+    /// datum as the data type of the train it is replayed into.
+    #[error("cannot decode record {seq} of {} at byte {offset}: {source}", path.display())]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// Where the record starts.
+        offset: u64,
+        /// The record's sequence number.
+        seq: u64,
+        /// What serde_json said.
+        source: serde_json::Error,
+    },
+    /// A record could not be serialized, or is larger than a record may be.
+    #[error("cannot capture {what}: {reason}")]
+    Encode {
+        /// What: `a datum of train NAME, cog N` (counting from 1), or a record
+        /// of the capture's own.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The capture was made with another train than the one replayed (a
+    /// strict replay refuses it; others warn).
+    #[error("replaying {}: train {train}: {reason}", path.display())]
+    Mismatch {
+        /// The capture.
+        path: PathBuf,
+        /// The train's name.
+        train: String,
+        /// What differs.
+        reason: String,
+    },
+    /// A replay's capture would overwrite the capture it replays.
+    #[error("{} is the capture being replayed: capture the replay to another file", path.display())]
+    SameFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A replay speed that is not a positive, finite multiple.
+    #[error("replay speed must be a positive, finite multiple of the recorded speed, not {0}")]
+    Speed(f64),
 }

@@ -46,6 +46,34 @@
 //! assert_eq!(*seen.lock().unwrap(), vec![1, 3, 5]);
 //! # Ok(()) }
 //! ```
+//!
+//! # Modules
+//!
+//! The crate root holds what a cog author and a `main.rs` author use: the
+//! [`Escapement`] and its [`Builder`], [`Train`], [`Cog`] and its
+//! [`Context`], the closure helpers, [`Event`], the [`Store`], the ids of
+//! bindings and [`Error`]. The public modules:
+//!
+//! - [`accessor`]: getters and setters that let a cog reach into any data shape.
+//! - [`train`]: trains and their plumbing: the chains of cogs (static
+//!   [`Link`](train::Link)s or a run-time [`DynChain`](train::DynChain)),
+//!   what a train's cogs share, the broadcasts, a train's listing.
+//! - [`sources`]: what a cog or closure binds to: fds, timers, signals,
+//!   inotify watches (or polling), immediate events; and what fired.
+//! - [`store`]: the state store durable cogs keep their checkpoints in.
+//! - [`capture`]: capture a run's input and output, replay it on a virtual
+//!   clock, compare runs. It sits on the kernel's recorder interface: the
+//!   loop tells a recorder of trains, data, turns and the finish, and takes
+//!   a playback's data in place of supplies; the kernel never names capture.
+//! - [`logging`]: the daemon's logger.
+//!
+//! Inside, lowest first: `token` (generational slabs), `event`, `role`,
+//! `error`, `accessor`, `store`, `logging`, `sources`, `recorder` (the
+//! recorder interface), `core` (the loop's state and closure bindings),
+//! `remote` (the cross-thread handles), `context` (a cog's handle), `cog`,
+//! `stand_in` (what replaces a supply in a playback), `train`,
+//! `escapement` (the loop; its `builder`, `finish` protocol and `pacing`),
+//! then `capture`, which implements the recorder interface.
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod accessor;
@@ -57,23 +85,27 @@ mod error;
 mod escapement;
 mod event;
 pub mod logging;
+mod recorder;
+mod remote;
+mod role;
 pub mod sources;
+mod stand_in;
 pub mod store;
 mod token;
-mod train;
+pub mod train;
 
 pub use crate::accessor::{Getter, IdGetter, IdSetter, Setter};
-pub use crate::cog::{from_iter, named, Cog, FilterFn, Finish, FlatMap, FromIter, Map, Named, Role};
-pub use crate::context::{Context, DynContext, Next, TrainShared};
-pub use crate::core::{Broadcast, Core, Phase};
+pub use crate::cog::{from_iter, named, Cog, FilterFn, Finish, FlatMap, FromIter, Map, Named};
+pub use crate::context::{Context, Next};
+pub use crate::core::{Core, Phase};
 pub use crate::error::Error;
 pub use crate::escapement::{Builder, Escapement, Exit};
 pub use crate::event::{Event, EventId};
-pub use crate::sources::{
-    CogAddr, CogRemote, FdId, Fired, ImmediateId, Ready, Remote, SignalId, TimerId, WatchEvent, WatchId,
-};
+pub use crate::remote::{CogRemote, Remote};
+pub use crate::role::Role;
+pub use crate::sources::{CogAddr, FdId, Fired, ImmediateId, Ready, SignalId, TimerId, WatchEvent, WatchId};
 pub use crate::store::{FsyncPolicy, Store, StoreError, StoreOptions};
-pub use crate::train::{Chain, CogInfo, DynChain, DynCog, End, Link, Train};
+pub use crate::train::{DynCog, Train};
 pub use inotify::{EventMask, WatchMask};
 pub use mio::Interest;
 

@@ -1,23 +1,27 @@
-//! The cross-thread handle: a channel plus a mio `Waker`, so worker threads
-//! (resolver pools, network clients) hand work back into the loop.
+//! The cross-thread handles: [`Remote`] and [`CogRemote`] send into the
+//! loop's [inbox](crate::sources), so worker threads (resolver pools,
+//! network clients) hand work back into the loop.
 
 use std::any::Any;
 use std::fmt;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use mio::Waker;
 
-use super::CogAddr;
-use crate::{Core, Error};
+use crate::core::{Core, Task};
+use crate::error::Error;
+use crate::sources::inbox::RemoteMsg;
+use crate::sources::CogAddr;
 
-pub(crate) enum RemoteMsg {
-    Task(Box<dyn FnOnce(&mut Core) + Send>),
-    Cog {
-        addr: CogAddr,
-        key: u64,
-        msg: Box<dyn Any + Send>,
-    },
+impl Core {
+    /// A handle other threads use to run work on this loop.
+    pub fn remote(&self) -> Remote {
+        Remote {
+            tx: self.inbox.tx.clone(),
+            waker: Arc::clone(&self.inbox.waker),
+        }
+    }
 }
 
 /// A `Send + Clone` handle that enqueues work into the loop from any thread.
@@ -34,7 +38,7 @@ pub(crate) enum RemoteMsg {
 /// ```
 #[derive(Clone)]
 pub struct Remote {
-    tx: Sender<RemoteMsg>,
+    tx: Sender<RemoteMsg<Task>>,
     waker: Arc<Waker>,
 }
 
@@ -45,21 +49,12 @@ impl fmt::Debug for Remote {
 }
 
 impl Remote {
-    pub(crate) fn new(tx: Sender<RemoteMsg>, waker: Arc<Waker>) -> Remote {
-        Remote { tx, waker }
-    }
-
-    fn post(&self, msg: RemoteMsg) -> Result<(), Error> {
+    fn post(&self, msg: RemoteMsg<Task>) -> Result<(), Error> {
         self.tx.send(msg).map_err(|_| Error::LoopGone)?;
         self.waker.wake().map_err(|source| Error::Io {
             what: "waking the loop".into(),
             source,
         })
-    }
-
-    /// Makes the loop's poll return; errors only if the loop is gone.
-    pub(crate) fn wake(&self) {
-        let _ = self.waker.wake();
     }
 
     /// Runs `task` on the loop thread at its next turn.
@@ -91,10 +86,4 @@ impl CogRemote {
             msg: Box::new(msg),
         })
     }
-}
-
-/// The loop's end of the channel.
-pub(crate) struct Inbox {
-    pub(crate) rx: Receiver<RemoteMsg>,
-    pub(crate) remote: Remote,
 }

@@ -1,5 +1,8 @@
 //! Trains: ordered lists of cogs, composed at compile time (one static call
-//! chain) or at run time (boxed cogs, for trains built from config).
+//! chain of [`Link`]s ending in [`End`]) or at run time ([`DynChain`] of
+//! boxed cogs, for trains built from config); and their plumbing: what the
+//! cogs of a train share ([`TrainShared`]), the [`Broadcast`]s, a train's
+//! listing ([`CogInfo`]).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -7,22 +10,18 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::accessor::IdGetter;
-use crate::capture::{Codec, StandIn, Swapped};
-use crate::cog::{Cog, Described, FilterFn, FlatMap, Map, Role};
-use crate::context::{Context, DynContext, Next, TrainShared};
-use crate::core::{Broadcast, Notice};
-use crate::sources::Fired;
-use crate::{Core, Finish};
+pub use crate::context::{DynContext, TrainShared};
+pub use crate::core::Broadcast;
+pub use crate::role::CogInfo;
 
-/// One line of a train's listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CogInfo {
-    /// What the cog is for.
-    pub role: Role,
-    /// The cog as it renders itself, with its settings.
-    pub text: String,
-}
+use crate::accessor::IdGetter;
+use crate::cog::{Cog, Described, FilterFn, Finish, FlatMap, Map};
+use crate::context::{Context, Next};
+use crate::core::{Core, Notice};
+use crate::recorder::Codec;
+use crate::role::Role;
+use crate::sources::Fired;
+use crate::stand_in::{StandIn, Swapped};
 
 /// The cogs of a train, as one chain. Implemented by [`Link`] / [`End`]
 /// (static) and [`DynChain`] (run time); users go through [`Train`].
@@ -102,7 +101,7 @@ impl<D, C: Cog<D>, R: Chain<D>> Next<D> for Link<C, R> {
         // `role` is a constant of the cog's type: this vanishes but at drains.
         if self.cog.role() == Role::Drain {
             if let Some(tap) = &train.tap {
-                tap.output(self.index, &datum, train, core);
+                core.tap(tap, false, self.index, &datum, train.ids.as_ref());
             }
         }
         self.cog
@@ -303,7 +302,7 @@ impl<D: 'static> Next<D> for DynRest<'_, D> {
                 };
                 if let Some(tap) = &train.tap {
                     if cog.role_dyn() == Role::Drain {
-                        tap.output(self.index, &datum, train, core);
+                        core.tap(tap, false, self.index, &datum, train.ids.as_ref());
                     }
                 }
                 cog.process_dyn(datum, &mut Context::new(core, &mut rest, train, self.index))

@@ -1,12 +1,14 @@
 //! The records inside a capture's frames; the layout is documented in the
 //! [module](super#format).
 
-use serde::de::DeserializeOwned;
+use std::io::Write as _;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::recorder::Encode;
+use crate::role::{CogInfo, Role};
 use crate::store::record::{append_frame, FrameError};
-use crate::{CogInfo, Role};
 
 /// What a record says about one datum, apart from the datum.
 #[derive(Clone, Copy, Debug)]
@@ -22,9 +24,10 @@ pub(crate) struct Head {
     pub(crate) k: u32,
 }
 
-/// A record as written; the datum is serialized in place.
+/// A record about no datum, as written (records about a datum are
+/// written by [`record`]).
 #[derive(Serialize)]
-pub(crate) enum Write<'a, D> {
+pub(crate) enum Write<'a> {
     Begin {
         started_ms: u64,
         by: &'a str,
@@ -34,25 +37,6 @@ pub(crate) enum Write<'a, D> {
         name: &'a str,
         fingerprint: &'a str,
         cogs: Vec<(String, &'a str)>,
-    },
-    In {
-        tr: u32,
-        c: u32,
-        t: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<u64>,
-        n: u64,
-        #[serde(skip_serializing_if = "is_zero")]
-        k: u32,
-        d: &'a D,
-    },
-    Out {
-        tr: u32,
-        c: u32,
-        t: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<u64>,
-        d: &'a D,
     },
     Finish {
         t: u64,
@@ -98,53 +82,34 @@ pub(crate) enum Read<'a> {
     },
 }
 
-fn is_zero(k: &u32) -> bool {
-    *k == 0
-}
-
 /// Appends the frame of a record about no datum.
-pub(crate) fn append(buf: &mut Vec<u8>, seq: u64, record: &Write<'_, ()>) -> Result<(), FrameError> {
+pub(crate) fn append(buf: &mut Vec<u8>, seq: u64, record: &Write<'_>) -> Result<(), FrameError> {
     append_frame(buf, seq, |buf| serde_json::to_writer(buf, record))
 }
 
-/// How a train's data go to and come from a capture: chosen where the data
-/// type is known to be serde, called where it is not.
-pub(crate) struct Codec<D> {
-    pub(crate) record: fn(&mut Vec<u8>, u64, &Head, &D) -> Result<(), FrameError>,
-    pub(crate) decode: fn(&[u8]) -> serde_json::Result<D>,
-}
-
-impl<D> Clone for Codec<D> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<D> Copy for Codec<D> {}
-
-impl<D> std::fmt::Debug for Codec<D> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Codec")
-    }
-}
-
-impl<D: Serialize + DeserializeOwned> Codec<D> {
-    pub(crate) fn new() -> Self {
-        Codec {
-            record: record::<D>,
-            decode: |bytes| serde_json::from_slice(bytes),
+/// Appends the frame of the `In` or `Out` record of a datum that `encode`
+/// writes: `{"In":{"tr":..,"c":..,"t":..,"id":..,"n":..,"k":..,"d":DATUM}}`
+/// (`Out` has no `n` nor `k`; `id` is left out when there is none, `k` when
+/// it is 0), as serde_json writes a struct of those fields.
+pub(crate) fn record(buf: &mut Vec<u8>, seq: u64, head: &Head, encode: &mut Encode<'_>) -> Result<(), FrameError> {
+    let Head { input, tr, c, t, id, n, k } = *head;
+    append_frame(buf, seq, |buf| {
+        let tag = if input { "In" } else { "Out" };
+        write!(buf, r#"{{"{tag}":{{"tr":{tr},"c":{c},"t":{t}"#).map_err(serde_json::Error::io)?;
+        if let Some(id) = id {
+            write!(buf, r#","id":{id}"#).map_err(serde_json::Error::io)?;
         }
-    }
-}
-
-fn record<D: Serialize>(buf: &mut Vec<u8>, seq: u64, head: &Head, d: &D) -> Result<(), FrameError> {
-    let Head { tr, c, t, id, n, k, .. } = *head;
-    let record = if head.input {
-        Write::In { tr, c, t, id, n, k, d }
-    } else {
-        Write::Out { tr, c, t, id, d }
-    };
-    append_frame(buf, seq, |buf| serde_json::to_writer(buf, &record))
+        if input {
+            write!(buf, r#","n":{n}"#).map_err(serde_json::Error::io)?;
+            if k != 0 {
+                write!(buf, r#","k":{k}"#).map_err(serde_json::Error::io)?;
+            }
+        }
+        buf.extend_from_slice(br#","d":"#);
+        encode(buf)?;
+        buf.extend_from_slice(b"}}");
+        Ok(())
+    })
 }
 
 /// A train's fingerprint: FNV-1a (64 bits) of its name and of each cog's
@@ -187,6 +152,7 @@ pub(crate) fn parse_role(name: &str) -> Option<Role> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recorder::Codec;
 
     #[test]
     fn a_written_record_reads_back_with_its_datum_as_text() {
@@ -201,15 +167,73 @@ mod tests {
             k: 2,
         };
         let datum = vec!["a".to_string(), "b\n".to_string()];
-        (Codec::<Vec<String>>::new().record)(&mut buf, 1, &head, &datum).unwrap();
+        let codec = Codec::<Vec<String>>::new();
+        record(&mut buf, 1, &head, &mut |buf| (codec.encode)(&datum, buf)).unwrap();
         let read: Read<'_> = serde_json::from_slice(&buf[16..]).unwrap();
         match read {
             Read::In { tr, c, t, id, n, k, d } => {
                 assert_eq!((tr, c, t, id, n, k), (2, 1, 1_500_000_000, Some(7), 9, 2));
                 assert_eq!(d.get(), r#"["a","b\n"]"#);
-                assert_eq!((Codec::<Vec<String>>::new().decode)(d.get().as_bytes()).unwrap(), datum);
+                assert_eq!((codec.decode)(d.get().as_bytes()).unwrap(), datum);
             }
             _ => panic!("not an In record"),
+        }
+    }
+
+    /// The layout serde_json gives a struct of a record's fields, which
+    /// `record` writes by hand.
+    #[derive(Serialize)]
+    enum Derived<'a> {
+        In {
+            tr: u32,
+            c: u32,
+            t: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<u64>,
+            n: u64,
+            #[serde(skip_serializing_if = "is_zero")]
+            k: u32,
+            d: &'a serde_json::Value,
+        },
+        Out {
+            tr: u32,
+            c: u32,
+            t: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<u64>,
+            d: &'a serde_json::Value,
+        },
+    }
+
+    fn is_zero(k: &u32) -> bool {
+        *k == 0
+    }
+
+    #[test]
+    fn a_record_is_what_serde_json_writes_of_its_fields() {
+        let d = serde_json::json!({"msg": "x\ty", "n": [1, 2.5, null]});
+        let codec = Codec::<serde_json::Value>::new();
+        for (input, id, k) in [(true, Some(7), 2), (true, None, 0), (false, Some(3), 0), (false, None, 0)] {
+            let head = Head {
+                input,
+                tr: 1,
+                c: 4,
+                t: 99,
+                id,
+                n: 12,
+                k,
+            };
+            let mut buf = Vec::new();
+            record(&mut buf, 1, &head, &mut |buf| (codec.encode)(&d, buf)).unwrap();
+            let derived = if input {
+                Derived::In { tr: 1, c: 4, t: 99, id, n: 12, k, d: &d }
+            } else {
+                Derived::Out { tr: 1, c: 4, t: 99, id, d: &d }
+            };
+            let mut want = Vec::new();
+            append_frame(&mut want, 1, |buf| serde_json::to_writer(buf, &derived)).unwrap();
+            assert_eq!(String::from_utf8_lossy(&buf[16..]), String::from_utf8_lossy(&want[16..]));
+            assert_eq!(buf, want);
         }
     }
 

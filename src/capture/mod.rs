@@ -133,20 +133,37 @@
 //!
 //! A `Train` record comes before any record about that train.
 
-mod error;
 mod format;
 mod reader;
 mod replay;
 mod writer;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-pub use self::error::CaptureError;
-pub(crate) use self::format::Codec;
 pub use self::reader::{compare, CaptureReader, Comparison, Datum, Difference, Entry, TrainInfo};
-pub(crate) use self::replay::{Driver, Due};
-pub use self::replay::{StandIn, Swapped};
-pub(crate) use self::writer::{CaptureWriter, Tap};
+pub use crate::error::CaptureError;
+use crate::escapement::Builder;
+pub use crate::stand_in::{StandIn, Swapped};
+
+impl Builder {
+    /// Captures the [capturable](crate::Train::capturable) trains of this
+    /// escapement (default: no). A capture that fails to write stops with
+    /// an error logged; the run goes on. See [`capture`](crate::capture).
+    pub fn capture(mut self, options: CaptureOptions) -> Self {
+        self.recorder = Some(Arc::new(options));
+        self
+    }
+
+    /// Replays a capture (default: no): the loop's clock is virtual, and the
+    /// supplies of [capturable](crate::Train::capturable) trains are swapped
+    /// for what the capture recorded of the train of the same name. See
+    /// [`capture`](crate::capture).
+    pub fn replay(mut self, options: ReplayOptions) -> Self {
+        self.playback = Some(Arc::new(options));
+        self
+    }
+}
 
 /// What to capture, and where.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use super::format::{self, Read};
 use super::CaptureError;
 use crate::event::EventId;
 use crate::store::record::{check_header, find_later_frame, Found, FrameReader, HeaderError, HEADER_LEN};
-use crate::CogInfo;
+use crate::role::CogInfo;
 
 /// A train as a capture describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,99 +1,22 @@
-//! Replaying a capture: the stand-in that takes a supply's place, and the
-//! driver that feeds the recorded data to the escapement on the recorded
-//! clock.
+//! Replaying a capture: the driver that plays the recorded data back to
+//! the escapement on the recorded clock (the kernel's [`Playback`]).
 
-use std::fmt;
+use std::path::Path;
 use std::time::Instant;
 
 use log::warn;
 
 use super::format;
 use super::reader::{CaptureReader, Raw, Rec, TrainInfo};
-use super::{CaptureError, Pace, ReplayOptions};
-use crate::cog::Finish;
-use crate::context::{Context, Next};
-use crate::event::EventId;
-use crate::sources::{CogAddr, Fired};
-use crate::{Cog, CogInfo, Core, Role};
+use super::{Pace, ReplayOptions};
+use crate::error::{CaptureError, Error};
+use crate::recorder::{Due, OpenPlayback, Playback};
+use crate::role::{CogInfo, Role};
+use crate::sources::CogAddr;
 
-/// What a replay puts in the place of a supply: it renders as the supply
-/// did, binds nothing, and passes on what reaches it from upstream; the
-/// escapement emits the recorded data from its place.
-#[derive(Debug)]
-pub struct StandIn {
-    text: String,
-}
-
-impl StandIn {
-    /// The stand-in of a supply that renders as `text`.
-    pub(crate) fn new(text: String) -> Self {
-        StandIn { text }
-    }
-}
-
-impl<D: 'static> Cog<D> for StandIn {
-    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
-        ctx.emit(datum)
-    }
-    fn role(&self) -> Role {
-        Role::Supply
-    }
-    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-/// A cog of a replayed train: the cog itself, or a supply's stand-in.
-#[derive(Debug)]
-pub enum Swapped<C> {
-    /// Not a supply: the cog runs as it would live.
-    Live(C),
-    /// A supply, replaced.
-    StandIn(StandIn),
-}
-
-macro_rules! swapped {
-    ($self:ident, $c:ident => $call:expr) => {
-        match $self {
-            Swapped::Live($c) => $call,
-            Swapped::StandIn($c) => $call,
-        }
-    };
-}
-
-impl<D: 'static, C: Cog<D>> Cog<D> for Swapped<C> {
-    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
-        swapped!(self, c => Cog::<D>::process(c, datum, ctx))
-    }
-    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
-        swapped!(self, c => Cog::<D>::start(c, ctx))
-    }
-    fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, fired: Fired, ctx: &mut Context<'_, D, N>) {
-        swapped!(self, c => Cog::<D>::fire(c, key, fired, ctx))
-    }
-    fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, ctx: &mut Context<'_, D, N>) {
-        swapped!(self, c => Cog::<D>::event_done(c, id, ctx))
-    }
-    fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, ctx: &mut Context<'_, D, N>) {
-        swapped!(self, c => Cog::<D>::event_rename(c, old, new, ctx))
-    }
-    fn resume<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
-        swapped!(self, c => Cog::<D>::resume(c, ctx))
-    }
-    fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
-        swapped!(self, c => Cog::<D>::finish(c, ctx))
-    }
-    fn done(&mut self, core: &mut Core) {
-        swapped!(self, c => Cog::<D>::done(c, core))
-    }
-    fn congested(&self) -> bool {
-        swapped!(self, c => Cog::<D>::congested(c))
-    }
-    fn role(&self) -> Role {
-        swapped!(self, c => Cog::<D>::role(c))
-    }
-    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        swapped!(self, c => Cog::<D>::describe(c, f))
+impl OpenPlayback for ReplayOptions {
+    fn open(&self, now: Instant) -> Result<Box<dyn Playback>, Error> {
+        Ok(Box::new(Driver::open(self, now)?))
     }
 }
 
@@ -127,28 +50,10 @@ enum Pending {
     End,
 }
 
-/// What is due next in a replay.
-#[derive(Debug)]
-pub(crate) enum Due<'a> {
-    /// Emit `json` from the stand-in `cog` of train `train` at `at`, once
-    /// `ties` timers fired at `at`, after setting the event id counter to
-    /// at least `ids`.
-    Datum {
-        train: u32,
-        cog: u32,
-        at: Instant,
-        ties: u32,
-        ids: u64,
-        json: &'a [u8],
-    },
-    /// The capture is replayed: these stand-ins are exhausted.
-    End(Vec<CogAddr>),
-}
-
 /// Feeds a capture to the escapement: reads records one ahead, says when
 /// the next is due on the virtual clock, and hands it over.
 #[derive(Debug)]
-pub(crate) struct Driver {
+struct Driver {
     reader: CaptureReader,
     pace: Pace,
     strict: bool,
@@ -164,7 +69,7 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn open(options: &ReplayOptions, now: Instant) -> Result<Driver, CaptureError> {
+    fn open(options: &ReplayOptions, now: Instant) -> Result<Driver, CaptureError> {
         if let Pace::Recorded(speed) = options.pace {
             if !(speed.is_finite() && speed > 0.0) {
                 return Err(CaptureError::Speed(speed));
@@ -181,118 +86,6 @@ impl Driver {
             ended: false,
             origin: (Instant::now(), now),
         })
-    }
-
-    /// The capture replayed.
-    pub(crate) fn path(&self) -> &std::path::Path {
-        self.reader.path()
-    }
-
-    /// Train `index` of the escapement has stand-ins for supplies.
-    pub(crate) fn add_train(&mut self, index: u32, name: &str, cogs: Vec<CogInfo>) {
-        self.trains.push(Replayed {
-            index,
-            name: name.to_owned(),
-            cogs,
-            claimed: false,
-        });
-    }
-
-    /// The run begins: virtual time `now` is the capture's time zero.
-    /// Reads the capture's header records, so a strict replay refuses a
-    /// mismatch before any cog starts.
-    pub(crate) fn begin(&mut self, now: Instant) -> Result<(), CaptureError> {
-        self.origin = (Instant::now(), now);
-        self.peek().map(drop)
-    }
-
-    /// When the next record is due on the virtual clock, which reads `now`;
-    /// `None` once the capture is replayed.
-    pub(crate) fn next_time(&mut self, now: Instant) -> Result<Option<Instant>, CaptureError> {
-        let origin = self.origin.1;
-        let at = |t: u64| origin + std::time::Duration::from_nanos(t);
-        let finishing = self.finishing;
-        Ok(match self.peek()? {
-            None => None,
-            Some(Pending::Datum(rec, ..)) if !finishing => Some(at(rec.t)),
-            Some(Pending::Finish(t)) => Some(at(*t)),
-            Some(Pending::Datum(..) | Pending::End) => Some(now),
-        })
-    }
-
-    /// When a paced replay reaches virtual time `at` in real time; `None`
-    /// when it runs as fast as it can.
-    pub(crate) fn real_time(&self, at: Instant) -> Option<Instant> {
-        match self.pace {
-            Pace::Fastest => None,
-            Pace::Recorded(speed) => {
-                let span = at.saturating_duration_since(self.origin.1);
-                Some(self.origin.0 + span.div_f64(speed))
-            }
-        }
-    }
-
-    /// The next record if it is due by `limit` (or at once, for what was
-    /// emitted while finishing). Call [`consumed`](Self::consumed) once it
-    /// is handled.
-    pub(crate) fn due(&mut self, limit: Instant) -> Result<Option<Due<'_>>, CaptureError> {
-        loop {
-            let Some(next) = self.next_time(limit)? else {
-                return Ok(None);
-            };
-            if next > limit {
-                return Ok(None);
-            }
-            match &self.pending {
-                Some(Pending::Datum(rec, train, cog)) => {
-                    return Ok(Some(Due::Datum {
-                        train: *train,
-                        cog: *cog,
-                        at: next,
-                        ties: rec.k,
-                        ids: rec.n,
-                        json: self.reader.datum(rec),
-                    }));
-                }
-                Some(Pending::Finish(_)) => {
-                    self.pending = None;
-                    self.finishing = true;
-                }
-                Some(Pending::End) => {
-                    self.pending = None;
-                    self.ended = true;
-                    self.unclaimed()?;
-                    let stand_ins = self
-                        .trains
-                        .iter()
-                        .flat_map(|t| t.supplies().map(|cog| CogAddr { train: t.index, cog }))
-                        .collect();
-                    return Ok(Some(Due::End(stand_ins)));
-                }
-                None => {}
-            }
-        }
-    }
-
-    /// The datum [`due`](Self::due) gave is handled.
-    pub(crate) fn consumed(&mut self) {
-        if let Some(Pending::Datum(..)) = self.pending {
-            self.pending = None;
-        }
-    }
-
-    /// The error for the datum [`due`](Self::due) gave, which did not
-    /// decode as its train's data.
-    pub(crate) fn decode_error(&self, source: serde_json::Error) -> CaptureError {
-        match &self.pending {
-            Some(Pending::Datum(rec, ..)) => CaptureError::Decode {
-                path: self.reader.path().to_path_buf(),
-                offset: rec.offset,
-                seq: rec.seq,
-                source,
-            },
-            _ => self.reader.corrupt(0, source.to_string()),
-        }
     }
 
     /// Reads up to the next record to replay.
@@ -375,6 +168,122 @@ impl Driver {
         warn!("{err}");
         Ok(())
     }
+}
+
+impl Playback for Driver {
+    /// The capture replayed.
+    fn path(&self) -> &Path {
+        self.reader.path()
+    }
+
+    /// Train `index` of the escapement has stand-ins for supplies.
+    fn add_train(&mut self, index: u32, name: &str, cogs: Vec<CogInfo>) {
+        self.trains.push(Replayed {
+            index,
+            name: name.to_owned(),
+            cogs,
+            claimed: false,
+        });
+    }
+
+    /// The run begins: virtual time `now` is the capture's time zero.
+    /// Reads the capture's header records, so a strict replay refuses a
+    /// mismatch before any cog starts.
+    fn begin(&mut self, now: Instant) -> Result<(), Error> {
+        self.origin = (Instant::now(), now);
+        Ok(self.peek().map(drop)?)
+    }
+
+    /// When the next record is due on the virtual clock, which reads `now`;
+    /// `None` once the capture is replayed.
+    fn next_time(&mut self, now: Instant) -> Result<Option<Instant>, Error> {
+        let origin = self.origin.1;
+        let at = |t: u64| origin + std::time::Duration::from_nanos(t);
+        let finishing = self.finishing;
+        Ok(match self.peek()? {
+            None => None,
+            Some(Pending::Datum(rec, ..)) if !finishing => Some(at(rec.t)),
+            Some(Pending::Finish(t)) => Some(at(*t)),
+            Some(Pending::Datum(..) | Pending::End) => Some(now),
+        })
+    }
+
+    /// When a paced replay reaches virtual time `at` in real time; `None`
+    /// when it runs as fast as it can.
+    fn real_time(&self, at: Instant) -> Option<Instant> {
+        match self.pace {
+            Pace::Fastest => None,
+            Pace::Recorded(speed) => {
+                let span = at.saturating_duration_since(self.origin.1);
+                Some(self.origin.0 + span.div_f64(speed))
+            }
+        }
+    }
+
+    /// The next record if it is due by `limit` (or at once, for what was
+    /// emitted while finishing). Call [`consumed`](Self::consumed) once it
+    /// is handled.
+    fn due(&mut self, limit: Instant) -> Result<Option<Due<'_>>, Error> {
+        loop {
+            let Some(next) = self.next_time(limit)? else {
+                return Ok(None);
+            };
+            if next > limit {
+                return Ok(None);
+            }
+            match &self.pending {
+                Some(Pending::Datum(rec, train, cog)) => {
+                    return Ok(Some(Due::Datum {
+                        train: *train,
+                        cog: *cog,
+                        at: next,
+                        ties: rec.k,
+                        ids: rec.n,
+                        json: self.reader.datum(rec),
+                    }));
+                }
+                Some(Pending::Finish(_)) => {
+                    self.pending = None;
+                    self.finishing = true;
+                }
+                Some(Pending::End) => {
+                    self.pending = None;
+                    self.ended = true;
+                    self.unclaimed()?;
+                    let stand_ins = self
+                        .trains
+                        .iter()
+                        .flat_map(|t| t.supplies().map(|cog| CogAddr { train: t.index, cog }))
+                        .collect();
+                    return Ok(Some(Due::End(stand_ins)));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The datum [`due`](Self::due) gave is handled.
+    fn consumed(&mut self) {
+        if let Some(Pending::Datum(..)) = self.pending {
+            self.pending = None;
+        }
+    }
+
+    /// The error for the datum [`due`](Self::due) gave, which did not
+    /// decode as its train's data.
+    fn decode_error(&self, source: serde_json::Error) -> Error {
+        let err = match &self.pending {
+            Some(Pending::Datum(rec, ..)) => CaptureError::Decode {
+                path: self.reader.path().to_path_buf(),
+                offset: rec.offset,
+                seq: rec.seq,
+                source,
+            },
+            _ => self.reader.corrupt(0, source.to_string()),
+        };
+        err.into()
+    }
+
 }
 
 /// Says how the train replayed differs from the one captured.

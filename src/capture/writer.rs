@@ -1,16 +1,18 @@
-//! Writing a capture: the writer the loop's core holds, and the tap a
-//! captured train's contexts call when a cog emits.
+//! Writing a capture: the kernel's [`Recorder`], writing each train, datum
+//! and the finish as records of a capture file.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::format::{self, Codec, Head, Write};
-use super::{CaptureError, CaptureOptions};
-use crate::context::TrainShared;
+use super::format::{self, Head, Write};
+use super::CaptureOptions;
+use crate::error::{CaptureError, Error};
+use crate::recorder::{Encode, OpenRecorder, Playback, Recorder, Seen, Stopped, Wants};
+use crate::role::CogInfo;
 use crate::store::record::{encode_header, FrameError, Kind, MAX_PAYLOAD};
-use crate::{CogInfo, Core};
 
 /// Frames wait in memory until the end of the loop's turn, or until this
 /// many bytes are waiting.
@@ -18,8 +20,10 @@ const FLUSH_AT: usize = 1 << 20;
 
 /// The capture file being written. Frames are appended to a buffer and
 /// written out once per loop turn, so a reader sees whole turns appear.
-pub(crate) struct CaptureWriter {
+struct CaptureWriter {
     path: PathBuf,
+    /// The names of the trains declared, by index, for errors.
+    names: Vec<String>,
     file: File,
     buf: Vec<u8>,
     seq: u64,
@@ -40,7 +44,7 @@ impl std::fmt::Debug for CaptureWriter {
 impl CaptureWriter {
     /// Creates (or replaces) the capture file with its header and `Begin`
     /// record. The file appears whole: a reader never finds it empty.
-    pub(crate) fn create(options: &CaptureOptions, now: Instant) -> Result<Self, CaptureError> {
+    fn create(options: &CaptureOptions, now: Instant) -> Result<Self, CaptureError> {
         let path = options.path.clone();
         let mut tmp = path.clone().into_os_string();
         tmp.push(".tmp");
@@ -57,6 +61,7 @@ impl CaptureWriter {
             .map_err(io("create", &tmp))?;
         let mut writer = CaptureWriter {
             path: tmp.clone(),
+            names: Vec::new(),
             file,
             buf: encode_header(Kind::Capture, 0).to_vec(),
             seq: 0,
@@ -80,21 +85,11 @@ impl CaptureWriter {
         Ok(writer)
     }
 
-    /// The file.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Record times count from `origin`: the loop's clock when it began to run.
-    pub(crate) fn set_origin(&mut self, origin: Instant) {
-        self.origin = origin;
-    }
-
     fn stamp(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.origin).as_nanos() as u64
     }
 
-    fn append(&mut self, record: &Write<'_, ()>, what: &str) -> Result<(), CaptureError> {
+    fn append(&mut self, record: &Write<'_>, what: &str) -> Result<(), CaptureError> {
         format::append(&mut self.buf, self.seq + 1, record).map_err(|e| CaptureError::Encode {
             what: what.to_owned(),
             reason: frame_error(e),
@@ -103,48 +98,8 @@ impl CaptureWriter {
         Ok(())
     }
 
-    /// Declares train number `tr`, and returns the tap its contexts call,
-    /// or `None` if nothing of it is captured.
-    pub(crate) fn train<D>(
-        &mut self,
-        tr: u32,
-        name: &str,
-        cogs: &[CogInfo],
-        codec: Codec<D>,
-    ) -> Result<Option<Tap<D>>, CaptureError> {
-        let fingerprint = format::fingerprint(name, cogs);
-        let cogs = cogs
-            .iter()
-            .map(|c| (format::role_name(c.role).to_owned(), c.text.as_str()));
-        self.append(
-            &Write::Train {
-                tr,
-                name,
-                fingerprint: &fingerprint,
-                cogs: cogs.collect(),
-            },
-            "a train record",
-        )?;
-        if !self.inputs && !self.outputs {
-            return Ok(None);
-        }
-        Ok(Some(Tap {
-            record: codec.record,
-            name: name.into(),
-            train: tr,
-            inputs: self.inputs,
-            outputs: self.outputs,
-        }))
-    }
-
-    /// Records that the loop began to finish at `now`.
-    pub(crate) fn finish(&mut self, now: Instant) -> Result<(), CaptureError> {
-        let t = self.stamp(now);
-        self.append(&Write::Finish { t }, "the finish record")
-    }
-
     /// Writes out the frames waiting in memory.
-    pub(crate) fn flush(&mut self) -> Result<(), CaptureError> {
+    fn flush(&mut self) -> Result<(), CaptureError> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -158,13 +113,19 @@ impl CaptureWriter {
     }
 
     /// Writes out what waits and makes the file durable.
-    pub(crate) fn close(&mut self) -> Result<(), CaptureError> {
+    fn sync(&mut self) -> Result<(), CaptureError> {
         self.flush()?;
         self.file.sync_data().map_err(|source| CaptureError::Io {
             op: "fsync",
             path: self.path.clone(),
             source,
         })
+    }
+
+    /// Logs that the capture stops because of `e`.
+    fn stop(&self, e: CaptureError) -> Stopped {
+        log::error!("capture to {} stops: {e}", self.path.display());
+        Stopped
     }
 }
 
@@ -183,70 +144,97 @@ fn frame_error(e: FrameError) -> String {
     }
 }
 
-/// What a captured train records: what its supplies emit in their own
-/// callbacks (not what they pass on from upstream), and what reaches its
-/// drains. Its contexts call it; a capture that fails stops, with an error
-/// logged, and the run goes on.
-pub(crate) struct Tap<D> {
-    record: fn(&mut Vec<u8>, u64, &Head, &D) -> Result<(), FrameError>,
-    name: String,
-    train: u32,
-    inputs: bool,
-    outputs: bool,
-}
-
-impl<D> Tap<D> {
-    /// Supply `cog` emits `datum`.
-    #[inline(never)]
-    pub(crate) fn input(&self, cog: u32, datum: &D, train: &TrainShared<D>, core: &mut Core) {
-        if self.inputs {
-            self.write(true, cog, datum, train, core)
-        }
-    }
-
-    /// `datum` reaches drain `cog`.
-    #[inline(never)]
-    pub(crate) fn output(&self, cog: u32, datum: &D, train: &TrainShared<D>, core: &mut Core) {
-        if self.outputs {
-            self.write(false, cog, datum, train, core)
-        }
-    }
-
-    fn write(&self, input: bool, cog: u32, datum: &D, train: &TrainShared<D>, core: &mut Core) {
-        let Some(writer) = core.capture.as_mut() else { return };
-        let now = core.clock.now();
-        let (instant, fired) = core.fired;
-        let head = Head {
-            input,
-            tr: self.train,
-            c: cog,
-            t: writer.stamp(now),
-            id: train.id_of(datum).map(|id| id.0),
-            n: core.next_id,
-            k: if input && instant == now { fired } else { 0 },
-        };
-        let mut result =
-            (self.record)(&mut writer.buf, writer.seq + 1, &head, datum).map_err(|e| CaptureError::Encode {
-                what: format!("a datum of train {}, cog {}", self.name, cog + 1),
-                reason: frame_error(e),
-            });
-        if result.is_ok() {
-            writer.seq += 1;
-            if writer.buf.len() >= FLUSH_AT {
-                result = writer.flush();
+impl OpenRecorder for CaptureOptions {
+    fn open(&self, now: Instant, playing: Option<&dyn Playback>) -> Result<Box<dyn Recorder>, Error> {
+        if let Some(replayed) = playing {
+            if same_file(replayed.path(), self.path()) {
+                let path = self.path().to_path_buf();
+                return Err(CaptureError::SameFile { path }.into());
             }
         }
-        if let Err(e) = result {
-            log::error!("capture to {} stops: {e}", writer.path.display());
-            core.capture = None;
-        }
+        Ok(Box::new(CaptureWriter::create(self, now)?))
     }
 }
 
-impl<D> std::fmt::Debug for Tap<D> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tap")
-            .field("train", &self.train)
-            .finish_non_exhaustive()
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// A captured train records what its supplies emit in their own callbacks
+/// (not what they pass on from upstream), and what reaches its drains. A
+/// capture that fails stops, with an error logged, and the run goes on.
+impl Recorder for CaptureWriter {
+    /// Record times count from `origin`: the loop's clock when it began to run.
+    fn begin(&mut self, origin: Instant) {
+        self.origin = origin;
+    }
+
+    fn train(&mut self, tr: u32, name: &str, cogs: &[CogInfo]) -> Result<Wants, Stopped> {
+        let fingerprint = format::fingerprint(name, cogs);
+        let cogs = cogs
+            .iter()
+            .map(|c| (format::role_name(c.role).to_owned(), c.text.as_str()));
+        let record = Write::Train {
+            tr,
+            name,
+            fingerprint: &fingerprint,
+            cogs: cogs.collect(),
+        };
+        self.append(&record, "a train record").map_err(|e| self.stop(e))?;
+        let slot = tr as usize;
+        if self.names.len() <= slot {
+            self.names.resize(slot + 1, String::new());
+        }
+        self.names[slot] = name.to_owned();
+        Ok(Wants {
+            inputs: self.inputs,
+            outputs: self.outputs,
+        })
+    }
+
+    fn datum(&mut self, seen: &Seen, encode: &mut Encode<'_>) -> Result<(), Stopped> {
+        let head = Head {
+            input: seen.input,
+            tr: seen.train,
+            c: seen.cog,
+            t: self.stamp(seen.at),
+            id: seen.id.map(|id| id.0),
+            n: seen.minted,
+            k: seen.ties,
+        };
+        let mut result = format::record(&mut self.buf, self.seq + 1, &head, encode).map_err(|e| {
+            let name = self.names.get(seen.train as usize).map_or("", String::as_str);
+            CaptureError::Encode {
+                what: format!("a datum of train {name}, cog {}", seen.cog + 1),
+                reason: frame_error(e),
+            }
+        });
+        if result.is_ok() {
+            self.seq += 1;
+            if self.buf.len() >= FLUSH_AT {
+                result = self.flush();
+            }
+        }
+        result.map_err(|e| self.stop(e))
+    }
+
+    /// Records that the loop began to finish at `at`.
+    fn finish(&mut self, at: Instant) -> Result<(), Stopped> {
+        let t = self.stamp(at);
+        self.append(&Write::Finish { t }, "the finish record")
+            .map_err(|e| self.stop(e))
+    }
+
+    fn end_turn(&mut self) -> Result<(), Stopped> {
+        self.flush().map_err(|e| self.stop(e))
+    }
+
+    fn close(&mut self) {
+        if let Err(e) = self.sync() {
+            log::error!("capture to {}: {e}", self.path.display());
+        }
     }
 }

@@ -1,211 +1,36 @@
-//! The escapement: the one event loop of a process.
+//! The escapement: the one event loop of a process. This file drives it
+//! (turns, dispatch of what fired to closures and cogs, broadcasts);
+//! [`builder`] builds it, [`finish`] is the finish protocol, [`pacing`]
+//! says how long a turn waits and how a playback's clock moves.
 
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::AsRawFd;
-use std::path::Path;
+mod builder;
+mod finish;
+mod pacing;
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use inotify::Inotify;
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use crate::capture::{CaptureError, CaptureOptions, CaptureWriter, Codec, Driver, Due, ReplayOptions, Tap};
-use crate::core::{Clock, CogPhase, Notice, Phase};
-use crate::sources::remote::{Inbox, RemoteMsg};
-use crate::sources::signals::SignalSources;
-use crate::sources::timer::later;
-use crate::sources::watch::Watches;
-use crate::sources::{CogAddr, FdId, Fired, Ready, Remote, Target};
+pub use self::builder::Builder;
+pub use self::finish::Exit;
+use self::pacing::Step;
+use crate::core::{CogPhase, Core, Notice, Phase};
+use crate::error::Error;
+use crate::recorder::{Playback, Tap};
+use crate::role::{CogInfo, Role};
+use crate::sources::inbox::RemoteMsg;
+use crate::sources::{CogAddr, FdId, Fired, Ready, Target};
+use crate::context::TrainShared;
 use crate::token::{self, Key};
-use crate::train::{AnyTrain, Chain, Placed};
-use crate::CogInfo;
-use crate::{Core, Error, Finish, Role, Train, TrainShared};
+use crate::train::{AnyTrain, Chain, Placed, Train};
 
 static ALIVE: AtomicBool = AtomicBool::new(false);
 
 /// Work handled per turn before the loop polls again, for fairness; also
 /// how many busy turns a replay lets pass before virtual time moves anyway.
 const TURN_BUDGET: usize = 1024;
-
-/// How [`Escapement::run`] ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// Every cog finished and got `done`.
-    Clean,
-    /// The finish deadline passed; these cogs (`train NAME cog N (description)`,
-    /// counting from 1) had not finished. `done` was still delivered to every cog.
-    Deadline(Vec<String>),
-}
-
-/// Settings of an [`Escapement`].
-#[derive(Clone, Debug)]
-pub struct Builder {
-    inotify: bool,
-    graceful_signals: bool,
-    finish_deadline: Duration,
-    capture: Option<CaptureOptions>,
-    replay: Option<ReplayOptions>,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder {
-            inotify: std::env::var_os("TOURBILLON_NO_INOTIFY").is_none(),
-            graceful_signals: true,
-            finish_deadline: Duration::from_secs(60),
-            capture: None,
-            replay: None,
-        }
-    }
-}
-
-impl Builder {
-    /// Use inotify if the system allows (default: yes, unless the
-    /// environment variable `TOURBILLON_NO_INOTIFY` is set). Off forces the
-    /// polling fallback, for tests and for file systems inotify cannot see.
-    pub fn inotify(mut self, on: bool) -> Self {
-        self.inotify = on;
-        self
-    }
-
-    /// SIGTERM and SIGINT start a graceful finish, a second SIGINT exits
-    /// at once (default: yes).
-    pub fn graceful_signals(mut self, on: bool) -> Self {
-        self.graceful_signals = on;
-        self
-    }
-
-    /// How long `finish` may take before the loop forces `done` (default
-    /// 60 s, real time even in a replay).
-    pub fn finish_deadline(mut self, deadline: Duration) -> Self {
-        self.finish_deadline = deadline;
-        self
-    }
-
-    /// Captures the [capturable](Train::capturable) trains of this
-    /// escapement (default: no). A capture that fails to write stops with
-    /// an error logged; the run goes on. See [`capture`](crate::capture).
-    pub fn capture(mut self, options: CaptureOptions) -> Self {
-        self.capture = Some(options);
-        self
-    }
-
-    /// Replays a capture (default: no): the loop's clock is virtual, and the
-    /// supplies of [capturable](Train::capturable) trains are swapped for
-    /// what the capture recorded of the train of the same name. See
-    /// [`capture`](crate::capture).
-    pub fn replay(mut self, options: ReplayOptions) -> Self {
-        self.replay = Some(options);
-        self
-    }
-
-    /// Creates the escapement; fails if one already exists in this process,
-    /// or if the capture cannot be created or the replayed one read.
-    pub fn build(self) -> Result<Escapement, Error> {
-        if ALIVE.swap(true, Ordering::SeqCst) {
-            return Err(Error::AlreadyExists);
-        }
-        let guard = AliveGuard;
-        let io = |what: &str| {
-            let what = what.to_owned();
-            move |source| Error::Io { what, source }
-        };
-        let poll = Poll::new().map_err(io("creating the poll instance"))?;
-        let registry = poll.registry().try_clone().map_err(io("cloning the registry"))?;
-        let waker = Arc::new(Waker::new(&registry, token::WAKER).map_err(io("creating the waker"))?);
-        let (tx, rx) = mpsc::channel();
-        let inbox = Inbox {
-            rx,
-            remote: Remote::new(tx, waker),
-        };
-        let inotify = if self.inotify {
-            match Inotify::init() {
-                Ok(inotify) => {
-                    registry
-                        .register(&mut SourceFd(&inotify.as_raw_fd()), token::INOTIFY, Interest::READABLE)
-                        .map_err(io("registering the inotify fd"))?;
-                    Some(inotify)
-                }
-                Err(e) => {
-                    log::warn!("inotify is not usable ({e}); watched paths will be polled");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let mut signals = SignalSources::new(self.graceful_signals).map_err(io("setting up signal handling"))?;
-        registry
-            .register(&mut signals.signals, token::SIGNALS, Interest::READABLE)
-            .map_err(io("registering the signal source"))?;
-        let now = Instant::now();
-        let (clock, replay) = match &self.replay {
-            Some(options) => (Clock::virtual_from(now), Some(Driver::open(options, now)?)),
-            None => (Clock::real(), None),
-        };
-        let mut core = Core::new(
-            registry,
-            Watches::new(inotify),
-            signals,
-            inbox,
-            self.finish_deadline,
-            clock,
-        );
-        if let Some(options) = &self.capture {
-            if let Some(replay) = &replay {
-                if same_file(replay.path(), options.path()) {
-                    let path = options.path().to_path_buf();
-                    return Err(CaptureError::SameFile { path }.into());
-                }
-            }
-            core.capture = Some(CaptureWriter::create(options, now)?);
-        }
-        std::mem::forget(guard);
-        Ok(Escapement {
-            poll,
-            events: Events::with_capacity(TURN_BUDGET),
-            ready: Vec::with_capacity(TURN_BUDGET),
-            core,
-            trains: Vec::new(),
-            started: false,
-            supplies: Vec::new(),
-            exhausted: Vec::new(),
-            cursors: Vec::new(),
-            exit: Exit::Clean,
-            turns: 0,
-            replay,
-            swappable: Vec::new(),
-            busy_turns: 0,
-            finish_by: None,
-        })
-    }
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
-    }
-}
-
-/// Where a replay's virtual clock moves in a turn: to `at`, once the real
-/// time is `real` when the replay is paced.
-struct Step {
-    at: Instant,
-    real: Option<Instant>,
-}
-
-/// Releases the one-per-process slot if building fails half way.
-struct AliveGuard;
-
-impl Drop for AliveGuard {
-    fn drop(&mut self) {
-        ALIVE.store(false, Ordering::SeqCst);
-    }
-}
 
 /// The event loop: multiplexes immediate events, fd readiness, inotify,
 /// signals, timers and cross-thread work, and drives trains of cogs through
@@ -238,8 +63,8 @@ pub struct Escapement {
     cursors: Vec<u32>,
     exit: Exit,
     turns: u64,
-    /// The capture replayed, if this is a replay.
-    replay: Option<Driver>,
+    /// The recording played back, if this is a replay.
+    playback: Option<Box<dyn Playback>>,
     /// The supplies of capturable trains: what a replay swaps out.
     swappable: Vec<CogAddr>,
     /// Turns in a row a replay's clock stood still; after a turn budget of
@@ -265,16 +90,6 @@ impl Drop for Escapement {
 }
 
 impl Escapement {
-    /// An escapement with default settings.
-    pub fn new() -> Result<Escapement, Error> {
-        Builder::default().build()
-    }
-
-    /// Settings for a new escapement.
-    pub fn builder() -> Builder {
-        Builder::default()
-    }
-
     /// The loop's core: bind closures, read the phase, get a [`Remote`].
     /// Outside [`run`](Self::run) its clock reads the time anew on each call.
     pub fn core(&mut self) -> &mut Core {
@@ -312,11 +127,11 @@ impl Escapement {
             let supplies = self.supplies.iter().filter(|a| a.train == index);
             self.swappable.extend(supplies);
         }
-        let tap = codec.and_then(|codec| self.tap(index, train.name(), &cogs, codec));
+        let tap = codec.and_then(|codec| self.tap(index, train.name(), &cogs, codec.encode));
         let shared = TrainShared { index, ids, tap };
-        let placed: Box<dyn AnyTrain> = match (&mut self.replay, codec) {
-            (Some(replay), Some(_)) => {
-                replay.add_train(index, train.name(), cogs);
+        let placed: Box<dyn AnyTrain> = match (&mut self.playback, codec) {
+            (Some(playback), Some(_)) => {
+                playback.add_train(index, train.name(), cogs);
                 Box::new(Placed {
                     train: train.replayed(),
                     shared,
@@ -332,16 +147,42 @@ impl Escapement {
         index
     }
 
-    /// Declares a train to the capture, if there is one.
-    fn tap<D>(&mut self, index: u32, name: &str, cogs: &[CogInfo], codec: Codec<D>) -> Option<Tap<D>> {
-        let writer = self.core.capture.as_mut()?;
-        match writer.train(index, name, cogs, codec) {
-            Ok(tap) => tap,
-            Err(e) => {
-                log::error!("capture to {} stops: {e}", writer.path().display());
-                self.core.capture = None;
+    /// Declares a train to the recorder, if there is one; the tap its
+    /// contexts call, if the recorder wants any of its data.
+    fn tap<D>(
+        &mut self,
+        index: u32,
+        name: &str,
+        cogs: &[CogInfo],
+        encode: fn(&D, &mut Vec<u8>) -> serde_json::Result<()>,
+    ) -> Option<Tap<D>> {
+        let recorder = self.core.recorder.as_mut()?;
+        match recorder.train(index, name, cogs) {
+            Ok(wants) if wants.inputs || wants.outputs => Some(Tap {
+                train: index,
+                wants,
+                encode,
+            }),
+            Ok(_) => None,
+            Err(_) => {
+                self.core.recorder = None;
                 None
             }
+        }
+    }
+
+    /// Tells the recorder a turn ended (it writes out what it holds).
+    fn end_turn(&mut self) {
+        if let Some(recorder) = &mut self.core.recorder {
+            if recorder.end_turn().is_err() {
+                self.core.recorder = None;
+            }
+        }
+    }
+
+    fn close_recorder(&mut self) {
+        if let Some(mut recorder) = self.core.recorder.take() {
+            recorder.close();
         }
     }
 
@@ -368,11 +209,11 @@ impl Escapement {
             self.started = true;
             self.core.clock.read();
             let origin = self.core.now();
-            if let Some(writer) = &mut self.core.capture {
-                writer.set_origin(origin);
+            if let Some(recorder) = &mut self.core.recorder {
+                recorder.begin(origin);
             }
-            if let Some(replay) = &mut self.replay {
-                replay.begin(origin)?;
+            if let Some(playback) = &mut self.playback {
+                playback.begin(origin)?;
             }
             for t in 0..self.trains.len() {
                 self.trains[t].start(&mut self.core);
@@ -388,7 +229,7 @@ impl Escapement {
                 self.advance_finish();
             }
             if self.core.phase == Phase::Done {
-                self.close_capture();
+                self.close_recorder();
                 return Ok(std::mem::replace(&mut self.exit, Exit::Clean));
             }
             let (timeout, step) = self.plan()?;
@@ -415,44 +256,8 @@ impl Escapement {
             }
             self.dispatch_io();
             self.dispatch_immediates();
-            self.flush_capture();
+            self.end_turn();
         }
-    }
-
-    /// How long the next poll may wait and, in a replay, where the clock
-    /// moves this turn.
-    fn plan(&mut self) -> Result<(Option<Duration>, Option<Step>), Error> {
-        let busy = !self.core.immediates.is_empty() || !self.core.notices.is_empty() || self.core.finish_requested;
-        let mut timeout = busy.then_some(Duration::ZERO);
-        let mut wait = |until: Instant| {
-            // Round up: waking a hair early would spin until the deadline.
-            let left = ceil_ms(until.saturating_duration_since(Instant::now()));
-            timeout = Some(timeout.map_or(left, |t| t.min(left)));
-        };
-        let mut step = None;
-        if self.core.clock.is_virtual() {
-            let now = self.core.now();
-            let recorded = match &mut self.replay {
-                Some(replay) => replay.next_time(now)?,
-                None => None,
-            };
-            let timer = self.core.timers.next_deadline();
-            let next = match (recorded, timer) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            if let Some(next) = next.filter(|_| !busy || self.busy_turns >= TURN_BUDGET) {
-                let real = self.replay.as_ref().and_then(|r| r.real_time(next));
-                wait(real.unwrap_or_else(Instant::now));
-                step = Some(Step { at: next, real });
-            }
-        } else if let Some(deadline) = self.core.timers.next_deadline() {
-            wait(deadline);
-        }
-        if let Some(by) = self.finish_by {
-            wait(by);
-        }
-        Ok((timeout, step))
     }
 
     fn poll(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
@@ -513,7 +318,7 @@ impl Escapement {
             }
         }
         // Budget spent with messages left: come back next turn.
-        self.core.inbox.remote.wake();
+        let _ = self.core.inbox.wake();
     }
 
     fn handle_signals(&mut self) {
@@ -534,51 +339,6 @@ impl Escapement {
                 );
                 self.core.finish();
             }
-        }
-    }
-
-    /// Emits what a replay recorded up to `limit`, each datum at its time,
-    /// after the timers that fired before it at that instant live.
-    fn dispatch_replay(&mut self, limit: Instant) -> Result<(), Error> {
-        // Set when this replay has fewer timers at an instant than the live
-        // run had: the datum waits no longer.
-        let mut short = false;
-        loop {
-            let Some(replay) = self.replay.as_mut() else {
-                return Ok(());
-            };
-            let due = replay.due(limit)?;
-            match due {
-                None => return Ok(()),
-                Some(Due::Datum { at, ties, .. }) if !short && ties > 0 && self.core.fired < (at, ties) => {
-                    short = !self.fire_timer(at);
-                    continue;
-                }
-                Some(Due::Datum {
-                    train,
-                    cog,
-                    at,
-                    ids,
-                    json,
-                    ..
-                }) => {
-                    self.core.clock.reach(at);
-                    self.core.next_id = self.core.next_id.max(ids);
-                    if let Some(t) = self.trains.get_mut(train as usize) {
-                        if let Err(source) = t.inject(cog, json, &mut self.core) {
-                            return Err(replay.decode_error(source).into());
-                        }
-                    }
-                    replay.consumed();
-                    short = false;
-                }
-                Some(Due::End(stand_ins)) => {
-                    for addr in stand_ins {
-                        self.core.notices.push_back((addr.train, Notice::Exhausted(addr.cog)));
-                    }
-                }
-            }
-            self.deliver_notices();
         }
     }
 
@@ -680,102 +440,4 @@ impl Escapement {
             }
         }
     }
-
-    fn begin_finish(&mut self) {
-        self.core.phase = Phase::Finishing;
-        self.core.finish_requested = false;
-        self.finish_by = Some(later(Instant::now(), self.core.finish_deadline));
-        if let Some(writer) = &mut self.core.capture {
-            if let Err(e) = writer.finish(self.core.clock.now()) {
-                log::error!("capture to {} stops: {e}", writer.path().display());
-                self.core.capture = None;
-            }
-        }
-    }
-
-    /// Writes out what the capture holds, once per turn.
-    fn flush_capture(&mut self) {
-        if let Some(writer) = &mut self.core.capture {
-            if let Err(e) = writer.flush() {
-                log::error!("capture to {} stops: {e}", writer.path().display());
-                self.core.capture = None;
-            }
-        }
-    }
-
-    fn close_capture(&mut self) {
-        if let Some(mut writer) = self.core.capture.take() {
-            if let Err(e) = writer.close() {
-                log::error!("capture to {}: {e}", writer.path().display());
-            }
-        }
-    }
-
-    /// Moves every train's finish along: cog after cog, waiting on a cog
-    /// that answered [`Finish::Pending`] until it calls `finished`.
-    fn advance_finish(&mut self) {
-        for t in 0..self.trains.len() {
-            loop {
-                let cog = self.cursors[t];
-                if cog >= self.trains[t].len() {
-                    break;
-                }
-                let addr = CogAddr { train: t as u32, cog };
-                match self.core.cog_phase(addr) {
-                    CogPhase::Running => {
-                        self.core.cog_phases[t][cog as usize] = CogPhase::Pending;
-                        let answer = self.trains[t].finish(cog, &mut self.core);
-                        if answer == Finish::Done {
-                            self.core.cog_phases[t][cog as usize] = CogPhase::Finished;
-                        }
-                        self.deliver_notices();
-                    }
-                    CogPhase::Pending => break,
-                    CogPhase::Finished => {
-                        self.core.release(addr);
-                        self.cursors[t] += 1;
-                    }
-                }
-            }
-        }
-        let all = (0..self.trains.len()).all(|t| self.cursors[t] >= self.trains[t].len());
-        if all {
-            self.deliver_done();
-        }
-    }
-
-    fn deadline_passed(&mut self) {
-        self.finish_by = None;
-        if self.core.phase != Phase::Finishing {
-            return;
-        }
-        let mut late = Vec::new();
-        for t in 0..self.trains.len() {
-            let cogs = self.trains[t].cogs();
-            for cog in self.cursors[t]..self.trains[t].len() {
-                let text = cogs.get(cog as usize).map_or("", |c| c.text.as_str());
-                late.push(format!("train {} cog {} ({text})", self.trains[t].name(), cog + 1));
-            }
-        }
-        log::warn!(
-            "finish deadline of {:?} passed; forcing done. Not finished: {}",
-            self.core.finish_deadline,
-            late.join("; ")
-        );
-        self.exit = Exit::Deadline(late);
-        self.deliver_done();
-    }
-
-    fn deliver_done(&mut self) {
-        for t in 0..self.trains.len() {
-            self.trains[t].done(&mut self.core);
-        }
-        self.core.phase = Phase::Done;
-    }
-}
-
-/// epoll counts in milliseconds: round up so the timer is due on wake-up
-/// instead of spinning through zero-timeout polls until it is.
-fn ceil_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_nanos().div_ceil(1_000_000) as u64)
 }

@@ -8,14 +8,13 @@ use crate::token::Key;
 
 pub mod fd;
 pub mod immediate;
-pub mod remote;
+pub(crate) mod inbox;
 pub mod signals;
 pub mod timer;
 pub mod watch;
 
 pub use fd::{FdId, Ready};
 pub use immediate::ImmediateId;
-pub use remote::{CogRemote, Remote};
 pub use signals::SignalId;
 pub use timer::TimerId;
 pub use watch::{WatchEvent, WatchId};
@@ -59,7 +58,7 @@ pub enum Fired {
     Watch(WatchId, WatchEvent),
     /// An immediate event queued with `enqueue` came up.
     Immediate(ImmediateId),
-    /// A message sent from another thread through a [`CogRemote`].
+    /// A message sent from another thread through a [`CogRemote`](crate::CogRemote).
     Message(Box<dyn Any + Send>),
 }
 
