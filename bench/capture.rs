@@ -16,7 +16,8 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tourbillon::capture::{CaptureOptions, ReplayOptions};
-use tourbillon::{from_iter, Builder, Chain, Cog, Context, Escapement, Next, Role, Train};
+use tourbillon::train::Chain;
+use tourbillon::{from_iter, Builder, Cog, Context, Escapement, Next, Role, Train};
 
 const EVENTS: u64 = 200_000;
 

@@ -19,9 +19,7 @@ use crate::sources::inbox::Inbox;
 use crate::sources::signals::SignalSources;
 use crate::sources::timer::{later, Timers};
 use crate::sources::watch::Watches;
-use crate::sources::{
-    CogAddr, FdId, Fired, ImmediateId, Ready, SignalId, Target, TimerId, WatchEvent, WatchId,
-};
+use crate::sources::{CogAddr, FdId, Fired, ImmediateId, Ready, SignalId, Target, TimerId, WatchEvent, WatchId};
 use crate::token::{Key, Slab};
 
 pub(crate) type Callback = Box<dyn FnMut(&mut Core, Fired)>;

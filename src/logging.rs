@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use log::LevelFilter;
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Where log lines go.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -165,6 +165,8 @@ pub(crate) struct Tap<D> {
 
 impl<D> fmt::Debug for Tap<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tap").field("train", &self.train).finish_non_exhaustive()
+        f.debug_struct("Tap")
+            .field("train", &self.train)
+            .finish_non_exhaustive()
     }
 }

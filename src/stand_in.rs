@@ -91,4 +91,3 @@ impl<D: 'static, C: Cog<D>> Cog<D> for Swapped<C> {
         swapped!(self, c => Cog::<D>::describe(c, f))
     }
 }
-

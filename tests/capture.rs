@@ -18,9 +18,10 @@ use serde_json::{json, Value};
 use tourbillon::capture::{
     compare, CaptureError, CaptureOptions, CaptureReader, Comparison, Entry, Pace, ReplayOptions,
 };
+use tourbillon::train::Chain;
 use tourbillon::{
-    from_iter, Builder, Chain, Cog, Context, Error, Escapement, Event, EventId, FdId, Finish, Fired, Interest, Next,
-    Role, TimerId, Train,
+    from_iter, Builder, Cog, Context, Error, Escapement, Event, EventId, FdId, Finish, Fired, Interest, Next, Role,
+    TimerId, Train,
 };
 
 // ---- what the tests run ----------------------------------------------------

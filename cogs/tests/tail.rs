@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tourbillon::{Chain, Cog, Context, Escapement, Event, Exit, Finish, Fired, Next, Remote, Role, Train};
+use tourbillon::train::{Chain, End};
+use tourbillon::{Cog, Context, Escapement, Event, Exit, Finish, Fired, Next, Remote, Role, Train};
 use tourbillon_cogs::step::json::JsonDecode;
 use tourbillon_cogs::step::lines::{LinesSettings, Utf8};
 use tourbillon_cogs::supply::tail::{saved_positions, ReadFrom, Tail, TailSettings, TailStats};
@@ -102,7 +103,7 @@ fn follow(settings: TailSettings) -> Running {
 fn follow_with<C, F>(settings: TailSettings, inotify: bool, build: F) -> Running
 where
     C: Chain<Event>,
-    F: FnOnce(Train<Event, <tourbillon::End as Chain<Event>>::Append<Tail>>) -> Train<Event, C> + Send + 'static,
+    F: FnOnce(Train<Event, <End as Chain<Event>>::Append<Tail>>) -> Train<Event, C> + Send + 'static,
 {
     let seen = Shared::default();
     let out = Arc::clone(&seen);

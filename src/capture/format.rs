@@ -92,7 +92,15 @@ pub(crate) fn append(buf: &mut Vec<u8>, seq: u64, record: &Write<'_>) -> Result<
 /// (`Out` has no `n` nor `k`; `id` is left out when there is none, `k` when
 /// it is 0), as serde_json writes a struct of those fields.
 pub(crate) fn record(buf: &mut Vec<u8>, seq: u64, head: &Head, encode: &mut Encode<'_>) -> Result<(), FrameError> {
-    let Head { input, tr, c, t, id, n, k } = *head;
+    let Head {
+        input,
+        tr,
+        c,
+        t,
+        id,
+        n,
+        k,
+    } = *head;
     append_frame(buf, seq, |buf| {
         let tag = if input { "In" } else { "Out" };
         write!(buf, r#"{{"{tag}":{{"tr":{tr},"c":{c},"t":{t}"#).map_err(serde_json::Error::io)?;
@@ -213,7 +221,12 @@ mod tests {
     fn a_record_is_what_serde_json_writes_of_its_fields() {
         let d = serde_json::json!({"msg": "x\ty", "n": [1, 2.5, null]});
         let codec = Codec::<serde_json::Value>::new();
-        for (input, id, k) in [(true, Some(7), 2), (true, None, 0), (false, Some(3), 0), (false, None, 0)] {
+        for (input, id, k) in [
+            (true, Some(7), 2),
+            (true, None, 0),
+            (false, Some(3), 0),
+            (false, None, 0),
+        ] {
             let head = Head {
                 input,
                 tr: 1,
@@ -226,13 +239,30 @@ mod tests {
             let mut buf = Vec::new();
             record(&mut buf, 1, &head, &mut |buf| (codec.encode)(&d, buf)).unwrap();
             let derived = if input {
-                Derived::In { tr: 1, c: 4, t: 99, id, n: 12, k, d: &d }
+                Derived::In {
+                    tr: 1,
+                    c: 4,
+                    t: 99,
+                    id,
+                    n: 12,
+                    k,
+                    d: &d,
+                }
             } else {
-                Derived::Out { tr: 1, c: 4, t: 99, id, d: &d }
+                Derived::Out {
+                    tr: 1,
+                    c: 4,
+                    t: 99,
+                    id,
+                    d: &d,
+                }
             };
             let mut want = Vec::new();
             append_frame(&mut want, 1, |buf| serde_json::to_writer(buf, &derived)).unwrap();
-            assert_eq!(String::from_utf8_lossy(&buf[16..]), String::from_utf8_lossy(&want[16..]));
+            assert_eq!(
+                String::from_utf8_lossy(&buf[16..]),
+                String::from_utf8_lossy(&want[16..])
+            );
             assert_eq!(buf, want);
         }
     }

@@ -57,7 +57,7 @@
 //!     }
 //! }
 //!
-//! fn train(supply: Ticks) -> Train<u64, impl tourbillon::Chain<u64>> {
+//! fn train(supply: Ticks) -> Train<u64, impl tourbillon::train::Chain<u64>> {
 //!     Train::new("squares").cog(supply).map(|n| n * n).cog(Print).capturable()
 //! }
 //!

@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use super::format::{self, Read};
 use super::CaptureError;
 use crate::event::EventId;
-use crate::store::record::{check_header, find_later_frame, Found, FrameReader, HeaderError, HEADER_LEN};
 use crate::role::CogInfo;
+use crate::store::record::{check_header, find_later_frame, Found, FrameReader, HeaderError, HEADER_LEN};
 
 /// A train as a capture describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]

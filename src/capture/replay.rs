@@ -283,7 +283,6 @@ impl Playback for Driver {
         };
         err.into()
     }
-
 }
 
 /// Says how the train replayed differs from the one captured.

@@ -16,13 +16,13 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 pub use self::builder::Builder;
 pub use self::finish::Exit;
 use self::pacing::Step;
+use crate::context::TrainShared;
 use crate::core::{CogPhase, Core, Notice, Phase};
 use crate::error::Error;
 use crate::recorder::{Playback, Tap};
 use crate::role::{CogInfo, Role};
 use crate::sources::inbox::RemoteMsg;
 use crate::sources::{CogAddr, FdId, Fired, Ready, Target};
-use crate::context::TrainShared;
 use crate::token::{self, Key};
 use crate::train::{AnyTrain, Chain, Placed, Train};
 
