@@ -90,7 +90,7 @@ impl Drop for Escapement {
 }
 
 impl Escapement {
-    /// The loop's core: bind closures, read the phase, get a [`Remote`].
+    /// The loop's core: bind closures, read the phase, get a [`Remote`](crate::Remote).
     /// Outside [`run`](Self::run) its clock reads the time anew on each call.
     pub fn core(&mut self) -> &mut Core {
         self.core.clock.read();
