@@ -22,7 +22,7 @@ use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::glob::{Expansion, Pattern};
-use super::position::Positions;
+use super::position::{Position, Positions};
 
 /// What a search found.
 #[derive(Debug, Default)]
@@ -35,6 +35,35 @@ pub(crate) struct Found {
     /// Directories that could not be listed, and why: a file not found may
     /// be in one of them.
     pub(crate) failed: Vec<(PathBuf, io::Error)>,
+}
+
+impl Found {
+    /// Says that the file `saved` describes was not found (where it was
+    /// looked for, besides `rotated_paths`), and what of it was never
+    /// delivered.
+    pub(crate) fn warn_lost(&self, saved: &Position, rotated_paths: &[String]) {
+        let mut looked: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        looked.extend(rotated_paths.iter().cloned());
+        let mut failed = String::new();
+        for (dir, e) in &self.failed {
+            failed.push_str(&format!("; {} could not be listed: {e}", dir.display()));
+        }
+        let never = if saved.size >= saved.pos {
+            format!("{} bytes", saved.size - saved.pos)
+        } else {
+            "an unknown number of bytes (the checkpoint predates sizes)".to_owned()
+        };
+        log::warn!(
+            "{}: in the checkpoint (delivered up to byte {}, {} bytes when last saved) but not found again in {}{}: \
+             {never} of it were never delivered, and whatever was written to it after that (rotated away \
+             twice, compressed or deleted while stopped? name where rotated files go in `rotated_paths`)",
+            saved.path,
+            saved.pos,
+            saved.size,
+            looked.join(", "),
+            failed,
+        );
+    }
 }
 
 /// Looks for the files `saved` describes in `watched` (the patterns'

@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,38 +10,13 @@ use std::time::Instant;
 
 use tourbillon::WatchId;
 
+use super::identity::{located, Check, Head, Suspect};
 use super::limits::Snapshot;
 use super::position::{Mark, Position};
 use crate::step::lines::{LineSplitter, LinesSettings};
 
 /// How far back from the end `read_from = "end"` looks for the last newline.
 const END_SCAN: u64 = 64 * 1024;
-
-/// Which file: device and inode, plus a checksum of its first bytes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Head {
-    /// The first bytes of the file as read (at most the fingerprint size).
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) crc: u32,
-}
-
-impl Head {
-    pub(crate) fn set(&mut self, bytes: &[u8]) {
-        self.bytes.clear();
-        self.bytes.extend_from_slice(bytes);
-        self.crc = crc32c::crc32c(bytes);
-    }
-}
-
-/// What [`Tracked::check`] found when a file woke up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Check {
-    /// Same file, maybe grown.
-    Same,
-    /// Shorter than the read position, or its first bytes changed: it was
-    /// truncated (copytruncate) or rewritten in place.
-    Truncated { size: u64 },
-}
 
 pub(crate) struct Tracked {
     /// Never reused: names the file in watch keys and `after`.
@@ -114,32 +88,6 @@ pub(crate) struct Tracked {
     pub(crate) skip_newline: bool,
     /// Maybe a copy made by copytruncate: not read until that is settled.
     pub(crate) copy_of: Option<Suspect>,
-}
-
-/// Where a copy made by copytruncate goes on: where its original was read
-/// to when it was truncated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Resume {
-    pub(crate) mark: Mark,
-    pub(crate) origin: Arc<str>,
-    /// The original's held partial line went out at the truncation: the
-    /// newline that ends it in the copy is not a line of its own.
-    pub(crate) skip_newline: bool,
-}
-
-/// A new file that begins like a file being followed, or like one
-/// truncated a moment ago, may be its copy. It is one once it begins with
-/// all the first bytes known of a truncated file: it goes on where that
-/// file was read to. It is none once its first bytes differ from every
-/// such file's, or after `rotate_wait_ms`: it is read from its start.
-#[derive(Debug)]
-pub(crate) struct Suspect {
-    pub(crate) since: Instant,
-}
-
-/// Whether two files' first bytes can be one file's: one begins with the other.
-pub(crate) fn compatible(a: &[u8], b: &[u8]) -> bool {
-    a.starts_with(b) || b.starts_with(a)
 }
 
 impl std::fmt::Debug for Tracked {
@@ -374,13 +322,6 @@ impl Tracked {
             .cloned()
             .unwrap_or_else(|| PathBuf::from(self.origin.as_ref()))
     }
-}
-
-/// Where an open file is now, from `/proc/self/fd` (it follows renames);
-/// none if that is unavailable or the file was deleted.
-fn located(file: &File) -> Option<PathBuf> {
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
-    (path.is_absolute() && !path.as_os_str().as_encoded_bytes().ends_with(b" (deleted)")).then_some(path)
 }
 
 /// Reads from `offset` until `buf` is full or the file ends.
