@@ -1,4 +1,8 @@
-//! The standard cogs of tourbillon.
+//! The standard cogs of tourbillon: a library of cogs only. The `tourbillon`
+//! binary, which builds trains of these cogs from a configuration file (the
+//! registry of cog kinds, the configuration, the daemon), is the
+//! `tourbillon-cli` crate in `cogs/cli`; a program that only wants a
+//! [`Tail`](supply::tail::Tail) compiles none of it.
 //!
 //! Each cog has a settings struct (serde, `deny_unknown_fields`, every field
 //! defaulted and documented with its unit): the "base insert" a config file
@@ -8,7 +12,7 @@
 //! The modules follow the roles: [`supply`] brings data in, [`step`] works
 //! on it, [`drain`] writes it out; subsystems with cogs in several roles
 //! ([`program`], `jetstream`) and the machinery the cogs share ([`net`],
-//! [`setting`]) have modules of their own.
+//! [`setting`], [`access`], [`time`], [`meter`]) have modules of their own.
 //!
 //! | module | cogs | role |
 //! |---|---|---|
@@ -69,15 +73,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod access;
-pub mod app;
-pub mod config;
-pub mod daemon;
 pub mod drain;
 #[cfg(feature = "nats")]
 pub mod jetstream;
+pub mod meter;
 pub mod net;
 pub mod program;
-pub mod registry;
 pub mod setting;
 pub mod step;
 pub mod supply;

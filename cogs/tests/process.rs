@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tourbillon::{Cog, Context, Escapement, Event, EventId, Exit, Fired, Next, Role, Train};
+use tourbillon_cogs::meter::{Board, Metered};
 use tourbillon_cogs::step::anonymize::{Anonymize, AnonymizeSettings, Mode, OnInvalid};
 use tourbillon_cogs::step::fields::{Remove, Rename};
 use tourbillon_cogs::step::filter::Filter;
 use tourbillon_cogs::step::json::JsonDecode;
 use tourbillon_cogs::step::ratelimit::RateLimit;
 use tourbillon_cogs::step::sample::Sample;
-use tourbillon_cogs::step::stats::{Board, Metered, Stats, StatsSettings};
+use tourbillon_cogs::step::stats::{Stats, StatsSettings};
 use tourbillon_cogs::step::timestamp::Timestamp;
 use tourbillon_cogs::step::window::{Aggregate, Dedup};
 use tourbillon_cogs::supply::tail::{saved_positions, Tail, TailSettings};

@@ -27,12 +27,12 @@ pub struct DaemonSettings {
     /// A pidfile: created exclusively and locked while the daemon runs,
     /// removed at exit. A stale one (its process is gone) is replaced; a
     /// live one is an error that names the pid. Default none.
-    #[serde(deserialize_with = "crate::setting::optional_path")]
+    #[serde(deserialize_with = "tourbillon_cogs::setting::optional_path")]
     pub pidfile: Option<PathBuf>,
     /// The file mode creation mask, in octal (`"027"`). Default: unchanged.
     pub umask: Option<String>,
     /// Change to this directory. Default: unchanged (`/` when detached).
-    #[serde(deserialize_with = "crate::setting::optional_path")]
+    #[serde(deserialize_with = "tourbillon_cogs::setting::optional_path")]
     pub workdir: Option<PathBuf>,
     /// Run as this user (name or uid) once what needs root is open. Default: unchanged.
     pub user: Option<String>,

@@ -1,6 +1,6 @@
-//! The `tourbillon` binary: see `tourbillon --help` and `tourbillon_cogs::app`.
+//! The `tourbillon` binary: see `tourbillon --help` and `tourbillon_cli::app`.
 
 fn main() {
-    let registry = tourbillon_cogs::registry::Registry::standard();
-    std::process::exit(tourbillon_cogs::app::main(std::env::args_os(), &registry));
+    let registry = tourbillon_cli::registry::Registry::standard();
+    std::process::exit(tourbillon_cli::app::main(std::env::args_os(), &registry));
 }

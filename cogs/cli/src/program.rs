@@ -1,18 +1,15 @@
-//! `tourbillon call` and `tourbillon serve`, and the cog kinds that serve
-//! programs from a configuration.
+//! `tourbillon call` (a client of a program server) and the configuration
+//! `tourbillon serve` runs; the cog kinds that serve programs are in
+//! [`kinds::program`](crate::kinds::program).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::function::Functions;
-use super::wire::{status, write_response};
-use super::{ProgramCog, ProgramServer};
-use crate::net::Address;
-use crate::registry::Registry;
+use tourbillon_cogs::net::Address;
+use tourbillon_cogs::program::{status, write_response};
 
 /// Exit status of `tourbillon call` for a response's `status`: `ok` 0,
 /// `failed` 1, `compensated` 3, `compensation_failed` 4, `rejected` 5
@@ -103,41 +100,4 @@ pub fn serve_config(spec: &Path, listen: &str, state_dir: Option<&Path>) -> Stri
         cog.push_str(&format!(", state_dir = {}", quote(abs(dir).display().to_string())));
     }
     format!("[trains.programs]\ncogs = [{{ {cog} }}]\n")
-}
-
-/// Adds (or replaces) the cog kinds `program` (a request event in, its
-/// response out) and `program_server` (serves programs on a socket), whose
-/// hooks may name `functions`. A binary with its own step functions calls
-/// this on its registry before [`app::main`](crate::app::main):
-///
-/// ```
-/// use serde_json::json;
-/// use tourbillon_cogs::program::{self, Flow, Functions};
-/// use tourbillon_cogs::registry::Registry;
-///
-/// let mut functions = Functions::standard();
-/// functions.add("charge", |call| Flow::Done(json!({ "charged": call.arg("amount").cloned() })));
-/// let mut registry = Registry::standard();
-/// program::register(&mut registry, functions);
-/// // std::process::exit(tourbillon_cogs::app::main(std::env::args_os(), &registry));
-/// # assert!(registry.kinds().contains(&"program_server"));
-/// ```
-pub fn register(registry: &mut Registry, functions: Functions) {
-    let functions = Arc::new(functions);
-    let f = Arc::clone(&functions);
-    let (cf, sf) = (Arc::clone(&functions), Arc::clone(&functions));
-    registry.add(
-        "program",
-        "run programs: request events in, response events out",
-        tourbillon::Role::Step,
-        move |s: &super::ProgramSettings, _: &crate::registry::BuildEnv| super::cog::load_spec(&s.spec, &cf).map(drop),
-        move |s, _| ProgramCog::new(s, Arc::clone(&f)),
-    );
-    registry.add(
-        "program_server",
-        "supply: serve programs as newline-delimited JSON on a TCP or Unix socket",
-        tourbillon::Role::Supply,
-        move |s: &super::ProgramServerSettings, _: &crate::registry::BuildEnv| s.check(&sf),
-        move |s, _| ProgramServer::new(s, Arc::clone(&functions)),
-    );
 }

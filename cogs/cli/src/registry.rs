@@ -2,11 +2,12 @@
 //!
 //! Every kind has a settings struct (serde, `deny_unknown_fields`, documented
 //! defaults), a check of them that opens nothing, and a constructor;
-//! [`Registry::add`] plugs a new kind in:
+//! [`Registry::add`] plugs a new kind in ([`Registry::standard`], in
+//! [`kinds`](crate::kinds), has every kind of `tourbillon-cogs`):
 //!
 //! ```
 //! use tourbillon::Role;
-//! use tourbillon_cogs::registry::{by_building, Registry};
+//! use tourbillon_cli::registry::{by_building, Registry};
 //! use tourbillon_cogs::drain::stdout::StdoutDrain;
 //!
 //! let mut registry = Registry::empty();
@@ -25,12 +26,9 @@ use std::fmt;
 
 use serde_json::Value;
 use tourbillon::{Cog, DynCog, Event, Role};
-
-use crate::supply::tail::TailSettings;
+use tourbillon_cogs::Error;
 
 use crate::config::{deserialize_at, CogConfig, CogSettings, ConfigError, Layered};
-use crate::step::stats::metered;
-use crate::Error;
 
 /// What a constructor knows about where its cog goes.
 #[derive(Clone, Debug)]
@@ -87,18 +85,6 @@ pub fn by_building<S: Clone, C>(build: impl Fn(S) -> Result<C, Error>) -> impl F
     move |settings, _| build(settings.clone()).map(drop)
 }
 
-/// The tail's check: its constructor opens the checkpoint store, so it is
-/// built without one (it then opens nothing: files are found when it
-/// starts) after the settings' own check of `checkpoint_dir`.
-fn check_tail(settings: &TailSettings, _: &BuildEnv) -> Result<(), Error> {
-    settings.validate()?;
-    crate::supply::tail::Tail::new(TailSettings {
-        checkpoint_dir: None,
-        ..settings.clone()
-    })
-    .map(drop)
-}
-
 /// A constructor's error, at its key path under the cog's section.
 fn setting_error(layered: &Layered, config: &CogConfig, error: Error) -> ConfigError {
     match error {
@@ -126,163 +112,6 @@ impl Registry {
     /// A registry with no kinds.
     pub fn empty() -> Registry {
         Registry { kinds: BTreeMap::new() }
-    }
-
-    /// Every cog kind of this crate.
-    pub fn standard() -> Registry {
-        let mut r = Registry::empty();
-        let board = crate::step::stats::Board::default();
-        r.add(
-            "stdin",
-            "supply: lines from standard input, until its end",
-            Role::Supply,
-            by_building(crate::supply::stdin::StdinSupply::new),
-            |s, _| crate::supply::stdin::StdinSupply::new(s),
-        );
-        r.add(
-            "tail",
-            "supply: follow files and globs through rotation, with checkpoints",
-            Role::Supply,
-            check_tail,
-            |s, _| crate::supply::tail::Tail::new(s),
-        );
-        r.add(
-            "listen",
-            "supply: frames from TCP or Unix-socket clients, or UDP datagrams",
-            Role::Supply,
-            by_building(crate::supply::listen::NetSupply::new),
-            |s, _| crate::supply::listen::NetSupply::new(s),
-        );
-        r.add(
-            "connect",
-            "drain: frames to a TCP or Unix-socket peer, reconnecting",
-            Role::Drain,
-            by_building(crate::drain::connect::NetDrain::new),
-            |s, _| crate::drain::connect::NetDrain::new(s),
-        );
-        r.add(
-            "reverse_dns",
-            "add the host name of an address field (worker threads, cache, never blocks)",
-            Role::Step,
-            by_building(crate::step::rdns::ReverseDns::<Event>::new),
-            |s, _| crate::step::rdns::ReverseDns::new(s),
-        );
-        #[cfg(feature = "nats")]
-        crate::jetstream::register(&mut r);
-        r.add(
-            "lines",
-            "split byte chunks into lines",
-            Role::Step,
-            by_building(crate::step::lines::Lines::new),
-            |s, _| crate::step::lines::Lines::new(s),
-        );
-        r.add(
-            "json_decode",
-            "parse JSON text into the event's data",
-            Role::Step,
-            by_building(crate::step::json::JsonDecode::new),
-            |s, _| crate::step::json::JsonDecode::new(s),
-        );
-        r.add(
-            "json_encode",
-            "render the event's data as JSON text",
-            Role::Step,
-            by_building(crate::step::json::JsonEncode::new),
-            |s, _| crate::step::json::JsonEncode::new(s),
-        );
-        r.add(
-            "set",
-            "write fixed values, the host name, the receive time into fields",
-            Role::Step,
-            by_building(crate::step::fields::SetFields::<Event>::new),
-            |s, _| crate::step::fields::SetFields::new(s).map(|c| c.place(Event::place)),
-        );
-        r.add(
-            "rename",
-            "move fields to new paths",
-            Role::Step,
-            by_building(crate::step::fields::Rename::new),
-            metered(&board, "rename", |s, _| crate::step::fields::Rename::new(s)),
-        );
-        r.add(
-            "remove",
-            "remove fields",
-            Role::Step,
-            by_building(crate::step::fields::Remove::new),
-            metered(&board, "remove", |s, _| crate::step::fields::Remove::new(s)),
-        );
-        r.add(
-            "filter",
-            "keep or drop by field conditions",
-            Role::Step,
-            by_building(crate::step::filter::Filter::new),
-            metered(&board, "filter", |s, _| crate::step::filter::Filter::new(s)),
-        );
-        r.add(
-            "timestamp",
-            "parse a time in a field into RFC 3339 or epoch",
-            Role::Step,
-            by_building(crate::step::timestamp::Timestamp::new),
-            metered(&board, "timestamp", |s, _| crate::step::timestamp::Timestamp::new(s)),
-        );
-        r.add(
-            "anonymize",
-            "truncate or pseudonymize IP addresses",
-            Role::Step,
-            by_building(crate::step::anonymize::Anonymize::new),
-            metered(&board, "anonymize", |s, _| crate::step::anonymize::Anonymize::new(s)),
-        );
-        r.add(
-            "dedup",
-            "drop repeats of a key within a time window",
-            Role::Step,
-            by_building(crate::step::window::Dedup::new),
-            metered(&board, "dedup", |s, _| crate::step::window::Dedup::new(s)),
-        );
-        r.add(
-            "aggregate",
-            "count and sum by key per time window",
-            Role::Step,
-            by_building(crate::step::window::Aggregate::new),
-            metered(&board, "aggregate", |s, _| crate::step::window::Aggregate::new(s)),
-        );
-        r.add(
-            "rate_limit",
-            "at most a rate of data per key (token bucket)",
-            Role::Step,
-            by_building(crate::step::ratelimit::RateLimit::new),
-            metered(&board, "rate_limit", |s, _| crate::step::ratelimit::RateLimit::new(s)),
-        );
-        r.add(
-            "sample",
-            "keep one in N, or with a probability",
-            Role::Step,
-            by_building(crate::step::sample::Sample::new),
-            metered(&board, "sample", |s, _| crate::step::sample::Sample::new(s)),
-        );
-        r.add(
-            "stats",
-            "log per-cog counters every interval, on SIGUSR1, at the end",
-            Role::Step,
-            by_building(crate::step::stats::Stats::new),
-            crate::step::stats::kind(&board),
-        );
-        r.add(
-            "file",
-            "drain: append lines to a file (reopened on SIGHUP)",
-            Role::Drain,
-            by_building(crate::drain::file::FileDrain::new),
-            |s, _| crate::drain::file::FileDrain::new(s),
-        );
-        r.add(
-            "stdout",
-            "drain: write lines to standard output",
-            Role::Drain,
-            by_building(crate::drain::stdout::StdoutDrain::new),
-            |s, _| crate::drain::stdout::StdoutDrain::new(s),
-        );
-        crate::program::register(&mut r, crate::program::Functions::standard());
-        r
     }
 
     /// Adds (or replaces) a kind: its name, a line about it, its role, a

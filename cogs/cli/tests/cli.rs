@@ -143,7 +143,7 @@ fn an_unknown_cog_kind_lists_the_known_ones() {
         &[],
     );
     assert_eq!(code, 1);
-    let kinds = tourbillon_cogs::registry::Registry::standard().kinds().join(", ");
+    let kinds = tourbillon_cli::registry::Registry::standard().kinds().join(", ");
     assert_eq!(
         err,
         format!(
@@ -329,14 +329,14 @@ fn kinds_lists_every_registered_cog_kind() {
         .take_while(|l| !l.is_empty())
         .map(|l| l.split_whitespace().next().unwrap().to_owned())
         .collect();
-    assert_eq!(listed, tourbillon_cogs::registry::Registry::standard().kinds());
+    assert_eq!(listed, tourbillon_cli::registry::Registry::standard().kinds());
 }
 
 #[test]
 fn the_config_module_docs_example_passes_check() {
     // The example a reader copies from: a renamed key must fail here, not
     // in their deployment.
-    let source = include_str!("../src/config.rs");
+    let source = include_str!("../src/config/mod.rs");
     let start = source.find("//! ```toml\n").expect("config.rs has a TOML example") + "//! ```toml\n".len();
     let end = start + source[start..].find("//! ```\n").expect("the example ends");
     let example: String = source[start..end]
@@ -358,7 +358,7 @@ fn the_config_module_docs_example_passes_check() {
 
 #[test]
 fn the_readme_s_sample_errors_are_what_check_says() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let at = readme
         .find("`tourbillon check web.toml` on")
         .expect("the README's sample");

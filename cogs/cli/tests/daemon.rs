@@ -3,13 +3,13 @@
 //! a second instance refused, SIGHUP reopen after logrotate's rename,
 //! privilege drop.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::tourbillon;
+use common::{append, tourbillon};
 
 /// Polls `cond` every 20 ms for up to 20 s; panics with `what` if it never holds.
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -21,15 +21,6 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 fn read(path: &Path) -> String {

@@ -14,8 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tourbillon_cogs::program::{self, Flow, Functions};
-use tourbillon_cogs::registry::Registry;
+use tourbillon_cli::kinds::program;
+use tourbillon_cli::registry::Registry;
+use tourbillon_cogs::program::{Call, Flow, Functions};
 
 const SPEC: &str = r#"
 name = "crash"
@@ -55,7 +56,7 @@ args = { path = "${dir}/b.ledger", line = "two" }
 
 /// A step that appends "waiting" to `mark`, then waits (on timers, never
 /// blocking the loop) until `path` exists.
-fn wait_for(call: &mut program::Call<'_>) -> Flow {
+fn wait_for(call: &mut Call<'_>) -> Flow {
     let (path, mark) = match (call.str_arg("path"), call.str_arg("mark")) {
         (Ok(p), Ok(m)) => (p.to_owned(), m.to_owned()),
         (Err(e), _) | (_, Err(e)) => return Flow::Fail(e),
@@ -82,7 +83,7 @@ fn child(spec: &str, addr: &str, state: &str) -> i32 {
     let mut registry = Registry::standard();
     program::register(&mut registry, functions);
     let args = ["tourbillon", "serve", spec, "--listen", addr, "--state-dir", state];
-    tourbillon_cogs::app::main(args, &registry)
+    tourbillon_cli::app::main(args, &registry)
 }
 
 /// A server process, killed when dropped (a failed check must not leave it running).
@@ -134,7 +135,7 @@ fn ping(addr: &str, dir: &Path) -> Result<(), String> {
     let start = Instant::now();
     loop {
         let data = json!({ "dir": dir.display().to_string() });
-        match program::call(addr, "nope", data, json!("ping"), Duration::from_secs(10)) {
+        match tourbillon_cli::program::call(addr, "nope", data, json!("ping"), Duration::from_secs(10)) {
             Ok(r) if r["status"] == "rejected" => return Ok(()),
             Ok(r) => return Err(format!("unexpected answer {r}")),
             Err(_) if start.elapsed() < Duration::from_secs(20) => std::thread::sleep(Duration::from_millis(10)),

@@ -38,17 +38,13 @@
 //! credentials, token, nkey and TLS are given as names of files, never as
 //! secrets in the configuration; logs and listings name the files only.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::BuildEnv;
 use crate::Error;
-use tourbillon::{Event, Role};
 
 mod consume;
 mod publish;
@@ -233,68 +229,6 @@ impl Backoff {
         tokio::time::sleep(self.0).await;
         self.0 = (self.0 * 2).min(Duration::from_secs(5));
     }
-}
-
-/// Adds `jetstream_consume`, `jetstream_publish` and `jetstream_reject` to
-/// a registry. A `jetstream_reject` step rejects through the
-/// `jetstream_consume` supply built before it in the same train.
-pub fn register(r: &mut crate::registry::Registry) {
-    let supplies: Arc<Mutex<HashMap<String, Rejects>>> = Arc::default();
-    let by_train = Arc::clone(&supplies);
-    // The trains whose consume supply has been checked, for the reject
-    // step's check (which runs without building anything).
-    let checked: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let checked_by = Arc::clone(&checked);
-    r.add(
-        "jetstream_consume",
-        "supply: messages of a durable JetStream pull consumer, acked when done",
-        Role::Supply,
-        move |s: &ConsumeSettings, env: &BuildEnv| {
-            s.validate()?;
-            checked_by
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(env.train.clone());
-            Ok(())
-        },
-        move |s, env| {
-            let supply = JetStreamSupply::new(s)?;
-            let mut map = by_train.lock().unwrap_or_else(|e| e.into_inner());
-            map.insert(env.train.clone(), supply.rejects());
-            Ok(supply)
-        },
-    );
-    r.add(
-        "jetstream_publish",
-        "drain: publish to JetStream, done on the server's ack",
-        Role::Drain,
-        |s: &PublishSettings, _: &BuildEnv| s.validate(),
-        |s, _| JetStreamDrain::new(s),
-    );
-    let needs_consume = || {
-        Error::setting(
-            "kind",
-            "jetstream_reject needs a jetstream_consume supply before it in its train",
-        )
-    };
-    r.add(
-        "jetstream_reject",
-        "nak (or term) events that have a field, through the train's jetstream_consume",
-        Role::Step,
-        move |s: &RejectSettings, env: &BuildEnv| {
-            if !checked.lock().unwrap_or_else(|e| e.into_inner()).contains(&env.train) {
-                return Err(needs_consume());
-            }
-            RejectStep::<Event>::new(s.clone(), Rejects::default()).map(drop)
-        },
-        move |s, env| {
-            let map = supplies.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get(&env.train) {
-                Some(rejects) => RejectStep::new(s, rejects.clone()),
-                None => Err(needs_consume()),
-            }
-        },
-    );
 }
 
 /// 64 random bits for this run of the process: what makes message ids

@@ -32,6 +32,14 @@ pub struct ProgramSettings {
     pub no_fsync: bool,
 }
 
+impl ProgramSettings {
+    /// Every error the cog's constructor finds, without opening the state
+    /// directory (the spec is read and checked against `functions`).
+    pub fn check(&self, functions: &Functions) -> Result<(), Error> {
+        load_spec(&self.spec, functions).map(drop)
+    }
+}
+
 /// Loads the spec and opens the journal named by settings.
 pub(crate) fn engine(
     spec: &std::path::Path,

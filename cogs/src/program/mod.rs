@@ -105,12 +105,12 @@
 //! - [`ProgramCog`] (kind `program`): a request event in, its response out.
 //! - [`ProgramServer`] (kind `program_server`): newline-delimited JSON
 //!   over TCP or a Unix socket; `tourbillon serve SPEC --listen ADDR`, and
-//!   `tourbillon call ADDR PROGRAM --data JSON` as the client.
+//!   `tourbillon call ADDR PROGRAM --data JSON` as the client (both in the
+//!   `tourbillon-cli` crate).
 //!
-//! Functions are registered by name in [`Functions`]; see [`register`] for
-//! a binary with its own.
+//! Functions are registered by name in [`Functions`]; a `tourbillon` binary
+//! with its own hands them to `tourbillon_cli::kinds::program::register`.
 
-mod cli;
 mod cog;
 mod engine;
 mod function;
@@ -121,7 +121,6 @@ mod spec;
 mod template;
 mod wire;
 
-pub use cli::{call, call_command, exit_status, register, serve_config};
 pub use cog::{ProgramCog, ProgramSettings};
 pub use engine::ProgramStats;
 pub use function::{Call, Flow, Functions, Reply, Resume, StepFn, StepResult};

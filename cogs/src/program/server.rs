@@ -230,7 +230,7 @@ impl ProgramServerSettings {
 
     /// Every error the server's constructor finds, without opening the
     /// state directory or binding anything (the spec is read).
-    pub(crate) fn check(&self, functions: &Functions) -> Result<(), Error> {
+    pub fn check(&self, functions: &Functions) -> Result<(), Error> {
         self.checked()?;
         super::cog::load_spec(&self.spec, functions).map(drop)
     }

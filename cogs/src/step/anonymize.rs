@@ -37,7 +37,7 @@ use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
 
 use crate::access::{check_path, Access};
-use crate::step::stats::{Meter, Metered};
+use crate::meter::{Meter, Metered};
 use crate::Error;
 
 /// How [`Anonymize`] hides addresses.

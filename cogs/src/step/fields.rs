@@ -12,7 +12,7 @@ use tourbillon::accessor::{Json, Path};
 use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
 
 use crate::access::{check_path, Access};
-use crate::step::stats::{Meter, Metered};
+use crate::meter::{Meter, Metered};
 use crate::Error;
 
 /// Settings of [`SetFields`].

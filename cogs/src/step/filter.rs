@@ -27,7 +27,7 @@ use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Getter, Next};
 
 use crate::access::{check_path, Access};
-use crate::step::stats::{Meter, Metered};
+use crate::meter::{Meter, Metered};
 use crate::Error;
 
 /// What [`Filter`] does with data that match.

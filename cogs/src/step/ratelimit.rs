@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, Next};
 
 use crate::access::{Access, FieldKey};
-use crate::step::stats::{Meter, Metered};
+use crate::meter::{Meter, Metered};
 use crate::Error;
 
 /// A token bucket.

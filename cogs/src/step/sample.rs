@@ -20,7 +20,7 @@ use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Next, Setter};
 
 use crate::access::{check_path, Access, FieldKey};
-use crate::step::stats::{Meter, Metered};
+use crate::meter::{Meter, Metered};
 use crate::Error;
 
 /// Settings of [`Sample`]: give `one_in` or `probability`.

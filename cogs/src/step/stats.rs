@@ -1,224 +1,23 @@
-//! Per-cog counters and the `stats` cog that logs them.
+//! The `stats` cog: logs the meters of a [`Board`] per train.
 //!
-//! A [`Meter`] is the five counts a processing cog keeps about itself:
-//! data in, data out, data dropped (filtered out, duplicates, over a rate
-//! limit, not sampled, unparsable by setting), errors (a value it could not
-//! work with: an invalid address, an unparsable time), and the bytes of the
-//! data in (their raw bytes, for [`Event`]s). The cog is the only writer,
-//! so counting costs a plain load and store; anyone holding a clone reads.
-//!
-//! A [`Board`] collects the meters of a process's cogs by train and
-//! position. The [registry](crate::registry) puts on it every cog it builds
-//! that keeps a meter ([`metered`]); the [`Stats`] cog (kind `stats`) logs
-//! what the board holds for its train (or every train) every
+//! The processing cogs keep [`Meter`]s (see [`meter`](crate::meter)); whoever
+//! builds the cogs puts them on a [`Board`] (the `tourbillon` binary does,
+//! for every cog it builds from configuration). The [`Stats`] cog (kind
+//! `stats`) logs what the board holds for its train (or every train) every
 //! `interval_secs`, on SIGUSR1, and once more when the escapement is done.
 //! Where it sits in the train, it also counts what passes it, so a `stats`
 //! cog after a cog that keeps no meter (a supply, a decoder) shows what that
 //! cog let through.
-//!
-//! Why a board and not a wrapper around every cog: what a cog emits goes
-//! straight to the next cog through its context, which a wrapper cannot
-//! intercept, so only the cog itself knows its `out` and `dropped`.
-//!
-//! ```
-//! use tourbillon_cogs::step::stats::{Board, Meter};
-//!
-//! let board = Board::default();
-//! let meter = Meter::default();
-//! board.put("web", 2, "filter", meter.clone());
-//! assert_eq!(board.entries(Some("web"))[0].kind, "filter");
-//! assert_eq!(board.entries(Some("other")).len(), 0);
-//! ```
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tourbillon::accessor::Getter;
 use tourbillon::{Cog, Context, Core, Event, Fired, Next};
 
-use crate::registry::BuildEnv;
+use crate::meter::{Board, Meter, Metered};
 use crate::Error;
-
-#[derive(Debug, Default)]
-struct Cells {
-    input: AtomicU64,
-    output: AtomicU64,
-    dropped: AtomicU64,
-    errors: AtomicU64,
-    bytes: AtomicU64,
-}
-
-/// The counters of one cog; clones share them. Only the cog counts (one
-/// writer: a load and a store, no locked instruction); anyone reads.
-#[derive(Clone, Debug, Default)]
-pub struct Meter(Arc<Cells>);
-
-fn bump(cell: &AtomicU64, n: u64) {
-    // One writer: no read-modify-write needed.
-    cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-}
-
-impl Meter {
-    /// One datum in, of `bytes` bytes.
-    pub fn took(&self, bytes: usize) {
-        bump(&self.0.input, 1);
-        bump(&self.0.bytes, bytes as u64);
-    }
-
-    /// One datum out.
-    pub fn emitted(&self) {
-        bump(&self.0.output, 1);
-    }
-
-    /// One datum dropped.
-    pub fn dropped(&self) {
-        bump(&self.0.dropped, 1);
-    }
-
-    /// Sends `datum` on, counted as out.
-    pub fn emit<D, N: Next<D> + ?Sized>(&self, datum: D, ctx: &mut Context<'_, D, N>) {
-        self.emitted();
-        ctx.emit(datum)
-    }
-
-    /// Drops `datum` for good (reported done), counted as dropped.
-    pub fn discard<D, N: Next<D> + ?Sized>(&self, datum: &D, ctx: &mut Context<'_, D, N>) {
-        self.dropped();
-        ctx.discard(datum)
-    }
-
-    /// Sends `datum` on if `keep`, else drops it; counted either way.
-    pub fn keep_or_drop<D, N: Next<D> + ?Sized>(&self, keep: bool, datum: D, ctx: &mut Context<'_, D, N>) {
-        if keep {
-            self.emit(datum, ctx)
-        } else {
-            self.discard(&datum, ctx)
-        }
-    }
-
-    /// One error.
-    pub fn error(&self) {
-        bump(&self.0.errors, 1);
-    }
-
-    /// The counts now.
-    pub fn counts(&self) -> Counts {
-        let c = &self.0;
-        Counts {
-            input: c.input.load(Ordering::Relaxed),
-            output: c.output.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            errors: c.errors.load(Ordering::Relaxed),
-            bytes: c.bytes.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// A reading of a [`Meter`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Data in.
-    pub input: u64,
-    /// Data out (for a cog that merges, the merged data).
-    pub output: u64,
-    /// Data dropped on purpose.
-    pub dropped: u64,
-    /// Values the cog could not work with.
-    pub errors: u64,
-    /// Bytes of the data in.
-    pub bytes: u64,
-}
-
-impl fmt::Display for Counts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "in={} out={} dropped={} errors={} bytes={}",
-            self.input, self.output, self.dropped, self.errors, self.bytes
-        )
-    }
-}
-
-/// A cog that keeps a [`Meter`].
-pub trait Metered {
-    /// A handle on the cog's counters.
-    fn meter(&self) -> Meter;
-}
-
-/// One meter on a [`Board`].
-#[derive(Clone, Debug)]
-pub struct Entry {
-    /// The train's name.
-    pub train: String,
-    /// The cog's position in the train, from 0.
-    pub index: usize,
-    /// The cog's kind (`filter`).
-    pub kind: String,
-    /// Its counters.
-    pub meter: Meter,
-}
-
-/// The meters of a process's cogs, by train and position; clones share it.
-#[derive(Clone, Debug, Default)]
-pub struct Board(Arc<Mutex<BTreeMap<(String, usize), Entry>>>);
-
-impl Board {
-    /// Puts the meter of cog `index` of `train` on the board, replacing the
-    /// one there (a train built again).
-    pub fn put(&self, train: &str, index: usize, kind: &str, meter: Meter) {
-        let entry = Entry {
-            train: train.to_owned(),
-            index,
-            kind: kind.to_owned(),
-            meter,
-        };
-        self.lock().insert((train.to_owned(), index), entry);
-    }
-
-    /// The meters of `train` (every train's if `None`), by train and position.
-    pub fn entries(&self, train: Option<&str>) -> Vec<Entry> {
-        self.lock()
-            .values()
-            .filter(|e| train.map_or(true, |t| e.train == t))
-            .cloned()
-            .collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, usize), Entry>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Wraps a registry constructor so that the cogs it builds put their meter
-/// on `board`, under their train and position:
-/// `r.add("filter", "...", metered(&board, "filter", |s, _| Filter::new(s)))`.
-pub fn metered<S, C, F>(board: &Board, kind: &'static str, build: F) -> impl Fn(S, &BuildEnv) -> Result<C, Error>
-where
-    C: Metered,
-    F: Fn(S, &BuildEnv) -> Result<C, Error>,
-{
-    let board = board.clone();
-    move |settings, env| {
-        let cog = build(settings, env)?;
-        board.put(&env.train, env.index, kind, cog.meter());
-        Ok(cog)
-    }
-}
-
-/// The registry constructor of the `stats` kind: a [`Stats`] cog reading
-/// `board`, and on it as a probe.
-pub fn kind(board: &Board) -> impl Fn(StatsSettings, &BuildEnv) -> Result<Stats, Error> {
-    let board = board.clone();
-    move |settings, env| {
-        let stats = Stats::new(settings)?.board(board.clone(), &env.train);
-        board.put(&env.train, env.index, "stats", stats.meter());
-        Ok(stats)
-    }
-}
 
 /// Which meters a [`Stats`] cog logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

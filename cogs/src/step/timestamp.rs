@@ -12,7 +12,7 @@ use serde_json::Value;
 use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
 
 use crate::access::{check_path, Access};
-use crate::step::stats::{Meter, Metered};
+use crate::meter::{Meter, Metered};
 use crate::time::{format_of, Format, Time};
 use crate::Error;
 

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Getter, Next, Setter};
 
 use crate::access::{check_path, Access, FieldKey};
-use crate::step::stats::{Meter, Metered};
+use crate::meter::{Meter, Metered};
 use crate::Error;
 
 /// The keys seen within a window, oldest first: the bookkeeping of [`Dedup`].

@@ -1,10 +1,11 @@
-//! Helpers shared by the cogs' integration tests.
+//! Helpers shared by the cogs' integration tests (and by those of
+//! `tourbillon-cli`, whose own `common` includes this file).
 #![allow(dead_code)] // each test file uses its own share
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,30 +14,6 @@ use std::time::Duration;
 pub fn exclusive() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_tourbillon");
-
-/// The binary with `args`, run in `dir`, with no `RUST_LOG` and no
-/// `TOURBILLON*` variable of the caller's leaking into its configuration.
-pub fn tourbillon(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args).current_dir(dir).env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TOURBILLON") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-/// Runs `c` with `input` on its standard input; its output and log.
-pub fn run_with_stdin(mut c: Command, input: &[u8]) -> Output {
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// Bytes as text, invalid UTF-8 replaced.
@@ -72,4 +49,20 @@ pub fn limit_descriptors(cmd: &mut Command, limit: u64) {
             Ok(())
         });
     }
+}
+
+/// Appends `text` to the file at `path`, creating it.
+pub fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Line `n` of file number `file` (`f003-00012`): what the tests at the
+/// descriptor limit write and count.
+pub fn numbered_line(file: usize, n: usize) -> String {
+    format!("f{file:03}-{n:05}")
 }

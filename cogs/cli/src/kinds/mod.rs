@@ -1,0 +1,214 @@
+//! The cog kinds of `tourbillon-cogs`, registered by name: what
+//! [`Registry::standard`] holds. The processing cogs that keep a meter put
+//! it on one [`Board`] that the `stats` kind reads.
+
+#[cfg(feature = "nats")]
+pub mod jetstream;
+pub mod program;
+
+use step::stats::{Stats, StatsSettings};
+use supply::tail::{Tail, TailSettings};
+use tourbillon::{Event, Role};
+use tourbillon_cogs::meter::{Board, Metered};
+use tourbillon_cogs::program::Functions;
+use tourbillon_cogs::{drain, step, supply, Error};
+
+use crate::registry::{by_building, BuildEnv, Registry};
+
+impl Registry {
+    /// Every cog kind of `tourbillon-cogs`.
+    pub fn standard() -> Registry {
+        let mut r = Registry::empty();
+        let board = Board::default();
+        r.add(
+            "stdin",
+            "supply: lines from standard input, until its end",
+            Role::Supply,
+            by_building(supply::stdin::StdinSupply::new),
+            |s, _| supply::stdin::StdinSupply::new(s),
+        );
+        r.add(
+            "tail",
+            "supply: follow files and globs through rotation, with checkpoints",
+            Role::Supply,
+            check_tail,
+            |s, _| Tail::new(s),
+        );
+        r.add(
+            "listen",
+            "supply: frames from TCP or Unix-socket clients, or UDP datagrams",
+            Role::Supply,
+            by_building(supply::listen::NetSupply::new),
+            |s, _| supply::listen::NetSupply::new(s),
+        );
+        r.add(
+            "connect",
+            "drain: frames to a TCP or Unix-socket peer, reconnecting",
+            Role::Drain,
+            by_building(drain::connect::NetDrain::new),
+            |s, _| drain::connect::NetDrain::new(s),
+        );
+        r.add(
+            "reverse_dns",
+            "add the host name of an address field (worker threads, cache, never blocks)",
+            Role::Step,
+            by_building(step::rdns::ReverseDns::<Event>::new),
+            |s, _| step::rdns::ReverseDns::new(s),
+        );
+        #[cfg(feature = "nats")]
+        jetstream::register(&mut r);
+        r.add(
+            "lines",
+            "split byte chunks into lines",
+            Role::Step,
+            by_building(step::lines::Lines::new),
+            |s, _| step::lines::Lines::new(s),
+        );
+        r.add(
+            "json_decode",
+            "parse JSON text into the event's data",
+            Role::Step,
+            by_building(step::json::JsonDecode::new),
+            |s, _| step::json::JsonDecode::new(s),
+        );
+        r.add(
+            "json_encode",
+            "render the event's data as JSON text",
+            Role::Step,
+            by_building(step::json::JsonEncode::new),
+            |s, _| step::json::JsonEncode::new(s),
+        );
+        r.add(
+            "set",
+            "write fixed values, the host name, the receive time into fields",
+            Role::Step,
+            by_building(step::fields::SetFields::<Event>::new),
+            |s, _| step::fields::SetFields::new(s).map(|c| c.place(Event::place)),
+        );
+        r.add(
+            "rename",
+            "move fields to new paths",
+            Role::Step,
+            by_building(step::fields::Rename::new),
+            metered(&board, "rename", |s, _| step::fields::Rename::new(s)),
+        );
+        r.add(
+            "remove",
+            "remove fields",
+            Role::Step,
+            by_building(step::fields::Remove::new),
+            metered(&board, "remove", |s, _| step::fields::Remove::new(s)),
+        );
+        r.add(
+            "filter",
+            "keep or drop by field conditions",
+            Role::Step,
+            by_building(step::filter::Filter::new),
+            metered(&board, "filter", |s, _| step::filter::Filter::new(s)),
+        );
+        r.add(
+            "timestamp",
+            "parse a time in a field into RFC 3339 or epoch",
+            Role::Step,
+            by_building(step::timestamp::Timestamp::new),
+            metered(&board, "timestamp", |s, _| step::timestamp::Timestamp::new(s)),
+        );
+        r.add(
+            "anonymize",
+            "truncate or pseudonymize IP addresses",
+            Role::Step,
+            by_building(step::anonymize::Anonymize::new),
+            metered(&board, "anonymize", |s, _| step::anonymize::Anonymize::new(s)),
+        );
+        r.add(
+            "dedup",
+            "drop repeats of a key within a time window",
+            Role::Step,
+            by_building(step::window::Dedup::new),
+            metered(&board, "dedup", |s, _| step::window::Dedup::new(s)),
+        );
+        r.add(
+            "aggregate",
+            "count and sum by key per time window",
+            Role::Step,
+            by_building(step::window::Aggregate::new),
+            metered(&board, "aggregate", |s, _| step::window::Aggregate::new(s)),
+        );
+        r.add(
+            "rate_limit",
+            "at most a rate of data per key (token bucket)",
+            Role::Step,
+            by_building(step::ratelimit::RateLimit::new),
+            metered(&board, "rate_limit", |s, _| step::ratelimit::RateLimit::new(s)),
+        );
+        r.add(
+            "sample",
+            "keep one in N, or with a probability",
+            Role::Step,
+            by_building(step::sample::Sample::new),
+            metered(&board, "sample", |s, _| step::sample::Sample::new(s)),
+        );
+        r.add(
+            "stats",
+            "log per-cog counters every interval, on SIGUSR1, at the end",
+            Role::Step,
+            by_building(Stats::new),
+            stats(&board),
+        );
+        r.add(
+            "file",
+            "drain: append lines to a file (reopened on SIGHUP)",
+            Role::Drain,
+            by_building(drain::file::FileDrain::new),
+            |s, _| drain::file::FileDrain::new(s),
+        );
+        r.add(
+            "stdout",
+            "drain: write lines to standard output",
+            Role::Drain,
+            by_building(drain::stdout::StdoutDrain::new),
+            |s, _| drain::stdout::StdoutDrain::new(s),
+        );
+        program::register(&mut r, Functions::standard());
+        r
+    }
+}
+
+/// The tail's check: its constructor opens the checkpoint store, so it is
+/// built without one (it then opens nothing: files are found when it
+/// starts) after the settings' own check of `checkpoint_dir`.
+fn check_tail(settings: &TailSettings, _: &BuildEnv) -> Result<(), Error> {
+    settings.validate()?;
+    Tail::new(TailSettings {
+        checkpoint_dir: None,
+        ..settings.clone()
+    })
+    .map(drop)
+}
+
+/// Wraps a registry constructor so that the cogs it builds put their meter
+/// on `board`, under their train and position:
+/// `r.add("filter", "...", check, metered(&board, "filter", |s, _| Filter::new(s)))`.
+pub fn metered<S, C, F>(board: &Board, kind: &'static str, build: F) -> impl Fn(S, &BuildEnv) -> Result<C, Error>
+where
+    C: Metered,
+    F: Fn(S, &BuildEnv) -> Result<C, Error>,
+{
+    let board = board.clone();
+    move |settings, env| {
+        let cog = build(settings, env)?;
+        board.put(&env.train, env.index, kind, cog.meter());
+        Ok(cog)
+    }
+}
+
+/// The constructor of the `stats` kind: a [`Stats`] cog reading `board`,
+/// and on it as a probe.
+pub fn stats(board: &Board) -> impl Fn(StatsSettings, &BuildEnv) -> Result<Stats, Error> {
+    let board = board.clone();
+    move |settings, env| {
+        let stats = Stats::new(settings)?.board(board.clone(), &env.train);
+        board.put(&env.train, env.index, "stats", stats.meter());
+        Ok(stats)
+    }
+}
