@@ -10,6 +10,7 @@ use tourbillon::{Cog, Context, Escapement, Event, EventId, Exit, Finish, Fired, 
 use tourbillon_cogs::drain::file::{FileDrain, FileDrainSettings};
 use tourbillon_cogs::drain::stdout::{StdoutDrain, StdoutSettings};
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::exclusive;
 

@@ -17,6 +17,7 @@ use tourbillon_cogs::jetstream::{
     ConsumeSettings, JetStreamDrain, JetStreamSupply, PublishSettings, Rejects, SupplyStats,
 };
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::exclusive;
 #[macro_use]

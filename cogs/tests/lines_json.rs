@@ -10,6 +10,7 @@ use tourbillon_cogs::step::json::{DecodeError, JsonDecode, JsonDecodeSettings, J
 use tourbillon_cogs::step::lines::{LineFlags, LineSplitter, Lines, LinesSettings, Utf8};
 use tourbillon_cogs::{LogThrottle, Summary, Verdict};
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::exclusive;
 

@@ -21,6 +21,7 @@ use tourbillon_cogs::step::timestamp::Timestamp;
 use tourbillon_cogs::step::window::{Aggregate, Dedup};
 use tourbillon_cogs::supply::tail::{saved_positions, Tail, TailSettings};
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::exclusive;
 

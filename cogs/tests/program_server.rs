@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tourbillon::{Escapement, Event, Train};
 use tourbillon_cogs::program::{Functions, ProgramServer, ProgramServerSettings, ProgramStats, ServerStats};
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::exclusive;
 

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tourbillon::{Cog, Context, Escapement, Event, Fired, Next, Role, Train};
 use tourbillon_cogs::program::{Flow, Format, Functions, ProgramCog, Spec};
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::exclusive;
 

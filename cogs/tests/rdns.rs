@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tourbillon::{from_iter, Escapement, Event, EventId, Train};
 use tourbillon_cogs::step::rdns::{ReverseDns, ReverseDnsSettings};
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::exclusive;
 

@@ -14,6 +14,7 @@ use tourbillon_cogs::drain::connect::{NetDrain, NetDrainSettings};
 use tourbillon_cogs::net::Framing;
 use tourbillon_cogs::supply::listen::{NetSupply, NetSupplySettings};
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::exclusive;
 

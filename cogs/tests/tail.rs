@@ -3,7 +3,6 @@
 //! backpressure, and a property test against a model of the file system.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,7 @@ use tourbillon_cogs::supply::tail::{saved_positions, ReadFrom, Tail, TailSetting
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use common::exclusive;
+use common::{append, exclusive};
 
 type Shared<T> = Arc<Mutex<Vec<T>>>;
 
@@ -224,11 +223,6 @@ fn numbered(prefix: &str, range: std::ops::Range<usize>) -> String {
 
 fn names(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}-{i:05}")).collect()
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 fn texts(seen: &[Seen]) -> Vec<String> {

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::{append, numbered_line};
 

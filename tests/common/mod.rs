@@ -1,8 +1,14 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests of every crate: the runtime's
+//! (`tests/`), the cogs' (`cogs/tests/`) and the binary's (`cogs/cli/tests/`),
+//! which include this file by path.
 #![allow(dead_code)]
 
+use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::time::Duration;
 
 use tourbillon::{Cog, Context, EventId, Finish, Fired, Next, Role};
 
@@ -148,4 +154,55 @@ pub fn warnings_about(path: &Path) -> Vec<String> {
         .filter(|w| w.contains(&path))
         .cloned()
         .collect()
+}
+
+/// Bytes as text, invalid UTF-8 replaced.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The CPU time (user + system) a process has used so far, from /proc.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Makes `cmd`'s process start with at most `limit` file descriptors
+/// (`ulimit -n`, soft and hard).
+pub fn limit_descriptors(cmd: &mut Command, limit: u64) {
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Appends `text` to the file at `path`, creating it.
+pub fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Line `n` of file number `file` (`f003-00012`): what the tests at the
+/// descriptor limit write and count.
+pub fn numbered_line(file: usize, n: usize) -> String {
+    format!("f{file:03}-{n:05}")
 }

@@ -1,20 +1,11 @@
 //! The processing cogs built from configuration by the `tourbillon` binary.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
 mod common;
-use common::{text, tourbillon};
-
-fn run_with_stdin(mut c: Command, input: &str) -> Output {
-    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
+use common::{run_with_stdin, text, tourbillon};
 
 fn config(dir: &Path, cogs: &str) -> PathBuf {
     let p = dir.join("t.toml");
@@ -25,7 +16,10 @@ fn config(dir: &Path, cogs: &str) -> PathBuf {
 fn run(cogs: &str, input: &str) -> (Vec<Value>, String) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), cogs);
-    let out = run_with_stdin(tourbillon(dir.path(), &["run", cfg.to_str().unwrap()]), input);
+    let out = run_with_stdin(
+        tourbillon(dir.path(), &["run", cfg.to_str().unwrap()]),
+        input.as_bytes(),
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let lines = text(&out.stdout)

@@ -1,15 +1,15 @@
 //! Helpers of the tests that drive the `tourbillon` binary; with them,
-//! every helper of the cogs' tests (`cogs/tests/common`).
+//! every helper of the other tests (`tests/common`).
 #![allow(dead_code)] // each test file uses its own share
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-#[path = "../../../tests/common/mod.rs"]
-mod cogs;
+#[path = "../../../../tests/common/mod.rs"]
+mod shared;
 #[allow(unused_imports)] // each test file uses its own share
-pub use cogs::*;
+pub use shared::*;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_tourbillon");
