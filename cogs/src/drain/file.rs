@@ -52,182 +52,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tourbillon::accessor::Getter;
-use tourbillon::{Cog, Context, Core, Event, EventId, Finish, Fired, ImmediateId, Next, Role, TimerId};
+use tourbillon::{Cog, Context, Core, Event, Finish, Fired, Next, Role};
 
+use crate::drain::batch::{Driver, FLUSH, RETRY};
 use crate::{Counter, Error, LogThrottle, Verdict};
-
-/// Lines waiting to be reported done, and the ids of the data they came
-/// from. The bytes stay until then, written or not: a file that went away
-/// gets all of them again.
-#[derive(Debug, Default)]
-pub(crate) struct Batch {
-    buf: Vec<u8>,
-    ids: Vec<EventId>,
-    lines: usize,
-    /// How many bytes of `buf` reached the output.
-    written: usize,
-}
-
-impl Batch {
-    pub(crate) fn with_capacity(bytes: usize) -> Batch {
-        Batch {
-            buf: Vec::with_capacity(bytes),
-            ..Batch::default()
-        }
-    }
-
-    /// Appends `bytes` and a newline.
-    pub(crate) fn push(&mut self, bytes: &[u8], id: Option<EventId>) {
-        self.buf.reserve(bytes.len() + 1);
-        self.buf.extend_from_slice(bytes);
-        self.buf.push(b'\n');
-        self.lines += 1;
-        if let Some(id) = id {
-            self.ids.push(id);
-        }
-    }
-
-    /// Bytes held, written or not.
-    pub(crate) fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    /// Lines held.
-    pub(crate) fn lines(&self) -> usize {
-        self.lines
-    }
-
-    /// Bytes not yet written.
-    pub(crate) fn unwritten(&self) -> usize {
-        self.buf.len() - self.written
-    }
-
-    /// Bytes of the last line that were written although the line was not
-    /// whole: what a failed write left at the end of the output.
-    pub(crate) fn partial(&self) -> usize {
-        let head = &self.buf[..self.written];
-        head.len() - head.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
-    }
-
-    /// Takes back the last `n` written bytes, cut from the output.
-    pub(crate) fn unwrite(&mut self, n: usize) {
-        self.written -= n;
-    }
-
-    /// Everything is to be written again, to a new output.
-    pub(crate) fn rewind(&mut self) {
-        self.written = 0;
-    }
-
-    /// Once every byte is written: forgets them, and gives the ids of their
-    /// data for `event_done`.
-    pub(crate) fn take_ids(&mut self) -> std::vec::Drain<'_, EventId> {
-        debug_assert_eq!(self.written, self.buf.len(), "reported done before written");
-        self.buf.clear();
-        self.written = 0;
-        self.lines = 0;
-        self.ids.drain(..)
-    }
-
-    /// Forgets everything held.
-    pub(crate) fn clear(&mut self) {
-        self.buf.clear();
-        self.ids.clear();
-        self.lines = 0;
-        self.written = 0;
-    }
-
-    /// Writes every byte not yet written. On an error the bytes written so
-    /// far count as written, so a retry neither loses nor repeats any.
-    pub(crate) fn write_to(&mut self, out: &mut impl Write) -> io::Result<()> {
-        while self.written < self.buf.len() {
-            match out.write(&self.buf[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Timer and immediate keys of the drains.
-pub(crate) const FLUSH: u64 = 1;
-pub(crate) const RETRY: u64 = 2;
-pub(crate) const REOPEN: u64 = 3;
-
-/// How long the retry timer waits while nothing fails.
-const PARKED: Duration = Duration::from_secs(24 * 3600);
-
-/// When a drain writes: at the end of each burst, and after a failure.
-///
-/// The retry timer is bound once, in `start`, and parked far ahead while
-/// writes succeed: a cog may move what it holds while it finishes but not
-/// bind anything new, and a write may well fail for the first time then.
-#[derive(Debug)]
-pub(crate) struct Schedule {
-    burst: Option<ImmediateId>,
-    retry: Option<TimerId>,
-    interval: Duration,
-}
-
-impl Schedule {
-    pub(crate) fn new(interval: Duration) -> Schedule {
-        Schedule {
-            burst: None,
-            retry: None,
-            interval,
-        }
-    }
-
-    pub(crate) fn start<D, N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>, what: &str) {
-        match ctx.every(PARKED, RETRY) {
-            Ok(id) => self.retry = Some(id),
-            Err(e) => log::error!("{what}: cannot bind the retry timer ({e}); failed writes will not be retried"),
-        }
-    }
-
-    /// A datum was buffered: queues the end-of-burst flush if none is
-    /// queued. False if it cannot be queued: flush now.
-    pub(crate) fn burst<D, N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> bool {
-        if self.burst.is_none() {
-            self.burst = ctx.enqueue(FLUSH).ok();
-        }
-        self.burst.is_some()
-    }
-
-    /// The end-of-burst flush came up.
-    pub(crate) fn burst_fired(&mut self) {
-        self.burst = None;
-    }
-
-    pub(crate) fn retry_soon<D, N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
-        self.retry_after(ctx, self.interval);
-    }
-
-    pub(crate) fn retry_after<D, N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>, delay: Duration) {
-        if let Some(id) = self.retry {
-            let at = ctx.now() + delay;
-            ctx.reschedule(id, at);
-        }
-    }
-
-    pub(crate) fn park<D, N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
-        if let Some(id) = self.retry {
-            let at = ctx.now() + PARKED;
-            ctx.reschedule(id, at);
-        }
-    }
-
-    pub(crate) fn interval(&self) -> Duration {
-        self.interval
-    }
-}
 
 /// Settings of [`FileDrain`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +122,9 @@ pub struct FileDrainStats {
     pub failures: Counter,
 }
 
+/// The signal key of SIGHUP: reopen the path.
+const REOPEN: u64 = 3;
+
 /// The longest fragment looked for at the end of a file when it is opened.
 const FRAGMENT_LOOK_BACK: u64 = 1 << 20;
 
@@ -323,10 +154,8 @@ pub struct FileDrain<D = Event> {
     settings: FileDrainSettings,
     bytes: Getter<D, [u8]>,
     file: Option<Open>,
-    batch: Batch,
-    schedule: Schedule,
-    /// Since when writes fail, if they do, and how many attempts failed.
-    failing: Option<Instant>,
+    driver: Driver,
+    /// How many attempts failed since writes last succeeded.
     failures: u32,
     failure_log: LogThrottle,
     deleted_log: LogThrottle,
@@ -336,7 +165,6 @@ pub struct FileDrain<D = Event> {
     unsynced: bool,
     /// SIGHUP came but the path could not be reopened yet.
     reopen_wanted: bool,
-    congested: bool,
     /// Finishing: when to give up on a failing write.
     finish_by: Option<Instant>,
     stats: FileDrainStats,
@@ -346,8 +174,8 @@ impl<D> fmt::Debug for FileDrain<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileDrain")
             .field("settings", &self.settings)
-            .field("buffered", &self.batch.len())
-            .field("failing", &self.failing.is_some())
+            .field("buffered", &self.driver.batch.len())
+            .field("failing", &self.driver.failing())
             .finish_non_exhaustive()
     }
 }
@@ -364,19 +192,16 @@ impl<D: 'static> FileDrain<D> {
     pub fn with_accessor(settings: FileDrainSettings, bytes: Getter<D, [u8]>) -> Result<Self, Error> {
         settings.validate()?;
         Ok(FileDrain {
-            batch: Batch::with_capacity(settings.buffer_bytes),
-            schedule: Schedule::new(Duration::from_millis(settings.retry_interval_ms)),
+            driver: Driver::new(settings.buffer_bytes, Duration::from_millis(settings.retry_interval_ms)),
             settings,
             bytes,
             file: None,
-            failing: None,
             failures: 0,
             failure_log: LogThrottle::new(LOG_INTERVAL),
             deleted_log: LogThrottle::new(LOG_INTERVAL),
             owe_newline: false,
             unsynced: false,
             reopen_wanted: false,
-            congested: false,
             finish_by: None,
             stats: FileDrainStats::default(),
         })
@@ -435,10 +260,10 @@ impl<D: 'static> FileDrain<D> {
             .as_ref()
             .is_some_and(|old| (old.dev, old.ino) == (open.dev, open.ino));
         if !same {
-            self.batch.rewind();
+            self.driver.batch.rewind();
             self.unsynced = false;
         }
-        let ours = same && self.batch.partial() > 0;
+        let ours = same && self.driver.batch.partial() > 0;
         self.owe_newline = open.fragment > 0 && !ours;
         if self.owe_newline {
             self.stats.fragments.add(1);
@@ -468,8 +293,8 @@ impl<D: 'static> FileDrain<D> {
             }
             self.owe_newline = false;
         }
-        if self.batch.unwritten() > 0 {
-            if let Err(e) = self.batch.write_to(&mut open.file) {
+        if self.driver.batch.unwritten() > 0 {
+            if let Err(e) = self.driver.batch.write_to(&mut open.file) {
                 self.cut_back();
                 return Err(e);
             }
@@ -487,7 +312,7 @@ impl<D: 'static> FileDrain<D> {
     /// line. Only when the file still ends where this drain's write ended:
     /// bytes someone else wrote since are not cut.
     fn cut_back(&mut self) {
-        let partial = self.batch.partial() as u64;
+        let partial = self.driver.batch.partial() as u64;
         let Some(open) = self.file.as_mut().filter(|_| partial > 0) else {
             return;
         };
@@ -501,7 +326,7 @@ impl<D: 'static> FileDrain<D> {
         });
         match cut {
             Ok(true) => {
-                self.batch.unwrite(partial as usize);
+                self.driver.batch.unwrite(partial as usize);
                 self.stats.cut.add(1);
                 log::debug!("{}: cut the {partial} bytes of a partly written line", self.path());
             }
@@ -545,7 +370,7 @@ impl<D: 'static> FileDrain<D> {
                     "{}: deleted while {} lines were being written to it: writing them again to a new file at \
                      the path; the lines written before the deletion went with the deleted file{also}",
                     self.path(),
-                    self.batch.lines()
+                    self.driver.batch.lines()
                 );
             }
             self.file = None;
@@ -556,17 +381,14 @@ impl<D: 'static> FileDrain<D> {
 
     /// Writes what is buffered and reports it done; true if all of it is.
     fn flush<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> bool {
-        if self.batch.is_empty() && !self.unsynced {
+        if self.driver.batch.is_empty() && !self.unsynced {
             return true;
         }
         let now = ctx.now();
         match self.write().and_then(|()| self.follow_path(now)) {
             Ok(()) => {
-                self.stats.lines.add(self.batch.lines() as u64);
-                for id in self.batch.take_ids() {
-                    ctx.event_done(id);
-                }
-                if let Some(since) = self.failing.take() {
+                self.stats.lines.add(self.driver.batch.lines() as u64);
+                if let Some(since) = self.driver.written(ctx) {
                     log::info!(
                         "{}: writing again, after failing for {:.1}s ({} failed attempts)",
                         self.path(),
@@ -575,11 +397,6 @@ impl<D: 'static> FileDrain<D> {
                     );
                     self.failures = 0;
                     self.failure_log.flush(now);
-                    self.schedule.park(ctx);
-                }
-                if self.congested {
-                    self.congested = false;
-                    ctx.resume_upstream();
                 }
                 true
             }
@@ -590,7 +407,7 @@ impl<D: 'static> FileDrain<D> {
                     "cannot write"
                 };
                 self.stats.failures.add(1);
-                self.failing.get_or_insert(now);
+                self.driver.failed(now);
                 self.failures = self.failures.saturating_add(1);
                 let delay = self.backoff();
                 if let Verdict::Log { held } = self.failure_log.hit(now) {
@@ -601,11 +418,11 @@ impl<D: 'static> FileDrain<D> {
                         "{}: {what}: {e}; holding {} lines ({} bytes), not reported written; retrying in \
                          {delay:?}{also}",
                         self.path(),
-                        self.batch.lines(),
-                        self.batch.len()
+                        self.driver.batch.lines(),
+                        self.driver.batch.len()
                     );
                 }
-                self.schedule.retry_after(ctx, delay);
+                self.driver.schedule.retry_after(ctx, delay);
                 false
             }
         }
@@ -614,7 +431,7 @@ impl<D: 'static> FileDrain<D> {
     /// The wait before the next retry: doubling from the retry interval,
     /// up to [`BACKOFF_FACTOR`] times it; while finishing, the interval.
     fn backoff(&self) -> Duration {
-        let base = self.schedule.interval();
+        let base = self.driver.schedule.interval();
         if self.finish_by.is_some() {
             return base;
         }
@@ -640,8 +457,8 @@ impl<D: 'static> FileDrain<D> {
                 self.adopt(open);
                 self.reopen_wanted = false;
                 log::info!("{}: reopened", self.path());
-                if self.failing.is_none() {
-                    self.schedule.park(ctx);
+                if !self.driver.failing() {
+                    self.driver.schedule.park(ctx);
                 }
             }
             Err(e) => {
@@ -649,10 +466,10 @@ impl<D: 'static> FileDrain<D> {
                 log::error!(
                     "{}: cannot reopen: {e}; writing on to the file as it was, retrying every {:?}",
                     self.path(),
-                    self.schedule.interval()
+                    self.driver.schedule.interval()
                 );
                 self.reopen_wanted = true;
-                self.schedule.retry_soon(ctx);
+                self.driver.schedule.retry_soon(ctx);
             }
         }
     }
@@ -664,10 +481,10 @@ impl<D: 'static> FileDrain<D> {
             "{}: finishing without writing {} lines ({} bytes): the file cannot be written; they were not \
              reported done, so a supply that checkpoints sends them again at the next start",
             self.path(),
-            self.batch.lines(),
-            self.batch.len()
+            self.driver.batch.lines(),
+            self.driver.batch.len()
         );
-        self.batch.clear();
+        self.driver.batch.clear();
     }
 }
 
@@ -693,38 +510,31 @@ fn fragment(file: &File, len: u64) -> io::Result<(u64, bool)> {
 impl<D: 'static> Cog<D> for FileDrain<D> {
     fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
         let path = self.path().to_string();
-        self.schedule.start(ctx, &path);
+        self.driver.schedule.start(ctx, &path);
         if let Err(e) = ctx.on_signal(libc::SIGHUP, REOPEN) {
             log::error!("{path}: cannot catch SIGHUP ({e}); the file will not be reopened after rotation");
         }
         match self.open() {
             Ok(open) => self.adopt(open),
             Err(e) => {
-                self.failing = Some(ctx.now());
+                self.driver.failed(ctx.now());
                 self.failures = 1;
                 self.stats.failures.add(1);
                 self.failure_log.hit(ctx.now());
                 log::error!(
                     "{path}: cannot open: {e}; holding what comes, not reported written; retrying in {:?}",
-                    self.schedule.interval()
+                    self.driver.schedule.interval()
                 );
-                self.schedule.retry_soon(ctx);
+                self.driver.schedule.retry_soon(ctx);
             }
         }
     }
 
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         let id = ctx.id_of(&datum);
-        self.batch.push(self.bytes.get(&datum).unwrap_or_default(), id);
+        let now = self.driver.push(self.bytes.get(&datum).unwrap_or_default(), id, ctx);
         drop(datum);
-        if self.batch.len() >= self.settings.buffer_bytes {
-            if self.failing.is_some() {
-                // The retry timer writes; until then, ask for no more.
-                self.congested = true;
-            } else {
-                self.flush(ctx);
-            }
-        } else if !self.schedule.burst(ctx) && self.failing.is_none() {
+        if now {
             self.flush(ctx);
         }
     }
@@ -732,13 +542,12 @@ impl<D: 'static> Cog<D> for FileDrain<D> {
     fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, _: Fired, ctx: &mut Context<'_, D, N>) {
         match key {
             FLUSH => {
-                self.schedule.burst_fired();
-                if self.failing.is_none() {
+                if self.driver.burst_fired() {
                     self.flush(ctx);
                 }
             }
             RETRY => {
-                let flushed = self.failing.is_none() || self.flush(ctx);
+                let flushed = !self.driver.failing() || self.flush(ctx);
                 if self.reopen_wanted {
                     self.reopen(ctx);
                 }
@@ -764,7 +573,7 @@ impl<D: 'static> Cog<D> for FileDrain<D> {
     fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
         // The grace period first, so that a failure here retries at the
         // interval rather than after a long backoff.
-        let grace = FINISH_GRACE.max(self.schedule.interval() * 2);
+        let grace = FINISH_GRACE.max(self.driver.schedule.interval() * 2);
         self.finish_by = Some(ctx.now() + grace);
         if self.flush(ctx) {
             self.finish_by = None;
@@ -775,19 +584,19 @@ impl<D: 'static> Cog<D> for FileDrain<D> {
     }
 
     fn done(&mut self, _: &mut Core) {
-        if !self.batch.is_empty() {
+        if !self.driver.batch.is_empty() {
             log::error!(
                 "{}: {} lines ({} bytes) could not be written before the end; their data were not reported done",
                 self.path(),
-                self.batch.lines(),
-                self.batch.len()
+                self.driver.batch.lines(),
+                self.driver.batch.len()
             );
         }
         self.file = None;
     }
 
     fn congested(&self) -> bool {
-        self.congested
+        self.driver.congested()
     }
 
     fn role(&self) -> Role {
@@ -834,43 +643,5 @@ mod tests {
         // It gives up after 1 MiB, and says so.
         let huge = vec![b'x'; (FRAGMENT_LOOK_BACK + 10) as usize];
         assert_eq!(fragment_of(&huge), (FRAGMENT_LOOK_BACK, true));
-    }
-
-    #[test]
-    fn a_batch_knows_its_partly_written_last_line() {
-        let mut b = Batch::with_capacity(64);
-        b.push(b"one", None);
-        b.push(b"two", None);
-        let mut out: Vec<u8> = Vec::new();
-        // A writer that takes 6 bytes, then fails.
-        struct Short<'a>(&'a mut Vec<u8>, usize);
-        impl Write for Short<'_> {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                if self.1 == 0 {
-                    return Err(io::ErrorKind::StorageFull.into());
-                }
-                let n = buf.len().min(self.1);
-                self.0.extend_from_slice(&buf[..n]);
-                self.1 -= n;
-                Ok(n)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        assert!(b.write_to(&mut Short(&mut out, 6)).is_err());
-        assert_eq!((out.as_slice(), b.partial(), b.unwritten()), (&b"one\ntw"[..], 2, 2));
-        b.unwrite(2);
-        out.truncate(4);
-        assert_eq!((b.partial(), b.unwritten()), (0, 4));
-        b.write_to(&mut Short(&mut out, 100)).unwrap();
-        assert_eq!(out, b"one\ntwo\n");
-        assert_eq!(b.lines(), 2);
-        assert_eq!(b.take_ids().count(), 0);
-        assert!(b.is_empty());
-        b.push(b"three", None);
-        b.write_to(&mut Vec::new()).unwrap();
-        b.rewind();
-        assert_eq!(b.unwritten(), 6, "a new file gets the whole batch again");
     }
 }

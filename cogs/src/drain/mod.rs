@@ -2,6 +2,7 @@
 //!
 //! The JetStream publisher lives in `jetstream` (feature `nats`).
 
+pub(crate) mod batch;
 pub mod connect;
 pub mod file;
 pub mod stdout;

@@ -10,13 +10,13 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tourbillon::accessor::Getter;
 use tourbillon::{Cog, Context, Event, Finish, Fired, Next, Role};
 
-use crate::drain::file::{Batch, Schedule, FLUSH, RETRY};
+use crate::drain::batch::{Batch, Driver, FLUSH, RETRY};
 use crate::Error;
 
 /// Which standard stream [`StdoutDrain`] writes to.
@@ -85,12 +85,9 @@ pub struct StdoutDrain<D = Event> {
     settings: StdoutSettings,
     bytes: Getter<D, [u8]>,
     output: Output,
-    batch: Batch,
-    schedule: Schedule,
-    failing: Option<Instant>,
+    driver: Driver,
     /// The reader went away: nothing more is written.
     broken: bool,
-    congested: bool,
     finishing: bool,
 }
 
@@ -99,7 +96,7 @@ impl<D: 'static> fmt::Debug for StdoutDrain<D> {
         f.debug_struct("StdoutDrain")
             .field("stream", &self.name())
             .field("settings", &self.settings)
-            .field("buffered", &self.batch.len())
+            .field("buffered", &self.driver.batch.len())
             .finish_non_exhaustive()
     }
 }
@@ -117,13 +114,10 @@ impl<D: 'static> StdoutDrain<D> {
         settings.validate()?;
         Ok(StdoutDrain {
             output: Output::Stream(settings.stream),
-            batch: Batch::with_capacity(settings.buffer_bytes),
-            schedule: Schedule::new(Duration::from_millis(settings.retry_interval_ms)),
+            driver: Driver::new(settings.buffer_bytes, Duration::from_millis(settings.retry_interval_ms)),
             settings,
             bytes,
-            failing: None,
             broken: false,
-            congested: false,
             finishing: false,
         })
     }
@@ -149,9 +143,9 @@ impl<D: 'static> StdoutDrain<D> {
             out.flush()
         }
         match &mut self.output {
-            Output::Stream(Stream::Stdout) => all(&mut self.batch, io::stdout().lock()),
-            Output::Stream(Stream::Stderr) => all(&mut self.batch, io::stderr().lock()),
-            Output::Writer(w) => all(&mut self.batch, w),
+            Output::Stream(Stream::Stdout) => all(&mut self.driver.batch, io::stdout().lock()),
+            Output::Stream(Stream::Stderr) => all(&mut self.driver.batch, io::stderr().lock()),
+            Output::Writer(w) => all(&mut self.driver.batch, w),
         }
     }
 
@@ -161,25 +155,17 @@ impl<D: 'static> StdoutDrain<D> {
         if self.broken {
             return true;
         }
-        if self.batch.is_empty() {
+        if self.driver.batch.is_empty() {
             return true;
         }
         match self.write() {
             Ok(()) => {
-                for id in self.batch.take_ids() {
-                    ctx.event_done(id);
-                }
-                if let Some(since) = self.failing.take() {
+                if let Some(since) = self.driver.written(ctx) {
                     log::info!(
                         "{}: writing again, after failing for {:.1}s",
                         self.name(),
                         since.elapsed().as_secs_f64()
                     );
-                    self.schedule.park(ctx);
-                }
-                if self.congested {
-                    self.congested = false;
-                    ctx.resume_upstream();
                 }
                 true
             }
@@ -187,26 +173,25 @@ impl<D: 'static> StdoutDrain<D> {
                 log::warn!(
                     "{} is closed (broken pipe): finishing; {} buffered bytes not written, their data not reported done",
                     self.name(),
-                    self.batch.len()
+                    self.driver.batch.len()
                 );
                 self.broken = true;
-                self.batch.clear();
+                self.driver.batch.clear();
                 ctx.finish_all();
                 true
             }
             Err(e) => {
-                if self.failing.is_none() {
-                    self.failing = Some(ctx.now());
+                if self.driver.failed(ctx.now()) {
                     log::error!(
                         "{}: cannot write: {e}; holding {} bytes, retrying every {:?}",
                         self.name(),
-                        self.batch.len(),
-                        self.schedule.interval()
+                        self.driver.batch.len(),
+                        self.driver.schedule.interval()
                     );
                 } else {
                     log::debug!("{}: cannot write: {e}; retrying", self.name());
                 }
-                self.schedule.retry_soon(ctx);
+                self.driver.schedule.retry_soon(ctx);
                 false
             }
         }
@@ -216,7 +201,7 @@ impl<D: 'static> StdoutDrain<D> {
 impl<D: 'static> Cog<D> for StdoutDrain<D> {
     fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
         let name = self.name();
-        self.schedule.start(ctx, name);
+        self.driver.schedule.start(ctx, name);
     }
 
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
@@ -225,15 +210,9 @@ impl<D: 'static> Cog<D> for StdoutDrain<D> {
             return;
         }
         let id = ctx.id_of(&datum);
-        self.batch.push(self.bytes.get(&datum).unwrap_or_default(), id);
+        let now = self.driver.push(self.bytes.get(&datum).unwrap_or_default(), id, ctx);
         drop(datum);
-        if self.batch.len() >= self.settings.buffer_bytes {
-            if self.failing.is_some() {
-                self.congested = true;
-            } else {
-                self.flush(ctx);
-            }
-        } else if !self.schedule.burst(ctx) && self.failing.is_none() {
+        if now {
             self.flush(ctx);
         }
     }
@@ -241,13 +220,12 @@ impl<D: 'static> Cog<D> for StdoutDrain<D> {
     fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, _: Fired, ctx: &mut Context<'_, D, N>) {
         match key {
             FLUSH => {
-                self.schedule.burst_fired();
-                if self.failing.is_none() {
+                if self.driver.burst_fired() {
                     self.flush(ctx);
                 }
             }
             RETRY => {
-                let flushed = self.failing.is_none() || self.flush(ctx);
+                let flushed = !self.driver.failing() || self.flush(ctx);
                 if flushed && self.finishing {
                     ctx.finished();
                 }
@@ -266,7 +244,7 @@ impl<D: 'static> Cog<D> for StdoutDrain<D> {
     }
 
     fn congested(&self) -> bool {
-        self.congested
+        self.driver.congested()
     }
 
     fn role(&self) -> Role {

@@ -1,23 +1,22 @@
 //! The `jetstream_consume` supply: messages of a durable pull consumer as
-//! events, acked when they are done; and the `jetstream_reject` step.
+//! events, acked when they are done.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::AckKind;
 use async_nats::Subject;
-use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio::sync::Semaphore;
-use tourbillon::accessor::Json;
-use tourbillon::{Cog, CogRemote, Context, Event, EventId, Finish, Fired, Getter, Next, Role};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Next, Role};
 
-use super::{Auth, Backoff};
+use super::pull_helper::{helper, Command, Incoming, Received};
+use super::reject::{Reject, Rejects};
+use super::Auth;
+use crate::ledger::Ledger;
 use crate::{Counter, Error};
 
 /// Where a consumer created by the supply starts reading its stream.
@@ -156,7 +155,7 @@ impl ConsumeSettings {
         Ok(())
     }
 
-    fn start_time(&self) -> Result<Option<time::OffsetDateTime>, Error> {
+    pub(super) fn start_time(&self) -> Result<Option<time::OffsetDateTime>, Error> {
         self.start_time
             .as_deref()
             .map(|t| {
@@ -166,7 +165,7 @@ impl ConsumeSettings {
             .transpose()
     }
 
-    fn subjects(&self) -> Vec<String> {
+    pub(super) fn subjects(&self) -> Vec<String> {
         if self.subjects.is_empty() {
             vec![format!("{}.>", self.stream)]
         } else {
@@ -174,7 +173,7 @@ impl ConsumeSettings {
         }
     }
 
-    fn consumer_config(&self) -> pull::Config {
+    pub(super) fn consumer_config(&self) -> pull::Config {
         let deliver_policy = match (self.start_sequence, self.start_time().ok().flatten(), self.deliver) {
             (Some(start_sequence), _, _) => DeliverPolicy::ByStartSequence { start_sequence },
             (_, Some(start_time), _) => DeliverPolicy::ByStartTime { start_time },
@@ -196,53 +195,6 @@ impl ConsumeSettings {
             deliver_policy,
             ..Default::default()
         }
-    }
-}
-
-/// What becomes of a message whose event a cog rejected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reject {
-    /// Deliver it again after a delay (`None`: the supply's `nak_delay_ms`);
-    /// termed instead on its last delivery.
-    Nak(Option<Duration>),
-    /// Never deliver it again (poison).
-    Term,
-}
-
-/// The handle through which cogs of the supply's train reject events: mark
-/// the event, then report it done (`ctx.event_done(id)` or `ctx.discard`).
-/// An event reported done without a mark is acked. Clones share the marks.
-#[derive(Clone, Debug, Default)]
-pub struct Rejects {
-    marks: Arc<Mutex<HashMap<EventId, Reject>>>,
-    any: Arc<AtomicBool>,
-}
-
-impl Rejects {
-    /// Marks event `id` as failed: nak'd with the supply's delay, termed on
-    /// its last delivery.
-    pub fn nak(&self, id: EventId) {
-        self.mark(id, Reject::Nak(None))
-    }
-
-    /// Marks event `id` with what becomes of its message.
-    pub fn mark(&self, id: EventId, how: Reject) {
-        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
-        marks.insert(id, how);
-        self.any.store(true, Ordering::Release);
-    }
-
-    fn take(&self, id: EventId) -> Option<Reject> {
-        if !self.any.load(Ordering::Acquire) {
-            return None;
-        }
-        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
-        let r = marks.remove(&id);
-        if marks.is_empty() {
-            self.any.store(false, Ordering::Release);
-        }
-        r
     }
 }
 
@@ -276,34 +228,6 @@ pub struct SupplyStats {
     pub termed: Counter,
 }
 
-/// Loop to helper.
-enum Command {
-    /// Acknowledge (or nak, or term) messages; gives their permits back.
-    Acks(Vec<(Subject, AckKind)>),
-    /// Stop pulling (finish).
-    Stop,
-}
-
-/// Helper to loop.
-enum Incoming {
-    Messages(Vec<Received>),
-    Fatal(String),
-}
-
-struct Received {
-    payload: bytes::Bytes,
-    subject: Subject,
-    reply: Subject,
-    stream_sequence: u64,
-    delivered: u64,
-}
-
-/// The messages of one event: usually one, several once events merged.
-enum Held {
-    One(Subject, u64),
-    Many(Vec<(Subject, u64)>),
-}
-
 /// The remote's key, and the immediate event that flushes acks.
 const REMOTE: u64 = 0;
 const FLUSH: u64 = 1;
@@ -319,8 +243,9 @@ pub struct JetStreamSupply<D = Event> {
     thread: Option<std::thread::JoinHandle<()>>,
     /// Messages received and not yet emitted (the train is congested).
     backlog: VecDeque<Received>,
-    /// Emitted and not yet done, by event id.
-    pending: HashMap<EventId, Held>,
+    /// Emitted and not yet done: each event's messages (reply subject, and
+    /// how many times it was delivered).
+    pending: Ledger<(Subject, u64)>,
     rejects: Rejects,
     /// Acks gathered this turn, and whether their flush is queued.
     acks: Vec<(Subject, AckKind)>,
@@ -361,7 +286,7 @@ impl<D: 'static> JetStreamSupply<D> {
             tx: None,
             thread: None,
             backlog: VecDeque::new(),
-            pending: HashMap::new(),
+            pending: Ledger::new(),
             rejects: Rejects::default(),
             acks: Vec::new(),
             flush_queued: false,
@@ -459,7 +384,7 @@ impl<D: 'static> JetStreamSupply<D> {
             let Some(r) = self.backlog.pop_front() else { break };
             match ctx.id_of(&datum) {
                 Some(id) => {
-                    self.pending.insert(id, Held::One(r.reply, r.delivered));
+                    self.pending.track(id, (r.reply, r.delivered));
                 }
                 // No id accessor: nothing will say it is done; ack now (at most once).
                 None => self.settle(r.reply, r.delivered, None),
@@ -538,31 +463,19 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
     }
 
     fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, ctx: &mut Context<'_, D, N>) {
-        let Some(held) = self.pending.remove(&id) else { return };
+        let mut finished = Vec::new();
+        if !self.pending.done(id, |m| finished.push(m)) {
+            return;
+        }
         let reject = self.rejects.take(id);
-        match held {
-            Held::One(reply, delivered) => self.settle(reply, delivered, reject),
-            Held::Many(all) => {
-                for (reply, delivered) in all {
-                    self.settle(reply, delivered, reject);
-                }
-            }
+        for (reply, delivered) in finished {
+            self.settle(reply, delivered, reject);
         }
         self.flush_soon(ctx);
     }
 
     fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, _: &mut Context<'_, D, N>) {
-        let Some(held) = self.pending.remove(&old) else { return };
-        let mut all = match self.pending.remove(&new) {
-            None => return drop(self.pending.insert(new, held)),
-            Some(Held::One(r, d)) => vec![(r, d)],
-            Some(Held::Many(v)) => v,
-        };
-        match held {
-            Held::One(r, d) => all.push((r, d)),
-            Held::Many(v) => all.extend(v),
-        }
-        self.pending.insert(new, Held::Many(all));
+        self.pending.rename(old, new);
     }
 
     fn resume<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
@@ -587,7 +500,7 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
         if !self.pending.is_empty() {
             log::info!(
                 "jetstream_consume: {} messages not done at the end: the server delivers them again",
-                self.pending.len()
+                self.pending.payloads()
             );
         }
         self.flush();
@@ -620,295 +533,6 @@ impl<D: 'static> Cog<D> for JetStreamSupply<D> {
             s.max_ack_pending,
             s.ack_wait_ms,
             s.max_deliver
-        )
-    }
-}
-
-fn helper(settings: ConsumeSettings, rx: UnboundedReceiver<Command>, remote: CogRemote) {
-    let rt = match super::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = remote.send(Incoming::Fatal(format!("cannot start its runtime: {e}")));
-            return;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, run(settings, rx, remote));
-}
-
-/// Binds (or creates) the stream and the consumer, retrying while the
-/// server is away; a configuration the server refuses is fatal.
-async fn bind(js: &async_nats::jetstream::Context, s: &ConsumeSettings) -> Result<pull::Stream, String> {
-    let mut backoff = Backoff::new();
-    let mut tries = 0u32;
-    loop {
-        tries += 1;
-        let attempt = async {
-            let stream = if s.create_stream {
-                js.get_or_create_stream(async_nats::jetstream::stream::Config {
-                    name: s.stream.clone(),
-                    subjects: s.subjects(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("stream {}: {e}", s.stream))?
-            } else {
-                js.get_stream(&s.stream)
-                    .await
-                    .map_err(|e| format!("stream {}: {e}", s.stream))?
-            };
-            let consumer: async_nats::jetstream::consumer::PullConsumer = if s.create_consumer {
-                stream
-                    .get_or_create_consumer(&s.consumer, s.consumer_config())
-                    .await
-                    .map_err(|e| format!("consumer {}: {e}", s.consumer))?
-            } else {
-                stream
-                    .get_consumer(&s.consumer)
-                    .await
-                    .map_err(|e| format!("consumer {}: {e}", s.consumer))?
-            };
-            consumer
-                .stream()
-                .max_messages_per_batch(s.batch)
-                .heartbeat(Duration::from_secs(5))
-                .expires(Duration::from_secs(30))
-                .messages()
-                .await
-                .map_err(|e| format!("consumer {}: {e}", s.consumer))
-        };
-        match attempt.await {
-            Ok(messages) => {
-                log::info!(
-                    "jetstream_consume: bound to stream {} consumer {}",
-                    s.stream,
-                    s.consumer
-                );
-                return Ok(messages);
-            }
-            Err(e) if tries == 1 || tries % 20 == 0 => log::warn!("jetstream_consume: {e}; retrying"),
-            Err(_) => {}
-        }
-        backoff.wait().await;
-    }
-}
-
-async fn run(settings: ConsumeSettings, mut rx: UnboundedReceiver<Command>, remote: CogRemote) {
-    let client = match super::connect(&settings.servers, &settings.auth, &settings.name).await {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = remote.send(Incoming::Fatal(format!("cannot connect: {e}")));
-            return;
-        }
-    };
-    let js = async_nats::jetstream::new(client.clone());
-    let permits = Arc::new(Semaphore::new(settings.max_in_flight));
-    let stop = Arc::new(tokio::sync::Notify::new());
-
-    // Pulls, while the loop has room (permits), until told to stop.
-    let pull = {
-        let (permits, stop, remote) = (Arc::clone(&permits), Arc::clone(&stop), remote.clone());
-        let settings = settings.clone();
-        tokio::task::spawn_local(async move {
-            let mut messages = tokio::select! {
-                m = bind(&js, &settings) => match m {
-                    Ok(m) => m,
-                    Err(e) => return drop(remote.send(Incoming::Fatal(e))),
-                },
-                _ = stop.notified() => return,
-            };
-            let mut errors = 0u64;
-            loop {
-                let next = tokio::select! {
-                    p = permits.acquire() => match p {
-                        Ok(p) => { p.forget(); messages.next() }
-                        Err(_) => return,
-                    },
-                    _ = stop.notified() => return,
-                };
-                let first = tokio::select! {
-                    m = next => m,
-                    _ = stop.notified() => { permits.add_permits(1); return }
-                };
-                let mut batch = Vec::new();
-                let mut item = first;
-                loop {
-                    match item {
-                        Some(Ok(m)) => {
-                            if let Some(r) = received(m) {
-                                batch.push(r);
-                            } else {
-                                permits.add_permits(1);
-                            }
-                        }
-                        Some(Err(e)) => {
-                            permits.add_permits(1);
-                            errors += 1;
-                            if errors == 1 || errors % 100 == 0 {
-                                log::warn!("jetstream_consume: pulling: {e} ({errors} so far)");
-                            }
-                        }
-                        None => {
-                            permits.add_permits(1);
-                            let _ = remote.send(Incoming::Messages(batch));
-                            // The consumer is gone; bind again.
-                            log::warn!("jetstream_consume: the message stream ended; binding again");
-                            messages = match bind(&js, &settings).await {
-                                Ok(m) => m,
-                                Err(e) => return drop(remote.send(Incoming::Fatal(e))),
-                            };
-                            batch = Vec::new();
-                            break;
-                        }
-                    }
-                    // Take what is already here without waiting, up to a batch.
-                    if batch.len() >= settings.batch {
-                        break;
-                    }
-                    let Ok(p) = permits.try_acquire() else { break };
-                    match messages.next().now_or_never() {
-                        Some(m) => {
-                            p.forget();
-                            item = m;
-                        }
-                        None => break,
-                    }
-                }
-                if !batch.is_empty() && remote.send(Incoming::Messages(batch)).is_err() {
-                    return;
-                }
-            }
-        })
-    };
-
-    // Acks from the loop, until it lets go.
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        for c in batch.drain(..) {
-            match c {
-                Command::Acks(acks) => {
-                    let n = acks.len();
-                    for (reply, kind) in acks {
-                        if let Err(e) = client.publish(reply, kind.into()).await {
-                            log::warn!("jetstream_consume: cannot send an ack: {e}");
-                        }
-                    }
-                    permits.add_permits(n);
-                }
-                Command::Stop => {
-                    stop.notify_one();
-                    permits.close();
-                }
-            }
-        }
-    }
-    stop.notify_one();
-    pull.abort();
-    // Bounded: with the server away, the process still ends; the acks
-    // lost make the server deliver those messages again.
-    match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log::warn!("jetstream_consume: acks may be lost: {e}"),
-        Err(_) => log::warn!("jetstream_consume: acks may be lost: the server did not answer in time"),
-    }
-}
-
-fn received(m: async_nats::jetstream::Message) -> Option<Received> {
-    let (stream_sequence, delivered) = match m.info() {
-        Ok(i) => (i.stream_sequence, i.delivered.max(1) as u64),
-        Err(e) => {
-            log::warn!("jetstream_consume: a message without JetStream metadata: {e}");
-            return None;
-        }
-    };
-    let m = m.message;
-    let reply = m.reply?;
-    Some(Received {
-        payload: m.payload,
-        subject: m.subject,
-        reply,
-        stream_sequence,
-        delivered,
-    })
-}
-
-/// Settings of [`RejectStep`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RejectSettings {
-    /// A field path: events that have this field are rejected (for example
-    /// the error field a decoder sets). Required.
-    pub field: String,
-    /// `true`: term them (poison, never delivered again); default false: nak
-    /// them (delivered again after the supply's `nak_delay_ms`, termed on
-    /// their last delivery).
-    pub term: bool,
-}
-
-/// The `jetstream_reject` step: rejects the events that have a field,
-/// through the [`Rejects`] of the train's `jetstream_consume` supply, and
-/// passes the others on.
-pub struct RejectStep<D = Event> {
-    settings: RejectSettings,
-    field: Getter<D, serde_json::Value>,
-    rejects: Rejects,
-    stats: Counter,
-}
-
-impl<D> fmt::Debug for RejectStep<D> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RejectStep")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<D: Json> RejectStep<D> {
-    /// Rejects through `rejects` (from [`JetStreamSupply::rejects`]).
-    pub fn new(settings: RejectSettings, rejects: Rejects) -> Result<Self, Error> {
-        if settings.field.is_empty() {
-            return Err(Error::setting(
-                "field",
-                "required: the field whose presence rejects an event",
-            ));
-        }
-        Ok(RejectStep {
-            field: Getter::path(&settings.field),
-            settings,
-            rejects,
-            stats: Counter::default(),
-        })
-    }
-
-    /// Events rejected so far.
-    pub fn rejected(&self) -> Counter {
-        self.stats.clone()
-    }
-}
-
-impl<D: 'static> Cog<D> for RejectStep<D> {
-    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
-        if self.field.get(&datum).is_none() {
-            return ctx.emit(datum);
-        }
-        self.stats.add(1);
-        if let Some(id) = ctx.id_of(&datum) {
-            let how = if self.settings.term {
-                Reject::Term
-            } else {
-                Reject::Nak(None)
-            };
-            self.rejects.mark(id, how);
-        }
-        ctx.discard(&datum)
-    }
-
-    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "jetstream_reject field={} {}",
-            self.settings.field,
-            if self.settings.term { "term" } else { "nak" }
         )
     }
 }

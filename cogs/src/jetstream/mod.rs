@@ -48,11 +48,12 @@ use crate::Error;
 
 mod consume;
 mod publish;
+mod pull_helper;
+mod reject;
 
-pub use consume::{
-    ConsumeSettings, Deliver, Delivery, JetStreamSupply, Reject, RejectSettings, RejectStep, Rejects, SupplyStats,
-};
+pub use consume::{ConsumeSettings, Deliver, Delivery, JetStreamSupply, SupplyStats};
 pub use publish::{JetStreamDrain, PublishSettings, PublishStats};
+pub use reject::{Reject, RejectSettings, RejectStep, Rejects};
 
 /// How to authenticate and encrypt: names of files only.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,9 +12,7 @@
 //! has been idle). Invalid UTF-8 is kept as it is or replaced with U+FFFD;
 //! it never stops anything.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +20,7 @@ use serde_json::Value;
 use tourbillon::accessor::Getter;
 use tourbillon::{Cog, Context, Event, EventId, Finish, Next, Role};
 
+use crate::ledger::{Ledger, Ticket};
 use crate::{Counter, Error, LogThrottle, Summary, Verdict};
 
 /// What to do with bytes that are not valid UTF-8.
@@ -620,11 +619,9 @@ impl<D: 'static> Cog<D> for Lines<D> {
             cuts,
             ..
         } = self;
-        if let Some(p) = parent {
-            // Held while splitting, so lines finished meanwhile cannot
-            // finish the parent before all its lines are out.
-            acks.hold(p);
-        }
+        // Held while splitting, so lines finished meanwhile cannot
+        // finish the parent before all its lines are out.
+        let ticket = parent.map(|p| acks.hold(p));
         let chunk = bytes.get(&datum).unwrap_or_default();
         // The first line out continues what earlier data left held.
         let mut continues = splitter.partial_len() > 0;
@@ -644,17 +641,17 @@ impl<D: 'static> Cog<D> for Lines<D> {
                     flags,
                 },
             );
-            if let Some(p) = parent {
-                acks.line(id, p, std::mem::take(&mut continues));
+            if let Some(t) = ticket {
+                acks.line(id, t, std::mem::take(&mut continues));
             }
             ctx.emit(child);
         });
         let contributes = !chunk.is_empty() && splitter.partial_len() > 0;
-        if let Some(p) = parent {
+        if let Some(t) = ticket {
             if contributes {
-                acks.hold_partial(p);
+                acks.hold_partial(t);
             }
-            if acks.release(p) {
+            if let Some(p) = acks.release(t) {
                 ctx.event_done(p);
             }
         }
@@ -713,138 +710,60 @@ impl<D: 'static> Cog<D> for Lines<D> {
     }
 }
 
-/// Which parents each line in flight finishes, and how many lines in flight
-/// each parent waits for.
+/// Which parents each line in flight finishes: a parent is a payload of
+/// the [`Ledger`], owed by each line cut from it, held while it is being
+/// split and while its bytes are in the held partial line.
 #[derive(Debug, Default)]
 struct Acks {
-    /// Per parent: its lines in flight, plus one while its bytes are in the
-    /// held partial line, plus one while it is being split.
-    refs: HashMap<EventId, u32, IdHash>,
-    /// Per line in flight: the parents it finishes.
-    lines: HashMap<EventId, Parents, IdHash>,
+    ledger: Ledger<EventId>,
     /// Parents whose bytes are in the held partial line.
-    held: Vec<EventId>,
-}
-
-/// The parents of one line: almost always one.
-#[derive(Debug)]
-enum Parents {
-    One(EventId),
-    Many(Vec<EventId>),
-}
-
-impl Parents {
-    fn merge(self, other: Parents) -> Parents {
-        let mut all = match self {
-            Parents::One(p) => vec![p],
-            Parents::Many(v) => v,
-        };
-        match other {
-            Parents::One(p) => all.push(p),
-            Parents::Many(v) => all.extend(v),
-        }
-        Parents::Many(all)
-    }
+    held: Vec<Ticket>,
 }
 
 impl Acks {
-    /// Parent `p` is being split.
-    fn hold(&mut self, p: EventId) {
-        *self.refs.entry(p).or_insert(0) += 1;
+    /// Parent `p` is being split: held until [`release`](Acks::release).
+    fn hold(&mut self, p: EventId) -> Ticket {
+        self.ledger.open(p)
     }
 
-    /// Line `id` was cut from parent `p`; if it `continues` the held
+    /// Line `id` was cut from parent `t`; if it `continues` the held
     /// partial line, the parents held there now wait for it instead.
-    fn line(&mut self, id: EventId, p: EventId, continues: bool) {
-        *self.refs.entry(p).or_insert(0) += 1;
-        let parents = if continues && !self.held.is_empty() {
-            let mut all = std::mem::take(&mut self.held);
-            all.push(p);
-            Parents::Many(all)
-        } else {
-            Parents::One(p)
-        };
-        self.lines.insert(id, parents);
-    }
-
-    /// Parent `p`'s last bytes are held in the partial line.
-    fn hold_partial(&mut self, p: EventId) {
-        *self.refs.entry(p).or_insert(0) += 1;
-        self.held.push(p);
-    }
-
-    /// Line `id` is the held partial line, taken out at finish.
-    fn held_line(&mut self, id: EventId) {
-        let parents = match self.held.len() {
-            0 => return,
-            1 => Parents::One(self.held[0]),
-            _ => Parents::Many(std::mem::take(&mut self.held)),
-        };
-        self.held.clear();
-        self.lines.insert(id, parents);
-    }
-
-    /// Drops one reference to `p`; true when it was the last: `p` is done.
-    fn release(&mut self, p: EventId) -> bool {
-        match self.refs.get_mut(&p) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                false
-            }
-            Some(_) => {
-                self.refs.remove(&p);
-                true
-            }
-            None => false,
+    fn line(&mut self, id: EventId, t: Ticket, continues: bool) {
+        if continues {
+            self.held_line(id);
         }
+        self.ledger.attach(id, t);
+    }
+
+    /// Parent `t`'s last bytes are held in the partial line.
+    fn hold_partial(&mut self, t: Ticket) {
+        self.ledger.hold(t);
+        self.held.push(t);
+    }
+
+    /// Line `id` is the held partial line (ended, or taken out at finish):
+    /// the parents held there wait for it.
+    fn held_line(&mut self, id: EventId) {
+        for t in std::mem::take(&mut self.held) {
+            self.ledger.attach(id, t);
+            // Owed by the line now, so never the last reference.
+            let none = self.ledger.release(t);
+            debug_assert!(none.is_none());
+        }
+    }
+
+    /// Drops the hold on parent `t`; the parent if it is done.
+    fn release(&mut self, t: Ticket) -> Option<EventId> {
+        self.ledger.release(t)
     }
 
     /// Line `id` is done: calls `finished` with each parent that is now done.
-    fn done(&mut self, id: EventId, mut finished: impl FnMut(EventId)) {
-        let (one, many) = match self.lines.remove(&id) {
-            Some(Parents::One(p)) => (Some(p), Vec::new()),
-            Some(Parents::Many(all)) => (None, all),
-            None => return,
-        };
-        for p in one.into_iter().chain(many) {
-            if self.release(p) {
-                finished(p)
-            }
-        }
+    fn done(&mut self, id: EventId, finished: impl FnMut(EventId)) {
+        self.ledger.done(id, finished);
     }
 
     /// Line `old` lives on as `new` (merged into it, or renamed).
     fn rename(&mut self, old: EventId, new: EventId) {
-        if old == new {
-            return;
-        }
-        if let Some(parents) = self.lines.remove(&old) {
-            let merged = match self.lines.remove(&new) {
-                Some(existing) => existing.merge(parents),
-                None => parents,
-            };
-            self.lines.insert(new, merged);
-        }
-    }
-}
-
-/// Event ids are distinct integers: one multiplication spreads them well
-/// enough, where SipHash would cost more than the rest of the bookkeeping.
-type IdHash = BuildHasherDefault<IdHasher>;
-
-#[derive(Debug, Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.ledger.rename(old, new);
     }
 }

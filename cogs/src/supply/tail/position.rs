@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use tourbillon::store::{Store, StoreError};
 use tourbillon::EventId;
 
+use crate::ledger::Ledger;
+
 /// A place in a file: a byte offset, and how many lines lie before it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Mark {
@@ -162,6 +164,8 @@ struct Entry {
     /// Where the file may restart once this line and all before it are done.
     mark: Option<Mark>,
     done: bool,
+    /// Renamed or merged downstream: the ledger says when it is done.
+    moved: bool,
 }
 
 /// A line that left the queue: done, with all before it.
@@ -181,8 +185,10 @@ pub(crate) struct Acks {
     /// Ids were pushed in increasing order (they are, unless a maker gives
     /// its own): find them by binary search.
     unsorted: bool,
-    /// Ids merged into another: done when it is.
-    renamed: HashMap<EventId, Vec<EventId>>,
+    /// The lines that were renamed or merged downstream, by sequence
+    /// number: the [`Ledger`] follows them; the others (almost all) are
+    /// found in the queue directly, with no bookkeeping per line.
+    moved: Ledger<u64>,
 }
 
 impl Acks {
@@ -197,6 +203,7 @@ impl Acks {
             epoch,
             mark: None,
             done: false,
+            moved: false,
         });
         self.head + self.entries.len() as u64 - 1
     }
@@ -232,22 +239,25 @@ impl Acks {
     }
 
     /// Line `id` is finished (and whatever was merged into it). False if
-    /// it is none of ours.
+    /// it is none of ours. A line renamed away is done only as what it
+    /// became (the [ledger](crate::ledger)'s rule).
     pub(crate) fn done(&mut self, id: EventId) -> bool {
-        let mut ours = false;
-        if let Some(i) = self.find(id) {
-            self.entries[i].done = true;
-            ours = true;
-        }
-        if let Some(olds) = self.renamed.remove(&id) {
-            for old in olds {
-                if let Some(i) = self.find(old) {
-                    self.entries[i].done = true;
-                    ours = true;
-                }
+        let (head, entries) = (self.head, &mut self.entries);
+        let known = self.moved.done(id, |seq| {
+            if let Some(e) = seq.checked_sub(head).and_then(|i| entries.get_mut(i as usize)) {
+                e.done = true;
             }
+        });
+        if known {
+            return true;
         }
-        ours
+        match self.find(id) {
+            Some(i) if !self.entries[i].moved => {
+                self.entries[i].done = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Line `old` lives on as `new`: it is done when `new` is.
@@ -255,13 +265,25 @@ impl Acks {
         if old == new {
             return;
         }
-        let mut olds = self.renamed.remove(&old).unwrap_or_default();
-        if self.find(old).is_some() {
-            olds.push(old);
+        // Both go to the ledger, so that `new` (one of ours, or not) owes
+        // its own line and `old`'s.
+        self.adopt(old);
+        self.adopt(new);
+        self.moved.rename(old, new);
+    }
+
+    /// Hands line `id`, if it is one of ours still in flight, to the ledger.
+    fn adopt(&mut self, id: EventId) {
+        if self.moved.contains(id) {
+            return;
         }
-        if !olds.is_empty() {
-            self.renamed.entry(new).or_default().extend(olds);
+        let Some(i) = self.find(id) else { return };
+        let e = &mut self.entries[i];
+        if e.done || e.moved {
+            return;
         }
+        e.moved = true;
+        self.moved.track(id, self.head + i as u64);
     }
 
     /// Takes the lines at the front that are done, oldest first.
@@ -317,6 +339,23 @@ mod tests {
         assert!(!acks.done(EventId(7)));
         assert!(acks.done(EventId(99)));
         assert_eq!(delivered(&mut acks).len(), 1);
+    }
+
+    #[test]
+    fn lines_merged_into_one_of_ours_are_done_with_it() {
+        let mut acks = Acks::default();
+        acks.push(EventId(1), 0, 0);
+        acks.push(EventId(2), 0, 0);
+        acks.push(EventId(3), 0, 0);
+        // 1 and 2 absorbed into 3, then 3 into an event of another supply.
+        acks.rename(EventId(1), EventId(3));
+        acks.rename(EventId(2), EventId(3));
+        assert!(!acks.done(EventId(1)), "renamed away: done only as what it became");
+        acks.rename(EventId(3), EventId(50));
+        assert!(!acks.done(EventId(3)));
+        assert!(delivered(&mut acks).is_empty());
+        assert!(acks.done(EventId(50)));
+        assert_eq!(delivered(&mut acks).len(), 3);
     }
 
     #[test]
