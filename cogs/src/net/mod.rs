@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 pub(crate) mod accept;
+pub(crate) mod server;
 
 /// Where to listen or connect.
 #[derive(Clone, Debug, PartialEq, Eq)]

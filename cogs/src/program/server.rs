@@ -3,23 +3,20 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tourbillon::{Cog, Context, Event, FdId, Finish, Fired, Interest, Next, Role, TimerId};
+use tourbillon::{Cog, Context, Event, Finish, Fired, Interest, Next, Role, TimerId};
 
 use super::cog::engine;
 use super::engine::{Answer, Engine, ProgramStats, ENGINE_KEYS};
 use super::function::Functions;
 use super::wire::{rejection, write_response, Request};
-use crate::net::accept::AcceptPause;
+use crate::net::server::{ClientCounters, Clients, Listener, ACCEPT_AGAIN, LISTEN, SWEEP};
 use crate::net::Address;
 use crate::{Counter, Error};
 
@@ -92,47 +89,9 @@ pub struct ServerStats {
     pub peak_in_flight: Counter,
 }
 
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
-}
-
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-    fn raw(&self) -> i32 {
-        match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        }
-    }
-    fn shutdown(&self) {
-        let _ = match self {
-            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
-            Stream::Unix(s) => s.shutdown(Shutdown::Both),
-        };
-    }
-}
-
-struct Client {
-    stream: Stream,
-    fd: FdId,
-    peer: Arc<str>,
+/// What the slab keeps of a client.
+#[derive(Default)]
+struct State {
     /// The request line read so far.
     line: Vec<u8>,
     /// Skipping the rest of an oversized request.
@@ -147,14 +106,8 @@ struct Client {
     /// Requests read but not yet run (`Err`: an oversized one, by its size),
     /// waiting for the client's runs in flight to drop below the limit.
     queued: VecDeque<Result<Vec<u8>, usize>>,
-    last_active: Instant,
-    gen: u32,
 }
 
-const LISTEN: u64 = 0;
-const SWEEP: u64 = 1;
-const ACCEPT_AGAIN: u64 = 2;
-const CLIENT: u64 = 1 << 61;
 const READ_BUDGET: usize = 256 * 1024;
 /// Unsent response bytes past which a client is not read.
 const OUT_LIMIT: usize = 4 << 20;
@@ -170,16 +123,7 @@ pub struct ProgramServer {
     addr: Address,
     unix_mode: u32,
     engine: Engine,
-    listener: Option<Listener>,
-    listener_fd: Option<FdId>,
-    clients: Vec<Option<Client>>,
-    gens: Vec<u32>,
-    free: Vec<usize>,
-    live: usize,
-    full: bool,
-    /// Accepting paused after `accept` failed.
-    accept_pause: AcceptPause,
-    buf: Vec<u8>,
+    clients: Clients<State>,
     sweep: Option<TimerId>,
     finishing: bool,
     stats: ServerStats,
@@ -190,7 +134,7 @@ impl fmt::Debug for ProgramServer {
         f.debug_struct("ProgramServer")
             .field("listen", &self.settings.listen)
             .field("engine", &self.engine)
-            .field("clients", &self.live)
+            .field("clients", &self.clients.live())
             .finish_non_exhaustive()
     }
 }
@@ -247,22 +191,21 @@ impl ProgramServer {
             settings.no_fsync,
             functions,
         )?;
+        let stats = ServerStats::default();
+        let counters = ClientCounters {
+            accepted: stats.accepted.clone(),
+            closed: stats.closed.clone(),
+            accept_failed: stats.accept_failed.clone(),
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
         Ok(ProgramServer {
+            clients: Clients::new(addr.clone(), settings.max_clients, interest, false, counters),
             addr,
             unix_mode,
             engine,
-            listener: None,
-            listener_fd: None,
-            clients: Vec::new(),
-            gens: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-            full: false,
-            accept_pause: AcceptPause::new(),
-            buf: vec![0; 64 * 1024],
             sweep: None,
             finishing: false,
-            stats: ServerStats::default(),
+            stats,
             settings,
         })
     }
@@ -277,150 +220,58 @@ impl ProgramServer {
         self.stats.clone()
     }
 
-    fn bind(&self) -> io::Result<Listener> {
-        Ok(match &self.addr {
-            Address::Unix(p) => {
-                // A socket file left by a process that is gone: nobody answers on it.
-                if p.exists() && std::os::unix::net::UnixStream::connect(p).is_err() {
-                    let _ = std::fs::remove_file(p);
-                }
-                let l = UnixListener::bind(p)?;
-                std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(self.unix_mode))?;
-                Listener::Unix(l, p.clone())
-            }
-            Address::Tcp(a) | Address::Udp(a) => Listener::Tcp(TcpListener::bind(*a)?),
-        })
-    }
-
-    fn key(idx: usize, gen: u32) -> u64 {
-        CLIENT | (u64::from(gen) << 32) | idx as u64
-    }
-
     fn accept<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
-        if self.accept_pause.paused() {
-            return;
-        }
-        loop {
-            if self.live >= self.settings.max_clients {
-                self.full = true;
-                return;
-            }
-            let accepted = match &self.listener {
-                Some(Listener::Tcp(l)) => l.accept().map(|(s, a)| (Stream::Tcp(s), format!("tcp:{a}"))),
-                Some(Listener::Unix(l, p)) => l
-                    .accept()
-                    .map(|(s, _)| (Stream::Unix(s), format!("unix:{}", p.display()))),
-                None => return,
-            };
-            match accepted {
-                Ok((stream, peer)) => self.add_client(stream, peer, ctx),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) => {
-                    let stats = &self.stats.accept_failed;
-                    return self
-                        .accept_pause
-                        .pause(&e, &self.addr, self.live, stats, ACCEPT_AGAIN, ctx);
-                }
-            }
-        }
-    }
-
-    fn add_client<N: Next<Event> + ?Sized>(&mut self, stream: Stream, peer: String, ctx: &mut Context<'_, Event, N>) {
-        let idx = self.free.pop().unwrap_or_else(|| {
-            self.clients.push(None);
-            self.gens.push(0);
-            self.clients.len() - 1
-        });
-        let gen = self.gens[idx];
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        let fd = match ctx.register(&stream.raw(), interest, Self::key(idx, gen)) {
-            Ok(fd) => fd,
-            Err(e) => {
-                log::error!("{}: cannot watch client {peer}: {e}; closing it", self.addr);
-                self.free.push(idx);
-                return;
-            }
-        };
-        self.stats.accepted.add(1);
-        self.live += 1;
-        self.clients[idx] = Some(Client {
-            stream,
-            fd,
-            peer: Arc::from(peer),
-            line: Vec::new(),
-            skipping: false,
-            out: Vec::new(),
-            in_flight: 0,
-            ended: false,
-            paused: false,
-            queued: VecDeque::new(),
-            last_active: ctx.now(),
-            gen,
-        });
-        let _ = ctx.enqueue(Self::key(idx, gen));
+        self.clients.accept(ctx, State::default);
     }
 
     fn close<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
-        let Some(c) = self.clients[idx].take() else { return };
-        ctx.unregister(c.fd);
-        c.stream.shutdown();
-        self.stats.closed.add(1);
-        self.gens[idx] = self.gens[idx].wrapping_add(1);
-        self.free.push(idx);
-        self.live -= 1;
-        // A descriptor is free again: whoever waits in the backlog may come.
-        let waiting = std::mem::take(&mut self.full) | self.accept_pause.end(ctx);
-        if waiting {
-            let _ = ctx.enqueue(LISTEN);
-        }
+        self.clients.close(idx, ctx);
     }
 
     /// Reads a client until `WouldBlock`, its end or the per-turn budget,
     /// submitting each request line.
     fn read_client<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
         let mut budget = READ_BUDGET;
-        let mut buf = std::mem::take(&mut self.buf);
+        let mut buf = self.clients.take_buf();
         let max = self.settings.max_request_bytes;
         let max_in_flight = self.settings.max_in_flight_per_client;
-        while let Some(c) = self.clients[idx].as_mut() {
-            if c.ended || self.finishing {
+        while let Some(c) = self.clients.get_mut(idx) {
+            if c.state.ended || self.finishing {
                 break;
             }
-            if c.queued.len() >= max_in_flight || c.out.len() >= OUT_LIMIT {
-                c.paused = true;
+            if c.state.queued.len() >= max_in_flight || c.state.out.len() >= OUT_LIMIT {
+                c.state.paused = true;
                 break;
             }
             if budget == 0 {
-                let _ = ctx.enqueue(Self::key(idx, c.gen));
+                let _ = ctx.enqueue(c.key(idx));
                 break;
             }
             match c.stream.read(&mut buf) {
                 Ok(0) => {
-                    c.ended = true;
-                    if !c.line.is_empty() && !c.skipping {
-                        let last = std::mem::take(&mut c.line);
-                        c.queued.push_back(Ok(last));
+                    c.state.ended = true;
+                    if !c.state.line.is_empty() && !c.state.skipping {
+                        let last = std::mem::take(&mut c.state.line);
+                        c.state.queued.push_back(Ok(last));
                     }
                     break;
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
                     c.last_active = ctx.now();
-                    split_lines(c, &buf[..n], max);
+                    split_lines(&mut c.state, &buf[..n], max);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::info!("{}: client {}: {e}", self.addr, c.peer);
-                    c.ended = true;
-                    c.out.clear();
+                    c.state.ended = true;
+                    c.state.out.clear();
                     break;
                 }
             }
         }
-        self.buf = buf;
+        self.clients.put_buf(buf);
         self.submit_queued(idx, ctx);
         self.answer(ctx);
         self.settle(idx, ctx);
@@ -429,13 +280,13 @@ impl ProgramServer {
     /// Runs the client's queued requests while it has room in flight.
     fn submit_queued<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
         let max = self.settings.max_request_bytes;
-        let tag = Self::key(idx, self.gens[idx]);
+        let tag = self.clients.key(idx);
         loop {
-            let Some(c) = self.clients[idx].as_mut() else { return };
-            if c.in_flight >= self.settings.max_in_flight_per_client {
+            let Some(c) = self.clients.get_mut(idx) else { return };
+            if c.state.in_flight >= self.settings.max_in_flight_per_client {
                 return;
             }
-            match c.queued.pop_front() {
+            match c.state.queued.pop_front() {
                 None => return,
                 Some(Ok(line)) => self.request(idx, tag, &line, ctx),
                 Some(Err(size)) => {
@@ -451,10 +302,10 @@ impl ProgramServer {
     fn request<N: Next<Event> + ?Sized>(&mut self, idx: usize, tag: u64, line: &[u8], ctx: &mut Context<'_, Event, N>) {
         match Request::decode(line) {
             Ok(request) => {
-                if let Some(c) = self.clients[idx].as_mut() {
-                    c.in_flight += 1;
-                    if c.in_flight as u64 > self.stats.peak_in_flight.get() {
-                        self.stats.peak_in_flight.set(c.in_flight as u64);
+                if let Some(c) = self.clients.get_mut(idx) {
+                    c.state.in_flight += 1;
+                    if c.state.in_flight as u64 > self.stats.peak_in_flight.get() {
+                        self.stats.peak_in_flight.set(c.state.in_flight as u64);
                     }
                 }
                 self.engine.submit(request, tag, ctx);
@@ -468,8 +319,8 @@ impl ProgramServer {
 
     /// Queues a response line for a client.
     fn reply(&mut self, idx: usize, response: Value) {
-        if let Some(c) = self.clients[idx].as_mut() {
-            write_response(&mut c.out, &response);
+        if let Some(c) = self.clients.get_mut(idx) {
+            write_response(&mut c.state.out, &response);
         }
     }
 
@@ -506,13 +357,12 @@ impl ProgramServer {
         for Answer { tag, response } in answers {
             let mut origin = None;
             if let Some(tag) = tag {
-                let idx = (tag & 0xffff_ffff) as usize;
-                let gen = ((tag & !CLIENT) >> 32) as u32;
-                match self.clients.get_mut(idx).and_then(Option::as_mut) {
-                    Some(c) if c.gen == gen => {
-                        c.in_flight -= 1;
+                let found = self.clients.find(tag);
+                match found.and_then(|idx| Some((idx, self.clients.get_mut(idx)?))) {
+                    Some((idx, c)) => {
+                        c.state.in_flight -= 1;
                         c.last_active = ctx.now();
-                        write_response(&mut c.out, &response);
+                        write_response(&mut c.state.out, &response);
                         origin = Some(Arc::clone(&c.peer));
                         touched.push(idx);
                     }
@@ -527,11 +377,11 @@ impl ProgramServer {
 
     /// Writes what a client is owed; closes it once it ended and has all its answers.
     fn settle<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
-        let Some(c) = self.clients[idx].as_mut() else { return };
+        let Some(c) = self.clients.get_mut(idx) else { return };
         let mut written = 0;
         let mut broken = false;
-        while written < c.out.len() {
-            match c.stream.write(&c.out[written..]) {
+        while written < c.state.out.len() {
+            match c.stream.write(&c.state.out[written..]) {
                 Ok(0) => {
                     broken = true;
                     break;
@@ -546,16 +396,19 @@ impl ProgramServer {
                 }
             }
         }
-        c.out.drain(..written);
+        c.state.out.drain(..written);
         if broken {
-            c.out.clear();
-            c.ended = true;
+            c.state.out.clear();
+            c.state.ended = true;
         }
-        if c.paused && c.queued.len() < self.settings.max_in_flight_per_client && c.out.len() < OUT_LIMIT {
-            c.paused = false;
-            let _ = ctx.enqueue(Self::key(idx, c.gen));
+        if c.state.paused
+            && c.state.queued.len() < self.settings.max_in_flight_per_client
+            && c.state.out.len() < OUT_LIMIT
+        {
+            c.state.paused = false;
+            let _ = ctx.enqueue(c.key(idx));
         }
-        if c.ended && c.in_flight == 0 && c.out.is_empty() && c.queued.is_empty() {
+        if c.state.ended && c.state.in_flight == 0 && c.state.out.is_empty() && c.state.queued.is_empty() {
             self.close(idx, ctx);
         }
     }
@@ -563,9 +416,12 @@ impl ProgramServer {
     fn sweep<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
         let idle = Duration::from_millis(self.settings.idle_timeout_ms);
         let now = ctx.now();
-        for idx in 0..self.clients.len() {
-            let stale = self.clients[idx].as_ref().is_some_and(|c| {
-                c.in_flight == 0 && c.queued.is_empty() && c.out.is_empty() && now.duration_since(c.last_active) >= idle
+        for idx in 0..self.clients.slots() {
+            let stale = self.clients.get(idx).is_some_and(|c| {
+                c.state.in_flight == 0
+                    && c.state.queued.is_empty()
+                    && c.state.out.is_empty()
+                    && now.duration_since(c.last_active) >= idle
             });
             if stale {
                 self.stats.idle_closed.add(1);
@@ -578,10 +434,10 @@ impl ProgramServer {
         if !self.finishing || self.engine.in_flight() > 0 {
             return;
         }
-        if self.clients.iter().flatten().any(|c| !c.out.is_empty()) {
+        if self.clients.iter().any(|(_, c)| !c.state.out.is_empty()) {
             return;
         }
-        for idx in 0..self.clients.len() {
+        for idx in 0..self.clients.slots() {
             self.close(idx, ctx);
         }
         self.finishing = false;
@@ -591,7 +447,7 @@ impl ProgramServer {
 
 /// Cuts request lines out of `bytes`: `Ok(line)` for each whole one,
 /// `Err(size)` for one over `max` (skipped up to its newline).
-fn split_lines(c: &mut Client, mut bytes: &[u8], max: usize) {
+fn split_lines(c: &mut State, mut bytes: &[u8], max: usize) {
     let out = &mut c.queued;
     while !bytes.is_empty() {
         let nl = bytes.iter().position(|&b| b == b'\n');
@@ -633,24 +489,14 @@ impl Cog<Event> for ProgramServer {
     }
 
     fn start<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
-        match self.bind() {
-            Ok(listener) => {
-                let raw = match &listener {
-                    Listener::Tcp(l) => l.as_raw_fd(),
-                    Listener::Unix(l, _) => l.as_raw_fd(),
-                };
-                match ctx.register(&raw, Interest::READABLE, LISTEN) {
-                    Ok(fd) => {
-                        self.listener_fd = Some(fd);
-                        self.listener = Some(listener);
-                        log::info!("serving programs on {}", self.addr);
-                    }
-                    Err(e) => {
-                        log::error!("{}: cannot watch the listener: {e}; finishing", self.addr);
-                        ctx.finish_all();
-                    }
+        match Listener::bind(&self.addr, self.unix_mode) {
+            Ok(listener) => match self.clients.listen(listener, ctx) {
+                Ok(()) => log::info!("serving programs on {}", self.addr),
+                Err(e) => {
+                    log::error!("{}: cannot watch the listener: {e}; finishing", self.addr);
+                    ctx.finish_all();
                 }
-            }
+            },
             Err(e) => {
                 log::error!("{}: cannot listen: {e}; finishing", self.addr);
                 ctx.finish_all();
@@ -673,18 +519,11 @@ impl Cog<Event> for ProgramServer {
             LISTEN => self.accept(ctx),
             SWEEP => self.sweep(ctx),
             ACCEPT_AGAIN => {
-                self.accept_pause.expired();
+                self.clients.pause_expired();
                 self.accept(ctx)
             }
             _ => {
-                let idx = (key & 0xffff_ffff) as usize;
-                let gen = ((key & !CLIENT) >> 32) as u32;
-                if self
-                    .clients
-                    .get(idx)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|c| c.gen == gen)
-                {
+                if let Some(idx) = self.clients.find(key) {
                     self.read_client(idx, ctx);
                 }
             }
@@ -697,20 +536,15 @@ impl Cog<Event> for ProgramServer {
 
     fn finish<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) -> Finish {
         self.engine.close();
-        if let Some(fd) = self.listener_fd.take() {
-            ctx.unregister(fd);
-        }
-        if let Some(Listener::Unix(_, path)) = self.listener.take() {
-            let _ = std::fs::remove_file(path);
-        }
+        self.clients.stop(ctx);
         if let Some(t) = self.sweep.take() {
             ctx.cancel(t);
         }
         self.finishing = true;
         // Read but not run: the engine, closed, answers them `rejected`.
-        for idx in 0..self.clients.len() {
-            let queued = self.clients[idx].as_mut().map(|c| std::mem::take(&mut c.queued));
-            let tag = Self::key(idx, self.gens[idx]);
+        for idx in 0..self.clients.slots() {
+            let queued = self.clients.get_mut(idx).map(|c| std::mem::take(&mut c.state.queued));
+            let tag = self.clients.key(idx);
             for line in queued.into_iter().flatten().flatten() {
                 self.request(idx, tag, &line, ctx);
             }

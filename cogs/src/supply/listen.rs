@@ -2,17 +2,16 @@
 //! socket, or receives UDP datagrams, and emits one event per frame.
 
 use std::fmt;
-use std::io::{self, Read};
-use std::net::Shutdown;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mio::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+use mio::net::UdpSocket;
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, FdId, Finish, Fired, Interest, Next, Role, TimerId};
 
-use crate::net::accept::AcceptPause;
+use crate::net::server::{ClientCounters, Clients, Listener, ACCEPT_AGAIN, CLIENT, LISTEN, SWEEP};
 use crate::net::{Address, Deframer, Framing};
 use crate::{Counter, Error, LogThrottle, Verdict};
 
@@ -80,52 +79,11 @@ pub struct NetSupplyStats {
     pub accept_failed: Counter,
 }
 
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener, std::path::PathBuf),
-    Udp(UdpSocket),
-}
-
-enum Conn {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Conn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.read(buf),
-            Conn::Unix(s) => s.read(buf),
-        }
-    }
-    fn raw(&self) -> i32 {
-        match self {
-            Conn::Tcp(s) => s.as_raw_fd(),
-            Conn::Unix(s) => s.as_raw_fd(),
-        }
-    }
-    fn shutdown(&self) {
-        let _ = match self {
-            Conn::Tcp(s) => s.shutdown(Shutdown::Both),
-            Conn::Unix(s) => s.shutdown(Shutdown::Both),
-        };
-    }
-}
-
+/// What the slab keeps of a client.
 struct Client {
-    conn: Conn,
-    fd: FdId,
-    peer: Arc<str>,
     deframer: Deframer,
     frames: u64,
-    last_active: Instant,
-    gen: u32,
 }
-
-const LISTEN: u64 = 0;
-const SWEEP: u64 = 1;
-const ACCEPT_AGAIN: u64 = 2;
-const CLIENT: u64 = 1 << 63;
 
 /// Listens on a socket and emits each frame as an [`Event`] (`raw` = the
 /// frame, `origin` = the peer, `line` = the frame's number on its
@@ -134,19 +92,11 @@ pub struct NetSupply {
     settings: NetSupplySettings,
     addr: Address,
     unix_mode: u32,
-    listener: Option<Listener>,
-    listener_fd: Option<FdId>,
-    clients: Vec<Option<Client>>,
-    gens: Vec<u32>,
-    free: Vec<usize>,
-    live: usize,
-    buf: Vec<u8>,
+    clients: Clients<Client>,
+    /// The socket, for `udp:`.
+    udp: Option<(UdpSocket, FdId)>,
     /// Reading stopped because the train is congested.
     paused: bool,
-    /// Accepting stopped at `max_clients`.
-    full: bool,
-    /// Accepting paused after `accept` failed.
-    accept_pause: AcceptPause,
     sweep: Option<TimerId>,
     stats: NetSupplyStats,
     throttle: LogThrottle,
@@ -156,7 +106,7 @@ impl fmt::Debug for NetSupply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NetSupply")
             .field("settings", &self.settings)
-            .field("clients", &self.live)
+            .field("clients", &self.clients.live())
             .finish_non_exhaustive()
     }
 }
@@ -185,21 +135,20 @@ impl NetSupply {
             .ok()
             .filter(|m| *m <= 0o777)
             .ok_or_else(|| Error::setting("unix_mode", format!("`{}` is not an octal mode", settings.unix_mode)))?;
+        let stats = NetSupplyStats::default();
+        let counters = ClientCounters {
+            accepted: stats.accepted.clone(),
+            closed: stats.closed.clone(),
+            accept_failed: stats.accept_failed.clone(),
+        };
         Ok(NetSupply {
+            clients: Clients::new(addr.clone(), settings.max_clients, Interest::READABLE, true, counters),
             addr,
             unix_mode,
-            listener: None,
-            listener_fd: None,
-            clients: Vec::new(),
-            gens: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-            buf: vec![0; 64 * 1024],
+            udp: None,
             paused: false,
-            full: false,
-            accept_pause: AcceptPause::new(),
             sweep: None,
-            stats: NetSupplyStats::default(),
+            stats,
             throttle: LogThrottle::new(Duration::from_secs(10)),
             settings,
         })
@@ -210,158 +159,71 @@ impl NetSupply {
         self.stats.clone()
     }
 
-    fn bind(&mut self) -> io::Result<Listener> {
-        Ok(match &self.addr {
-            Address::Tcp(a) => Listener::Tcp(TcpListener::bind(*a)?),
-            Address::Udp(a) => Listener::Udp(UdpSocket::bind(*a)?),
-            Address::Unix(p) => {
-                // A socket file left by a process that is gone: nobody answers on it.
-                if p.exists() && std::os::unix::net::UnixStream::connect(p).is_err() {
-                    let _ = std::fs::remove_file(p);
-                }
-                let l = UnixListener::bind(p)?;
-                std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(self.unix_mode))?;
-                Listener::Unix(l, p.clone())
-            }
-        })
-    }
-
-    fn key(idx: usize, gen: u32) -> u64 {
-        CLIENT | (u64::from(gen) << 32) | idx as u64
-    }
-
     fn accept<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
-        if self.accept_pause.paused() {
-            return;
-        }
-        loop {
-            if self.live >= self.settings.max_clients {
-                if !self.full {
-                    log::warn!(
-                        "{}: {} clients connected, the most allowed; others wait",
-                        self.addr,
-                        self.live
-                    );
-                }
-                self.full = true;
-                return;
-            }
-            let accepted = match &self.listener {
-                Some(Listener::Tcp(l)) => l.accept().map(|(s, a)| (Conn::Tcp(s), format!("tcp:{a}"))),
-                Some(Listener::Unix(l, p)) => l
-                    .accept()
-                    .map(|(s, _)| (Conn::Unix(s), format!("unix:{}", p.display()))),
-                _ => return,
-            };
-            match accepted {
-                Ok((conn, peer)) => self.add_client(conn, peer, ctx),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // That one client gave up before it was accepted.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) => {
-                    let stats = &self.stats.accept_failed;
-                    return self
-                        .accept_pause
-                        .pause(&e, &self.addr, self.live, stats, ACCEPT_AGAIN, ctx);
-                }
-            }
-        }
-    }
-
-    fn add_client<N: Next<Event> + ?Sized>(&mut self, conn: Conn, peer: String, ctx: &mut Context<'_, Event, N>) {
-        let idx = self.free.pop().unwrap_or_else(|| {
-            self.clients.push(None);
-            self.gens.push(0);
-            self.clients.len() - 1
-        });
-        let gen = self.gens[idx];
-        let fd = match ctx.register(&conn.raw(), Interest::READABLE, Self::key(idx, gen)) {
-            Ok(fd) => fd,
-            Err(e) => {
-                log::error!("{}: cannot watch client {peer}: {e}; closing it", self.addr);
-                self.free.push(idx);
-                return;
-            }
-        };
-        self.stats.accepted.add(1);
-        self.live += 1;
-        self.clients[idx] = Some(Client {
-            conn,
-            fd,
-            peer: Arc::from(peer),
-            deframer: Deframer::new(self.settings.framing, self.settings.max_frame_bytes),
+        let (framing, max) = (self.settings.framing, self.settings.max_frame_bytes);
+        self.clients.accept(ctx, || Client {
+            deframer: Deframer::new(framing, max),
             frames: 0,
-            last_active: ctx.now(),
-            gen,
         });
-        // Data may have arrived with the connection: read it.
-        let _ = ctx.enqueue(Self::key(idx, gen));
     }
 
     fn close<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
-        let Some(mut c) = self.clients[idx].take() else { return };
-        ctx.unregister(c.fd);
+        let Some((peer, mut c)) = self.clients.close(idx, ctx) else {
+            return;
+        };
         match c.deframer.end() {
-            Ok(Some(last)) => self.emit(&mut c, last, ctx),
+            Ok(Some(last)) => Self::emit(&self.stats, &peer, &mut c, last, ctx),
             Ok(None) => {}
             Err(n) => {
                 self.stats.truncated.add(1);
                 log::warn!(
-                    "{}: client {} left in the middle of a frame ({n} bytes dropped)",
-                    self.addr,
-                    c.peer
+                    "{}: client {peer} left in the middle of a frame ({n} bytes dropped)",
+                    self.addr
                 );
             }
         }
-        c.conn.shutdown();
-        self.stats.closed.add(1);
-        self.gens[idx] = self.gens[idx].wrapping_add(1);
-        self.free.push(idx);
-        self.live -= 1;
-        // A descriptor is free again: whoever waits in the backlog may come.
-        let waiting = std::mem::take(&mut self.full) | self.accept_pause.end(ctx);
-        if waiting {
-            let _ = ctx.enqueue(LISTEN);
-        }
     }
 
-    fn emit<N: Next<Event> + ?Sized>(&self, c: &mut Client, frame: Vec<u8>, ctx: &mut Context<'_, Event, N>) {
+    fn emit<N: Next<Event> + ?Sized>(
+        stats: &NetSupplyStats,
+        peer: &Arc<str>,
+        c: &mut Client,
+        frame: Vec<u8>,
+        ctx: &mut Context<'_, Event, N>,
+    ) {
         c.frames += 1;
-        self.stats.frames.add(1);
+        stats.frames.add(1);
         let id = ctx.next_event_id();
-        ctx.emit(Event::from_raw(id, frame, Some(Arc::clone(&c.peer)), c.frames));
+        ctx.emit(Event::from_raw(id, frame, Some(Arc::clone(peer)), c.frames));
     }
 
     /// Reads one client until `WouldBlock`, its end, the per-turn budget or congestion.
     fn read_client<N: Next<Event> + ?Sized>(&mut self, idx: usize, ctx: &mut Context<'_, Event, N>) {
         let mut budget = self.settings.read_bytes_per_turn;
-        let mut buf = std::mem::take(&mut self.buf);
+        let mut buf = self.clients.take_buf();
         let mut frames = Vec::new();
         let outcome = loop {
             if ctx.congested() {
                 self.paused = true;
                 break None;
             }
-            let Some(c) = self.clients[idx].as_mut() else {
+            let Some(c) = self.clients.get_mut(idx) else {
                 break None;
             };
             if budget == 0 {
-                let _ = ctx.enqueue(Self::key(idx, c.gen));
+                let _ = ctx.enqueue(c.key(idx));
                 break None;
             }
             let want = buf.len().min(budget);
-            match c.conn.read(&mut buf[..want]) {
+            match c.stream.read(&mut buf[..want]) {
                 Ok(0) => break Some(None),
                 Ok(n) => {
                     budget -= n;
                     c.last_active = ctx.now();
-                    let pushed = c.deframer.push(&buf[..n], |f| frames.push(f.to_vec()));
-                    let mut c = self.clients[idx].take().expect("present");
+                    let pushed = c.state.deframer.push(&buf[..n], |f| frames.push(f.to_vec()));
                     for f in frames.drain(..) {
-                        self.emit(&mut c, f, ctx);
+                        Self::emit(&self.stats, &c.peer, &mut c.state, f, ctx);
                     }
-                    self.clients[idx] = Some(c);
                     if let Err(big) = pushed {
                         break Some(Some(big.0));
                     }
@@ -378,21 +240,19 @@ impl NetSupply {
                 }
             }
         };
-        self.buf = buf;
+        self.clients.put_buf(buf);
         match outcome {
             Some(Some(size)) => {
                 self.stats.oversized.add(1);
-                if let Some(c) = &self.clients[idx] {
+                if let Some(c) = self.clients.get_mut(idx) {
                     log::warn!(
                         "{}: client {} sent a frame of {size} bytes or more, over max_frame_bytes = {}; closing it",
                         self.addr,
                         c.peer,
                         self.settings.max_frame_bytes
                     );
-                }
-                // What it sent after the frame cannot be trusted either.
-                if let Some(c) = self.clients[idx].as_mut() {
-                    c.deframer = Deframer::new(self.settings.framing, self.settings.max_frame_bytes);
+                    // What it sent after the frame cannot be trusted either.
+                    c.state.deframer = Deframer::new(self.settings.framing, self.settings.max_frame_bytes);
                 }
                 self.close(idx, ctx);
             }
@@ -402,11 +262,11 @@ impl NetSupply {
     }
 
     fn read_udp<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
-        let Some(Listener::Udp(sock)) = &self.listener else {
+        let Some((sock, _)) = &self.udp else {
             return;
         };
         let mut budget = self.settings.read_bytes_per_turn;
-        let mut buf = std::mem::take(&mut self.buf);
+        let mut buf = self.clients.take_buf();
         loop {
             if budget == 0 {
                 let _ = ctx.enqueue(LISTEN);
@@ -457,24 +317,36 @@ impl NetSupply {
                 }
             }
         }
-        self.buf = buf;
+        self.clients.put_buf(buf);
     }
 
     fn sweep<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
         let idle = Duration::from_millis(self.settings.idle_timeout_ms);
         let now = ctx.now();
-        for idx in 0..self.clients.len() {
-            let stale = self.clients[idx]
-                .as_ref()
-                .is_some_and(|c| now.duration_since(c.last_active) >= idle);
-            if stale {
-                if let Some(c) = &self.clients[idx] {
-                    log::info!("{}: client {} idle for {:?}; closing it", self.addr, c.peer, idle);
-                }
+        for idx in 0..self.clients.slots() {
+            let Some(c) = self.clients.get(idx) else { continue };
+            if now.duration_since(c.last_active) >= idle {
+                log::info!("{}: client {} idle for {:?}; closing it", self.addr, c.peer, idle);
                 self.stats.idle_closed.add(1);
                 self.close(idx, ctx);
             }
         }
+    }
+
+    /// Binds and watches the socket; the error says which failed.
+    fn bind<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) -> Result<(), String> {
+        if let Address::Udp(a) = &self.addr {
+            let sock = UdpSocket::bind(*a).map_err(|e| format!("cannot listen: {e}"))?;
+            let fd = ctx
+                .register(&sock.as_raw_fd(), Interest::READABLE, LISTEN)
+                .map_err(|e| format!("cannot watch the socket: {e}"))?;
+            self.udp = Some((sock, fd));
+            return Ok(());
+        }
+        let listener = Listener::bind(&self.addr, self.unix_mode).map_err(|e| format!("cannot listen: {e}"))?;
+        self.clients
+            .listen(listener, ctx)
+            .map_err(|e| format!("cannot watch the socket: {e}"))
     }
 }
 
@@ -484,29 +356,12 @@ impl Cog<Event> for NetSupply {
     }
 
     fn start<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
-        let listener = match self.bind() {
-            Ok(l) => l,
-            Err(e) => {
-                log::error!("{}: cannot listen: {e}; finishing", self.addr);
-                ctx.finish_all();
-                return;
-            }
-        };
-        let raw = match &listener {
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Unix(l, _) => l.as_raw_fd(),
-            Listener::Udp(s) => s.as_raw_fd(),
-        };
-        match ctx.register(&raw, Interest::READABLE, LISTEN) {
-            Ok(id) => self.listener_fd = Some(id),
-            Err(e) => {
-                log::error!("{}: cannot watch the socket: {e}; finishing", self.addr);
-                ctx.finish_all();
-                return;
-            }
+        if let Err(e) = self.bind(ctx) {
+            log::error!("{}: {e}; finishing", self.addr);
+            ctx.finish_all();
+            return;
         }
         log::info!("{}: listening", self.addr);
-        self.listener = Some(listener);
         if self.settings.idle_timeout_ms > 0 && !matches!(self.addr, Address::Udp(_)) {
             let every = Duration::from_millis((self.settings.idle_timeout_ms / 4).max(10));
             self.sweep = ctx.every(every, SWEEP).ok();
@@ -518,7 +373,7 @@ impl Cog<Event> for NetSupply {
             return self.sweep(ctx);
         }
         if key == ACCEPT_AGAIN {
-            self.accept_pause.expired();
+            self.clients.pause_expired();
             if !self.paused {
                 self.accept(ctx);
             }
@@ -528,20 +383,13 @@ impl Cog<Event> for NetSupply {
             return; // resume reads everything
         }
         if key == LISTEN {
-            if matches!(self.listener, Some(Listener::Udp(_))) {
+            if self.udp.is_some() {
                 self.read_udp(ctx)
             } else {
                 self.accept(ctx)
             }
         } else if key & CLIENT != 0 {
-            let idx = (key & 0xffff_ffff) as usize;
-            let gen = ((key & !CLIENT) >> 32) as u32;
-            if self
-                .clients
-                .get(idx)
-                .and_then(Option::as_ref)
-                .is_some_and(|c| c.gen == gen)
-            {
+            if let Some(idx) = self.clients.find(key) {
                 self.read_client(idx, ctx)
             }
         }
@@ -553,10 +401,8 @@ impl Cog<Event> for NetSupply {
         }
         // Edge-triggered: what arrived while paused raises no new edge.
         let _ = ctx.enqueue(LISTEN);
-        for (idx, c) in self.clients.iter().enumerate() {
-            if let Some(c) = c {
-                let _ = ctx.enqueue(Self::key(idx, c.gen));
-            }
+        for (idx, c) in self.clients.iter() {
+            let _ = ctx.enqueue(c.key(idx));
         }
     }
 
@@ -567,17 +413,14 @@ impl Cog<Event> for NetSupply {
     fn finish<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) -> Finish {
         // Stop accepting; what clients sent completely has gone down the
         // train; a last unterminated line goes now.
-        if let Some(id) = self.listener_fd.take() {
-            ctx.unregister(id);
+        if let Some((_, fd)) = self.udp.take() {
+            ctx.unregister(fd);
         }
-        if let Some(Listener::Unix(_, p)) = self.listener.take() {
-            let _ = std::fs::remove_file(p);
-        }
+        self.clients.stop(ctx);
         if let Some(t) = self.sweep.take() {
             ctx.cancel(t);
         }
-        self.accept_pause.end(ctx);
-        for idx in 0..self.clients.len() {
+        for idx in 0..self.clients.slots() {
             self.close(idx, ctx);
         }
         Finish::Done
