@@ -542,7 +542,8 @@ impl<D: 'static> Cog<D> for FileDrain<D> {
     fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, _: Fired, ctx: &mut Context<'_, D, N>) {
         match key {
             FLUSH => {
-                if self.driver.burst_fired() {
+                let write = self.driver.burst_fired();
+                if write {
                     self.flush(ctx);
                 }
             }
