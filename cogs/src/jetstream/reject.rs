@@ -92,7 +92,7 @@ impl<D> fmt::Debug for RejectStep<D> {
 }
 
 impl<D: Json> RejectStep<D> {
-    /// Rejects through `rejects` (from [`JetStreamSupply::rejects`]).
+    /// Rejects through `rejects` (from [`JetStreamSupply::rejects`](super::JetStreamSupply::rejects)).
     pub fn new(settings: RejectSettings, rejects: Rejects) -> Result<Self, Error> {
         if settings.field.is_empty() {
             return Err(Error::setting(
