@@ -1,5 +1,6 @@
-//! What the socket cogs share: addresses, framing and the accept pause —
-//! used by the [`listen`](crate::supply::listen) supply, the
+//! What the socket cogs share: addresses, framing, the accept pause and
+//! the listener with its client slab (`server`) — used by the
+//! [`listen`](crate::supply::listen) supply, the
 //! [`connect`](crate::drain::connect) drain and the
 //! [program server](crate::program::ProgramServer).
 //!
