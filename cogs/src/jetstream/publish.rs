@@ -14,7 +14,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tourbillon::accessor::Json;
 use tourbillon::{Cog, CogRemote, Context, Event, EventId, Finish, Fired, Getter, Next, Role};
 
-use super::{Auth, Backoff};
+use super::client::{Auth, Backoff};
 use crate::{Counter, Error};
 
 /// Settings of [`JetStreamDrain`].
@@ -53,7 +53,7 @@ pub struct PublishSettings {
 impl Default for PublishSettings {
     fn default() -> Self {
         PublishSettings {
-            servers: super::default_servers(),
+            servers: super::client::default_servers(),
             auth: Auth::default(),
             subject: String::new(),
             subject_field: None,
@@ -69,7 +69,7 @@ impl Default for PublishSettings {
 impl PublishSettings {
     /// Checks the settings; the error names the key.
     pub fn validate(&self) -> Result<(), Error> {
-        super::validate_servers(&self.servers)?;
+        super::client::validate_servers(&self.servers)?;
         self.auth.validate()?;
         if self.subject.is_empty() && self.subject_field.is_none() {
             return Err(Error::setting("subject", "required (or subject_field)"));
@@ -160,7 +160,7 @@ impl<D: Json> JetStreamDrain<D> {
         let subject = settings.subject_field.as_deref().map(Getter::<D, str>::path_str);
         let msg_id = settings.msg_id_field.as_deref().map(Getter::<D, Value>::path);
         Ok(JetStreamDrain {
-            run: format!("{}{:016x}-", settings.msg_id_prefix, super::run_nonce()),
+            run: format!("{}{:016x}-", settings.msg_id_prefix, super::client::run_nonce()),
             settings,
             bytes,
             subject,
@@ -349,7 +349,7 @@ impl<D: 'static> Cog<D> for JetStreamDrain<D> {
 
 /// The helper thread: publishes, awaits acks, retries, reports acks in batches.
 fn helper(settings: PublishSettings, rx: UnboundedReceiver<Vec<Publish>>, remote: CogRemote, stats: PublishStats) {
-    let rt = match super::runtime() {
+    let rt = match super::client::runtime() {
         Ok(rt) => rt,
         Err(e) => return log::error!("jetstream_publish: cannot start its runtime: {e}"),
     };
@@ -364,7 +364,7 @@ async fn run(
     stats: PublishStats,
 ) {
     let client = loop {
-        match super::connect(&settings.servers, &settings.auth, &settings.name).await {
+        match super::client::connect(&settings.servers, &settings.auth, &settings.name).await {
             Ok(c) => break c,
             Err(e) => {
                 log::error!("jetstream_publish: cannot connect: {e}; retrying in 5 s");

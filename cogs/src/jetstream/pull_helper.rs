@@ -13,8 +13,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Semaphore;
 use tourbillon::CogRemote;
 
-use super::consume::ConsumeSettings;
-use super::Backoff;
+use super::client::Backoff;
+use super::consume_settings::ConsumeSettings;
 
 /// Loop to helper.
 pub(super) enum Command {
@@ -39,7 +39,7 @@ pub(super) struct Received {
 }
 
 pub(super) fn helper(settings: ConsumeSettings, rx: UnboundedReceiver<Command>, remote: CogRemote) {
-    let rt = match super::runtime() {
+    let rt = match super::client::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = remote.send(Incoming::Fatal(format!("cannot start its runtime: {e}")));
@@ -108,7 +108,7 @@ async fn bind(js: &async_nats::jetstream::Context, s: &ConsumeSettings) -> Resul
 }
 
 async fn run(settings: ConsumeSettings, mut rx: UnboundedReceiver<Command>, remote: CogRemote) {
-    let client = match super::connect(&settings.servers, &settings.auth, &settings.name).await {
+    let client = match super::client::connect(&settings.servers, &settings.auth, &settings.name).await {
         Ok(c) => c,
         Err(e) => {
             let _ = remote.send(Incoming::Fatal(format!("cannot connect: {e}")));
