@@ -9,6 +9,8 @@
 //! the only writer, so counting costs a plain load and store; anyone holding
 //! a clone reads.
 //!
+//! A [`Counter`] is one count a cog keeps and others read.
+//!
 //! A [`Board`] collects the meters of a process's cogs by train and
 //! position: whoever builds the cogs puts on it those that keep a meter
 //! ([`Metered`]), and the [`Stats`](crate::step::stats::Stats) cog logs what
@@ -182,5 +184,25 @@ impl Board {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, usize), Entry>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A count a cog keeps and others read (tests, metrics): cheap to clone,
+/// shared between the clones.
+#[derive(Clone, Debug, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
     }
 }
