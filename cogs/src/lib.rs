@@ -19,7 +19,7 @@
 //! | [`supply::tail`] | [`Tail`](supply::tail::Tail): follows files through rotations, checkpointed | supply |
 //! | [`supply::stdin`] | [`StdinSupply`](supply::stdin::StdinSupply): lines of standard input | supply |
 //! | [`supply::listen`] | [`NetSupply`](supply::listen::NetSupply): TCP, Unix stream and UDP sockets | supply |
-//! | [`step::lines`] | [`LineSplitter`](step::lines::LineSplitter) (the splitting itself, for supplies too), [`Lines`](step::lines::Lines) | step |
+//! | [`step::lines`] | [`Lines`](step::lines::Lines): splits the bytes of each datum into lines (the splitting itself is [`splitter`], which supplies use too) | step |
 //! | [`step::json`] | [`JsonDecode`](step::json::JsonDecode), [`JsonEncode`](step::json::JsonEncode) | step |
 //! | [`step::fields`] | [`SetFields`](step::fields::SetFields), [`Rename`](step::fields::Rename), [`Remove`](step::fields::Remove) | step |
 //! | [`step::filter`] | [`Filter`](step::filter::Filter): keeps or drops by field conditions | step |
@@ -77,6 +77,7 @@ pub mod meter;
 pub mod net;
 pub mod program;
 pub mod setting;
+pub mod splitter;
 pub mod step;
 pub mod supply;
 pub mod throttle;

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tourbillon::{Cog, Context, Escapement, Event, EventId, Exit, Finish, Fired, Next, Role, Train};
+use tourbillon_cogs::splitter::{LineFlags, LineSplitter, LinesSettings, Utf8};
 use tourbillon_cogs::step::json::{DecodeError, JsonDecode, JsonDecodeSettings, JsonEncode, OnError};
-use tourbillon_cogs::step::lines::{LineFlags, LineSplitter, Lines, LinesSettings, Utf8};
+use tourbillon_cogs::step::lines::Lines;
 use tourbillon_cogs::{LogThrottle, Summary, Verdict};
 
 #[path = "../../tests/common/mod.rs"]

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use tourbillon::train::{Chain, End};
 use tourbillon::{Cog, Context, Escapement, Event, Exit, Finish, Fired, Next, Remote, Role, Train};
+use tourbillon_cogs::splitter::{LinesSettings, Utf8};
 use tourbillon_cogs::step::json::JsonDecode;
-use tourbillon_cogs::step::lines::{LinesSettings, Utf8};
 use tourbillon_cogs::supply::tail::{saved_positions, ReadFrom, Tail, TailSettings, TailStats};
 
 #[path = "../../tests/common/mod.rs"]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, Finish, Fired, Interest, Next, Role};
 
-use crate::step::lines::{CutLog, LineFlags, LineSplitter, LinesSettings, Utf8};
+use crate::splitter::{CutLog, LineFlags, LineSplitter, LinesSettings, Utf8};
 use crate::Error;
 
 /// Settings of [`StdinSupply`].

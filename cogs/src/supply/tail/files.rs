@@ -24,7 +24,7 @@ use super::position::{Mark, Position};
 use super::settings::{ReadFrom, TailSettings};
 use super::stats::TailStats;
 use super::tracked::{read_full_at, Tracked};
-use crate::step::lines::LinesSettings;
+use crate::splitter::LinesSettings;
 
 /// The followed files.
 pub(crate) struct Files {

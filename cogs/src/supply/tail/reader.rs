@@ -19,7 +19,7 @@ use super::position::{Acks, Delivered, Mark};
 use super::settings::TailSettings;
 use super::stats::TailStats;
 use super::tracked::read_full_at;
-use crate::step::lines::{CutLog, LineFlags};
+use crate::splitter::{CutLog, LineFlags};
 
 /// How long a parked timer waits.
 pub(crate) const PARKED: Duration = Duration::from_secs(24 * 3600);

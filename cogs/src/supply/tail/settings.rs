@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::limits;
-use crate::step::lines::LinesSettings;
+use crate::splitter::LinesSettings;
 use crate::Error;
 
 /// Where to start reading a file the checkpoint does not know, among those

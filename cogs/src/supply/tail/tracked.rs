@@ -13,7 +13,7 @@ use tourbillon::WatchId;
 use super::identity::{located, Check, Head, Suspect};
 use super::limits::Snapshot;
 use super::position::{Mark, Position};
-use crate::step::lines::{LineSplitter, LinesSettings};
+use crate::splitter::{LineSplitter, LinesSettings};
 
 /// How far back from the end `read_from = "end"` looks for the last newline.
 const END_SCAN: u64 = 64 * 1024;
