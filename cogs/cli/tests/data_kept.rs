@@ -165,7 +165,7 @@ fn a_cut_line_is_logged_with_its_file_line_and_bytes_dropped() {
     );
     let log = logged(&out.stderr);
     let line = format!(
-        "WARN  tourbillon_cogs::step::lines] {}:2: line longer than max_line_bytes (100): cut to 100 bytes, 900 bytes dropped \
+        "WARN  tourbillon_cogs::splitter] {}:2: line longer than max_line_bytes (100): cut to 100 bytes, 900 bytes dropped \
          (more within 10s are summarized)",
         file.display()
     );
@@ -189,7 +189,7 @@ fn a_real_30_mb_line_is_cut_and_logged_and_the_next_line_is_whole() {
     assert!(written.ends_with(b"\nafter\n"));
     let log = logged(&out.stderr);
     let prefix = format!(
-        "WARN  tourbillon_cogs::step::lines] {}:1: line longer than max_line_bytes (1048576): cut to 1048576 bytes, ",
+        "WARN  tourbillon_cogs::splitter] {}:1: line longer than max_line_bytes (1048576): cut to 1048576 bytes, ",
         file.display()
     );
     assert!(log.iter().any(|l| l.starts_with(&prefix)), "{log:#?}");
