@@ -1,7 +1,8 @@
 //! Field access, shared by the cogs that reach the fields their settings
 //! name: [`Access`] turns a field path into a getter and a writer (for any
 //! data shape), [`check_path`] refuses a path that names no field, and
-//! [`FieldKey`] renders a few fields as one map key.
+//! [`FieldKey`] renders a few fields as one map key; `kind_name` names the
+//! kind of a value for messages.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -188,6 +189,18 @@ impl<D> FieldKey<D> {
 impl<D> fmt::Display for FieldKey<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[{}]", self.paths.join(", "))
+    }
+}
+
+/// What kind of JSON value `v` is, for messages.
+pub(crate) fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

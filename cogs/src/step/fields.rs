@@ -159,7 +159,7 @@ fn make_room(mut v: &mut Value, path: &Path) -> Option<String> {
                     0 => "the data".to_owned(),
                     n => format!("`{}`", path.parts()[..n].join(".")),
                 };
-                found = Some(format!("{what} was {}", crate::step::json::kind_name(&old)));
+                found = Some(format!("{what} was {}", crate::access::kind_name(&old)));
             }
             *v = Value::Object(serde_json::Map::from_iter([(KEPT_UNDER.to_owned(), old)]));
         }

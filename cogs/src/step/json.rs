@@ -14,6 +14,7 @@ use serde_json::Value;
 use tourbillon::accessor::{Getter, Path, Setter};
 use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Next, Role, TimerId};
 
+use crate::access::kind_name;
 use crate::{Counter, Error, LogThrottle, Summary, Verdict};
 
 /// What [`JsonDecode`] does with input that is not JSON.
@@ -119,18 +120,6 @@ pub enum DecodeError {
     /// The value is not an object, and `non_object = "error"`.
     #[error("{0}, not an object")]
     NotObject(&'static str),
-}
-
-/// What kind of JSON value `v` is, for messages.
-pub(crate) fn kind_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 type ErrorOutput<D> = Box<dyn FnMut(&D, &DecodeError)>;
