@@ -78,6 +78,7 @@
 
 pub mod accessor;
 pub mod capture;
+pub mod ledger;
 mod cog;
 mod context;
 mod core;

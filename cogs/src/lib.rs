@@ -72,7 +72,7 @@ pub mod access;
 pub mod drain;
 #[cfg(feature = "nats")]
 pub mod jetstream;
-pub mod ledger;
+pub use tourbillon::ledger;
 pub mod meter;
 pub mod net;
 pub mod program;

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use tourbillon::EventId;
+use crate::event::EventId;
 
 /// A payload recorded in a [`Ledger`] and not yet handed back: what
 /// [`Ledger::attach`], [`Ledger::hold`] and [`Ledger::release`] name.
