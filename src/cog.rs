@@ -100,6 +100,14 @@ pub trait Cog<D>: 'static {
         Role::Step
     }
 
+    /// The named outputs this cog sends data to with
+    /// [`Context::emit_to`] (a route's branches, a decoder's errors):
+    /// other trains read them as `TRAIN.NAME`. Asked once, when the train
+    /// is placed.
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Renders the cog with its settings, for `Display` of a train.
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(short_type_name::<Self>())
@@ -190,6 +198,9 @@ impl<D: 'static, C: Cog<D>> Cog<D> for Named<C> {
     }
     fn role(&self) -> Role {
         self.cog.role()
+    }
+    fn outputs(&self) -> Vec<String> {
+        self.cog.outputs()
     }
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)

@@ -12,6 +12,7 @@ use crate::accessor::IdGetter;
 use crate::core::{Broadcast, CogPhase, Core, Notice};
 use crate::error::Error;
 use crate::event::EventId;
+use crate::graph::{Outlet, Output};
 use crate::recorder::Tap;
 use crate::remote::CogRemote;
 use crate::sources::timer::later;
@@ -23,21 +24,51 @@ use crate::sources::{CogAddr, FdId, ImmediateId, SignalId, Target, TimerId, Watc
 pub trait Next<D> {
     /// Hands one datum to the rest of the train.
     fn push(&mut self, datum: D, core: &mut Core, train: &TrainShared<D>);
-    /// True if a cog in the rest of the train is congested.
-    fn congested(&self) -> bool;
+    /// True if a cog in the rest of the train, or a train reading its
+    /// outputs, is congested.
+    fn congested(&self, train: &TrainShared<D>) -> bool;
 }
 
-/// What every cog of a train shares: the train's index, id accessor and,
-/// if it is recorded, the recorder's tap.
+/// What every cog of a train shares: the train's index, id accessor,
+/// outputs and, if it is recorded, the recorder's tap.
 pub struct TrainShared<D> {
     pub(crate) index: u32,
     pub(crate) ids: Option<IdGetter<D>>,
     pub(crate) tap: Option<Tap<D>>,
+    /// The main output (the train's end) first, then the named ones.
+    pub(crate) outputs: Vec<Outlet<D>>,
+    /// How a datum is copied for a second reader of an output.
+    pub(crate) clone: Option<fn(&D) -> D>,
 }
 
 impl<D> TrainShared<D> {
     pub(crate) fn id_of(&self, datum: &D) -> Option<EventId> {
         self.ids.as_ref().and_then(|g| g.get(datum))
+    }
+
+    /// A datum leaves the train at `output`: to the trains that read it,
+    /// or, if none does, it is done.
+    #[inline]
+    pub(crate) fn send(&self, output: usize, datum: D, core: &mut Core) {
+        let Some(out) = self.outputs.get(output).filter(|o| !o.readers.is_empty()) else {
+            if let Some(id) = self.id_of(&datum) {
+                core.notices
+                    .push_back((self.index, Notice::Cast(Broadcast::EventDone(id))));
+            }
+            return;
+        };
+        if let Some(id) = self.id_of(&datum) {
+            core.graph.sent(self.index, id, &out.readers);
+        } else {
+            core.graph.queued = true;
+        }
+        out.send(datum, self.clone);
+    }
+
+    /// True if a train reading one of this train's outputs has a full queue.
+    #[inline]
+    pub(crate) fn outputs_full(&self) -> bool {
+        self.outputs.iter().any(|o| o.is_full())
     }
 }
 
@@ -122,7 +153,27 @@ impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
     /// True while a cog downstream cannot take more: stop reading and wait
     /// for [`Cog::resume`](crate::Cog::resume).
     pub fn congested(&self) -> bool {
-        self.next.congested()
+        self.next.congested(self.train)
+    }
+
+    /// The named output `name` of this train (declared by a cog's
+    /// [`outputs`](crate::Cog::outputs)), to [`emit_to`](Self::emit_to).
+    pub fn output(&self, name: &str) -> Option<Output> {
+        let i = self.train.outputs.iter().skip(1).position(|o| o.name == name)?;
+        Some(Output(i as u32 + 1))
+    }
+
+    /// Sends one datum out of the train at a named output, past the cogs
+    /// after this one: to every train that reads that output, or, if none
+    /// does, it is done.
+    pub fn emit_to(&mut self, output: Output, datum: D) {
+        self.train.send(output.0 as usize, datum, self.core)
+    }
+
+    /// Whether a train reading `output` has a full queue (send there
+    /// anyway: it is bounded by the batch a supply is in).
+    pub fn output_congested(&self, output: Output) -> bool {
+        self.train.outputs.get(output.0 as usize).is_some_and(|o| o.is_full())
     }
 
     /// Drops a datum for good, reporting it done so durable supplies advance.

@@ -12,6 +12,7 @@ use mio::Interest;
 use crate::accessor::IdGetter;
 use crate::error::Error;
 use crate::event::EventId;
+use crate::graph::{Graph, QueueFill};
 use crate::recorder::{Recorder, Seen, Tap};
 use crate::sources::fd::FdSlot;
 use crate::sources::immediate::Immediates;
@@ -142,6 +143,8 @@ pub struct Core {
     pub(crate) recorder: Option<Box<dyn Recorder>>,
     /// The last event id minted.
     pub(crate) next_id: u64,
+    /// The junctions between trains.
+    pub(crate) graph: Graph,
 }
 
 impl std::fmt::Debug for Core {
@@ -185,6 +188,7 @@ impl Core {
             clock,
             recorder: None,
             next_id: 0,
+            graph: Graph::default(),
         }
     }
 
@@ -193,6 +197,17 @@ impl Core {
     /// Where the loop is in its life.
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// The input queues of trains that read other trains: how full each is.
+    pub fn queues(&self) -> Vec<QueueFill> {
+        self.graph.gauges.iter().map(|g| g.fill()).collect()
+    }
+
+    /// Copies of data in flight below the junctions between trains (sent
+    /// to a train that reads another, not yet done there).
+    pub fn in_flight(&self) -> usize {
+        self.graph.in_flight()
     }
 
     /// Whether inotify is usable. When false, watch paths with

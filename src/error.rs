@@ -20,6 +20,10 @@ pub enum Error {
     /// The loop this handle belonged to has stopped.
     #[error("the escapement this handle belongs to has stopped")]
     LoopGone,
+    /// The trains do not make a graph: an input names no train or output,
+    /// trains read each other in a cycle, or a train reads data of another type.
+    #[error("{0}")]
+    Graph(String),
     /// An OS call failed.
     #[error("{what}: {source}")]
     Io {

@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crate::event::EventId;
 
@@ -41,8 +41,12 @@ use crate::event::EventId;
 pub struct Ticket(u32);
 
 /// The payloads each id in flight owes; see the [module docs](self).
-pub struct Ledger<P> {
-    ids: HashMap<EventId, Piece, IdHash>,
+///
+/// Keyed by [`EventId`]; `K` may be any small key naming a copy in flight
+/// (the escapement's junctions key copies by the train they went to and
+/// their id).
+pub struct Ledger<P, K = EventId> {
+    ids: HashMap<K, Piece, IdHash>,
     slots: Vec<Slot<P>>,
     free: Vec<u32>,
 }
@@ -83,7 +87,7 @@ struct Slot<P> {
     refs: u32,
 }
 
-impl<P> Default for Ledger<P> {
+impl<P, K> Default for Ledger<P, K> {
     fn default() -> Self {
         Ledger {
             ids: HashMap::default(),
@@ -93,16 +97,16 @@ impl<P> Default for Ledger<P> {
     }
 }
 
-impl<P> fmt::Debug for Ledger<P> {
+impl<P, K> fmt::Debug for Ledger<P, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ledger")
             .field("ids", &self.ids.len())
-            .field("payloads", &self.payloads())
+            .field("payloads", &(self.slots.len() - self.free.len()))
             .finish()
     }
 }
 
-impl<P> Ledger<P> {
+impl<P, K: Copy + Eq + Hash> Ledger<P, K> {
     /// An empty ledger.
     pub fn new() -> Self {
         Ledger::default()
@@ -110,7 +114,7 @@ impl<P> Ledger<P> {
 
     /// Event `id` owes `payload`: it is handed back when `id` is done. If
     /// `id` is in flight already, every copy of it owes `payload` too.
-    pub fn track(&mut self, id: EventId, payload: P) {
+    pub fn track(&mut self, id: K, payload: P) {
         let t = self.open(payload);
         self.attach(id, t);
         // Attached, so still owed: the hold was the only other reference.
@@ -151,7 +155,7 @@ impl<P> Ledger<P> {
 
     /// Event `id` owes the payload of `t` (tracked with one copy if it is
     /// not in flight yet).
-    pub fn attach(&mut self, id: EventId, t: Ticket) {
+    pub fn attach(&mut self, id: K, t: Ticket) {
         let copies = match self.ids.get_mut(&id) {
             Some(piece) => {
                 piece.owes.push(t);
@@ -173,7 +177,7 @@ impl<P> Ledger<P> {
 
     /// One copy of `id` became `n` (at least 1): its payloads wait for
     /// every one. False if `id` is not in flight.
-    pub fn split(&mut self, id: EventId, n: u32) -> bool {
+    pub fn split(&mut self, id: K, n: u32) -> bool {
         assert!(n >= 1, "a split makes at least one copy (a copy dropped is done)");
         let Some(piece) = self.ids.get_mut(&id) else {
             return false;
@@ -187,7 +191,7 @@ impl<P> Ledger<P> {
 
     /// One copy of `old` goes on as `new` (renamed, or merged into `new`).
     /// False if `old` is not in flight.
-    pub fn rename(&mut self, old: EventId, new: EventId) -> bool {
+    pub fn rename(&mut self, old: K, new: K) -> bool {
         if old == new {
             return self.ids.contains_key(&old);
         }
@@ -205,7 +209,7 @@ impl<P> Ledger<P> {
 
     /// One copy of `id` is done: `finished` gets each payload nothing owes
     /// any more. False if `id` is not in flight.
-    pub fn done(&mut self, id: EventId, finished: impl FnMut(P)) -> bool {
+    pub fn done(&mut self, id: K, finished: impl FnMut(P)) -> bool {
         if !self.ids.contains_key(&id) {
             return false;
         }
@@ -214,7 +218,7 @@ impl<P> Ledger<P> {
     }
 
     /// Whether `id` is in flight.
-    pub fn contains(&self, id: EventId) -> bool {
+    pub fn contains(&self, id: K) -> bool {
         self.ids.contains_key(&id)
     }
 
@@ -235,7 +239,7 @@ impl<P> Ledger<P> {
 
     /// Takes one copy of `id` (which is in flight); returns how many
     /// payloads it handed to `finished`.
-    fn drop_copy(&mut self, id: EventId, mut finished: impl FnMut(P)) -> usize {
+    fn drop_copy(&mut self, id: K, mut finished: impl FnMut(P)) -> usize {
         let Some(piece) = self.ids.get_mut(&id) else { return 0 };
         piece.copies -= 1;
         let gone = piece.copies == 0;
@@ -292,6 +296,9 @@ impl Hasher for IdHasher {
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n))
     }
 }
 

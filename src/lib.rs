@@ -78,13 +78,14 @@
 
 pub mod accessor;
 pub mod capture;
-pub mod ledger;
 mod cog;
 mod context;
 mod core;
 mod error;
 mod escapement;
 mod event;
+mod graph;
+pub mod ledger;
 pub mod logging;
 mod recorder;
 mod remote;
@@ -102,6 +103,7 @@ pub use crate::core::{Core, Phase};
 pub use crate::error::Error;
 pub use crate::escapement::{Builder, Escapement, Exit};
 pub use crate::event::{Event, EventId};
+pub use crate::graph::{Output, QueueFill};
 pub use crate::remote::{CogRemote, Remote};
 pub use crate::role::Role;
 pub use crate::sources::{CogAddr, FdId, Fired, ImmediateId, Ready, SignalId, TimerId, WatchEvent, WatchId};

@@ -87,6 +87,9 @@ impl<D: 'static, C: Cog<D>> Cog<D> for Swapped<C> {
     fn role(&self) -> Role {
         swapped!(self, c => Cog::<D>::role(c))
     }
+    fn outputs(&self) -> Vec<String> {
+        swapped!(self, c => Cog::<D>::outputs(c))
+    }
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         swapped!(self, c => Cog::<D>::describe(c, f))
     }

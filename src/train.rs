@@ -4,8 +4,10 @@
 //! cogs of a train share ([`TrainShared`]), the [`Broadcast`]s, a train's
 //! listing ([`CogInfo`]).
 
+use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
+use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,7 +19,8 @@ pub use crate::role::CogInfo;
 use crate::accessor::IdGetter;
 use crate::cog::{Cog, Described, FilterFn, Finish, FlatMap, Map};
 use crate::context::{Context, Next};
-use crate::core::{Core, Notice};
+use crate::core::Core;
+use crate::graph::{Gauge, Inlet, Reader};
 use crate::recorder::Codec;
 use crate::role::Role;
 use crate::sources::Fired;
@@ -48,6 +51,8 @@ pub trait Chain<D>: Next<D> + 'static {
     fn done(&mut self, core: &mut Core);
     /// Lists the cogs.
     fn describe(&self, out: &mut Vec<CogInfo>);
+    /// Lists the named outputs the cogs declare, in order.
+    fn outputs(&self, out: &mut Vec<String>);
 }
 
 /// The end of a chain: a datum that falls off it is finished.
@@ -63,15 +68,14 @@ pub struct Link<C, R> {
 }
 
 impl<D> Next<D> for End {
+    /// A datum falls off the train: to the trains reading its main output,
+    /// or done.
     #[inline]
     fn push(&mut self, datum: D, core: &mut Core, train: &TrainShared<D>) {
-        if let Some(id) = train.id_of(&datum) {
-            core.notices
-                .push_back((train.index, Notice::Cast(Broadcast::EventDone(id))));
-        }
+        train.send(0, datum, core)
     }
-    fn congested(&self) -> bool {
-        false
+    fn congested(&self, train: &TrainShared<D>) -> bool {
+        train.outputs_full()
     }
 }
 
@@ -93,6 +97,7 @@ impl<D: 'static> Chain<D> for End {
     }
     fn done(&mut self, _: &mut Core) {}
     fn describe(&self, _: &mut Vec<CogInfo>) {}
+    fn outputs(&self, _: &mut Vec<String>) {}
 }
 
 impl<D, C: Cog<D>, R: Chain<D>> Next<D> for Link<C, R> {
@@ -107,8 +112,8 @@ impl<D, C: Cog<D>, R: Chain<D>> Next<D> for Link<C, R> {
         self.cog
             .process(datum, &mut Context::new(core, &mut self.rest, train, self.index))
     }
-    fn congested(&self) -> bool {
-        self.cog.congested() || self.rest.congested()
+    fn congested(&self, train: &TrainShared<D>) -> bool {
+        self.cog.congested() || self.rest.congested(train)
     }
 }
 
@@ -191,6 +196,10 @@ impl<D: 'static, C: Cog<D>, R: Chain<D>> Chain<D> for Link<C, R> {
         });
         self.rest.describe(out)
     }
+    fn outputs(&self, out: &mut Vec<String>) {
+        out.extend(self.cog.outputs());
+        self.rest.outputs(out)
+    }
 }
 
 /// A cog behind a pointer, for trains whose cogs are chosen at run time.
@@ -210,6 +219,8 @@ pub trait DynCog<D>: 'static {
     fn done_dyn(&mut self, core: &mut Core);
     /// [`Cog::congested`].
     fn congested_dyn(&self) -> bool;
+    /// [`Cog::outputs`].
+    fn outputs_dyn(&self) -> Vec<String>;
     /// [`Cog::role`].
     fn role_dyn(&self) -> Role;
     /// [`Cog::describe`].
@@ -237,6 +248,9 @@ impl<D, C: Cog<D>> DynCog<D> for C {
     }
     fn congested_dyn(&self) -> bool {
         self.congested()
+    }
+    fn outputs_dyn(&self) -> Vec<String> {
+        self.outputs()
     }
     fn role_dyn(&self) -> Role {
         self.role()
@@ -310,8 +324,8 @@ impl<D: 'static> Next<D> for DynRest<'_, D> {
             None => End.push(datum, core, train),
         }
     }
-    fn congested(&self) -> bool {
-        self.cogs.iter().any(|c| c.congested_dyn())
+    fn congested(&self, train: &TrainShared<D>) -> bool {
+        self.cogs.iter().any(|c| c.congested_dyn()) || train.outputs_full()
     }
 }
 
@@ -323,8 +337,8 @@ impl<D: 'static> Next<D> for DynChain<D> {
         }
         .push(datum, core, train)
     }
-    fn congested(&self) -> bool {
-        self.cogs.iter().any(|c| c.congested_dyn())
+    fn congested(&self, train: &TrainShared<D>) -> bool {
+        self.cogs.iter().any(|c| c.congested_dyn()) || train.outputs_full()
     }
 }
 
@@ -377,6 +391,11 @@ impl<D: 'static> Chain<D> for DynChain<D> {
             })
         }
     }
+    fn outputs(&self, out: &mut Vec<String>) {
+        for cog in &self.cogs {
+            out.extend(cog.outputs_dyn())
+        }
+    }
 }
 
 /// An ordered list of cogs through which data flows.
@@ -402,6 +421,27 @@ pub struct Train<D, C = End> {
     ids: Option<IdGetter<D>>,
     codec: Option<Codec<D>>,
     len: u32,
+    wiring: Wiring<D>,
+}
+
+/// Where a train takes its data from, besides its supplies.
+pub(crate) struct Wiring<D> {
+    /// Outputs of other trains it reads (`TRAIN` or `TRAIN.OUTPUT`).
+    pub(crate) inputs: Vec<String>,
+    /// Its input queue's capacity, if not the escapement's default.
+    pub(crate) queue: Option<usize>,
+    /// How a datum is copied for a second reader.
+    pub(crate) clone: Option<fn(&D) -> D>,
+}
+
+impl<D> Default for Wiring<D> {
+    fn default() -> Self {
+        Wiring {
+            inputs: Vec::new(),
+            queue: None,
+            clone: None,
+        }
+    }
 }
 
 impl<D: 'static> Train<D, End> {
@@ -413,6 +453,7 @@ impl<D: 'static> Train<D, End> {
             ids: None,
             codec: None,
             len: 0,
+            wiring: Wiring::default(),
         }
     }
 }
@@ -426,6 +467,7 @@ impl<D: 'static> Train<D, DynChain<D>> {
             ids: None,
             codec: None,
             len: 0,
+            wiring: Wiring::default(),
         }
     }
 
@@ -445,6 +487,7 @@ impl<D: 'static, C: Chain<D>> Train<D, C> {
             ids: self.ids,
             codec: self.codec,
             len: self.len + 1,
+            wiring: self.wiring,
         }
     }
 
@@ -486,6 +529,7 @@ impl<D: 'static, C: Chain<D>> Train<D, C> {
             ids: self.ids,
             codec: self.codec,
             len: self.len,
+            wiring: self.wiring,
         }
     }
 
@@ -510,6 +554,65 @@ impl<D: 'static, C: Chain<D>> Train<D, C> {
         self.chain.describe(&mut out);
         out
     }
+
+    /// The named outputs its cogs declare (each once, in order); its main
+    /// output, the end of the train, is not listed.
+    pub fn outputs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.chain.outputs(&mut out);
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|o| seen.insert(o.clone()));
+        out
+    }
+
+    /// The outputs of other trains it reads.
+    pub fn inputs(&self) -> &[String] {
+        &self.wiring.inputs
+    }
+
+    /// The capacity of its input queue (when it reads other trains): from
+    /// there on the trains that feed it are congested. The default is the
+    /// escapement's ([`Builder::queue_capacity`](crate::Builder::queue_capacity)).
+    pub fn queue(mut self, capacity: usize) -> Self {
+        self.wiring.queue = Some(capacity.max(1));
+        self
+    }
+
+    pub(crate) fn take_wiring(&mut self) -> Wiring<D> {
+        std::mem::take(&mut self.wiring)
+    }
+}
+
+impl<D: Clone + 'static, C: Chain<D>> Train<D, C> {
+    /// Reads another train's output: `"parse"` is what falls off the end
+    /// of train `parse`, `"parse.errors"` its output named `errors` (a
+    /// cog's, see [`Cog::outputs`](crate::Cog::outputs)). Every train
+    /// reading an output gets every datum sent there (a copy each, hence
+    /// `Clone`); a train reading several outputs gets them all, in the
+    /// order they come. A datum is done in the train that sent it once
+    /// every copy is done. Names are resolved when the escapement runs:
+    /// an unknown one, or a cycle, is an [`Error::Graph`](crate::Error::Graph).
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use tourbillon::{from_iter, Escapement, Train};
+    /// # fn main() -> Result<(), tourbillon::Error> {
+    /// let mut esc = Escapement::builder().graceful_signals(false).build()?;
+    /// let (evens, all) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+    /// let (e, a) = (evens.clone(), all.clone());
+    /// esc.add_train(Train::<u64>::new("numbers").cog(from_iter(1..=10)));
+    /// esc.add_train(Train::<u64>::new("evens").input("numbers").filter(|n| n % 2 == 0).map(move |n| { e.set(e.get() + 1); n }));
+    /// esc.add_train(Train::<u64>::new("all").input("numbers").map(move |n| { a.set(a.get() + 1); n }));
+    /// esc.run()?;
+    /// assert_eq!((evens.get(), all.get()), (5, 10));
+    /// # Ok(()) }
+    /// ```
+    pub fn input(mut self, output: impl Into<String>) -> Self {
+        self.wiring.inputs.push(output.into());
+        self.wiring.clone = Some(|d: &D| d.clone());
+        self
+    }
 }
 
 impl<D: Serialize + DeserializeOwned + 'static, C: Chain<D>> Train<D, C> {
@@ -527,6 +630,9 @@ impl<D: Serialize + DeserializeOwned + 'static, C: Chain<D>> Train<D, C> {
 impl<D: 'static, C: Chain<D>> fmt::Display for Train<D, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "train {}:", self.name)?;
+        if !self.wiring.inputs.is_empty() {
+            writeln!(f, "  reads {}", self.wiring.inputs.join(", "))?;
+        }
         for (i, cog) in self.cogs().iter().enumerate() {
             writeln!(f, "  {:>2}. {:<6}  {}", i + 1, cog.role, cog.text)?;
         }
@@ -556,6 +662,30 @@ pub(crate) trait AnyTrain {
     fn done(&mut self, core: &mut Core);
     /// Decodes a captured datum and emits it from the place of cog `cog`.
     fn inject(&mut self, cog: u32, json: &[u8], core: &mut Core) -> serde_json::Result<()>;
+    /// The outputs of other trains it reads.
+    fn inputs(&self) -> &[String];
+    /// Its outputs: the main one (`""`) first, then the named ones.
+    fn output_names(&self) -> Vec<String>;
+    /// Gives it an input queue (once); a handle to it, for the trains it
+    /// reads ([`attach`](Self::attach)), as a `Box<Feed<D>>`.
+    fn feed(&mut self, capacity: usize) -> Box<dyn Any>;
+    /// Makes `feed` (another train's [`feed`](Self::feed)) a reader of
+    /// output `output`; false if its data type is not this train's.
+    fn attach(&mut self, output: usize, feed: Box<dyn Any>) -> bool;
+    /// Moves up to `budget` data from its input queue into the train,
+    /// while it is not congested; true if some are left that it could take.
+    fn pump(&mut self, core: &mut Core, budget: usize) -> bool;
+    /// True if nothing waits in its input queue.
+    fn drained(&self) -> bool;
+    /// Its input queue's counters, if it has one.
+    fn gauge(&self) -> Option<Rc<Gauge>>;
+}
+
+/// What a reading train hands the trains it reads: its input queue and
+/// how to copy a datum.
+pub(crate) struct Feed<D> {
+    reader: Reader<D>,
+    clone: Option<fn(&D) -> D>,
 }
 
 /// A train placed in an escapement.
@@ -563,6 +693,8 @@ pub(crate) struct Placed<D, C> {
     pub(crate) train: Train<D, C>,
     pub(crate) shared: TrainShared<D>,
     pub(crate) codec: Option<Codec<D>>,
+    pub(crate) wiring: Wiring<D>,
+    pub(crate) inlet: Option<Inlet<D>>,
 }
 
 impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
@@ -599,5 +731,54 @@ impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
             self.train.chain.inject(cog, datum, core, &self.shared);
         }
         Ok(())
+    }
+    fn inputs(&self) -> &[String] {
+        &self.wiring.inputs
+    }
+    fn output_names(&self) -> Vec<String> {
+        self.shared.outputs.iter().map(|o| o.name.clone()).collect()
+    }
+    fn feed(&mut self, capacity: usize) -> Box<dyn Any> {
+        let capacity = self.wiring.queue.unwrap_or(capacity);
+        let name = self.train.name.clone();
+        let inlet = self.inlet.get_or_insert_with(|| Inlet::new(name, capacity)).clone();
+        Box::new(Feed {
+            reader: Reader {
+                train: self.shared.index,
+                inlet,
+            },
+            clone: self.wiring.clone,
+        })
+    }
+    fn attach(&mut self, output: usize, feed: Box<dyn Any>) -> bool {
+        let Ok(feed) = feed.downcast::<Feed<D>>() else {
+            return false;
+        };
+        let Some(out) = self.shared.outputs.get_mut(output) else {
+            return false;
+        };
+        feed.reader.inlet.fed_by(self.shared.index);
+        out.readers.push(feed.reader);
+        self.shared.clone = self.shared.clone.or(feed.clone);
+        true
+    }
+    fn pump(&mut self, core: &mut Core, budget: usize) -> bool {
+        let Some(inlet) = &self.inlet else { return false };
+        for _ in 0..budget {
+            if self.train.chain.congested(&self.shared) {
+                return false;
+            }
+            let Some(datum) = inlet.pop(&mut core.notices) else {
+                return false;
+            };
+            self.train.chain.push(datum, core, &self.shared);
+        }
+        !inlet.is_empty()
+    }
+    fn drained(&self) -> bool {
+        self.inlet.as_ref().map_or(true, |i| i.is_empty())
+    }
+    fn gauge(&self) -> Option<Rc<Gauge>> {
+        self.inlet.as_ref().map(|i| i.gauge.clone())
     }
 }

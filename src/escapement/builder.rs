@@ -18,12 +18,16 @@ use crate::sources::signals::SignalSources;
 use crate::sources::watch::Watches;
 use crate::token;
 
+/// The default capacity of a train's input queue.
+const DEFAULT_QUEUE: usize = 1024;
+
 /// Settings of an [`Escapement`].
 #[derive(Clone, Debug)]
 pub struct Builder {
     inotify: bool,
     graceful_signals: bool,
     finish_deadline: Duration,
+    queue_capacity: usize,
     /// Opens the recorder (see [`Builder::capture`]).
     pub(crate) recorder: Option<Arc<dyn OpenRecorder>>,
     /// Opens the playback (see [`Builder::replay`]).
@@ -36,6 +40,7 @@ impl Default for Builder {
             inotify: std::env::var_os("TOURBILLON_NO_INOTIFY").is_none(),
             graceful_signals: true,
             finish_deadline: Duration::from_secs(60),
+            queue_capacity: DEFAULT_QUEUE,
             recorder: None,
             playback: None,
         }
@@ -62,6 +67,14 @@ impl Builder {
     /// 60 s, real time even in a replay).
     pub fn finish_deadline(mut self, deadline: Duration) -> Self {
         self.finish_deadline = deadline;
+        self
+    }
+
+    /// How many data may wait in front of a train that reads other trains
+    /// before the trains feeding it are congested (default 1024; a train
+    /// may set its own with [`Train::queue`](crate::Train::queue)).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
         self
     }
 
@@ -133,6 +146,10 @@ impl Builder {
             swappable: Vec::new(),
             busy_turns: 0,
             finish_by: None,
+            queue_capacity: self.queue_capacity,
+            order: Vec::new(),
+            upstream: Vec::new(),
+            wired: false,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! The finish protocol: `finish` goes through each train in order, a cog
+//! The finish protocol: `finish` goes through each train in order (a
+//! train that reads others after them, once its input queue is empty), a cog
 //! answering [`Finish::Pending`] holds the rest of its train until it calls
 //! `finished`, each finished cog's bindings are released (new ones were
 //! refused from its `finish` on), then every cog gets `done`. A deadline
@@ -38,7 +39,8 @@ impl Escapement {
     /// Moves every train's finish along: cog after cog, waiting on a cog
     /// that answered [`Finish::Pending`] until it calls `finished`.
     pub(super) fn advance_finish(&mut self) {
-        for t in 0..self.trains.len() {
+        for i in 0..self.order.len() {
+            let t = self.order[i] as usize;
             loop {
                 let cog = self.cursors[t];
                 if cog >= self.trains[t].len() {
@@ -46,6 +48,9 @@ impl Escapement {
                 }
                 let addr = CogAddr { train: t as u32, cog };
                 match self.core.cog_phase(addr) {
+                    // A train that reads others waits for them, and for
+                    // what they sent, before its first cog finishes.
+                    CogPhase::Running if cog == 0 && !self.may_finish(t) => break,
                     CogPhase::Running => {
                         self.core.cog_phases[t][cog as usize] = CogPhase::Pending;
                         let answer = self.trains[t].finish(cog, &mut self.core);

@@ -5,6 +5,7 @@
 
 mod builder;
 mod finish;
+mod junction;
 mod pacing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use self::pacing::Step;
 use crate::context::TrainShared;
 use crate::core::{CogPhase, Core, Notice, Phase};
 use crate::error::Error;
+use crate::graph::Outlet;
 use crate::recorder::{Playback, Tap};
 use crate::role::{CogInfo, Role};
 use crate::sources::inbox::RemoteMsg;
@@ -72,6 +74,14 @@ pub struct Escapement {
     busy_turns: usize,
     /// When a finish that began is forced to `done` (real time).
     finish_by: Option<Instant>,
+    /// The default capacity of a train's input queue.
+    queue_capacity: usize,
+    /// Every train, each after the trains it reads.
+    order: Vec<u32>,
+    /// Per train, the trains it reads.
+    upstream: Vec<Vec<u32>>,
+    /// The junctions are made (at the start of `run`).
+    wired: bool,
 }
 
 impl std::fmt::Debug for Escapement {
@@ -123,12 +133,23 @@ impl Escapement {
         self.cursors.push(0);
         let ids = train.take_ids();
         let codec = train.take_codec();
+        let wiring = train.take_wiring();
+        let outputs = std::iter::once(String::new())
+            .chain(train.outputs())
+            .map(Outlet::new)
+            .collect();
         if codec.is_some() {
             let supplies = self.supplies.iter().filter(|a| a.train == index);
             self.swappable.extend(supplies);
         }
         let tap = codec.and_then(|codec| self.tap(index, train.name(), &cogs, codec.encode));
-        let shared = TrainShared { index, ids, tap };
+        let shared = TrainShared {
+            index,
+            ids,
+            tap,
+            outputs,
+            clone: None,
+        };
         let placed: Box<dyn AnyTrain> = match (&mut self.playback, codec) {
             (Some(playback), Some(_)) => {
                 playback.add_train(index, train.name(), cogs);
@@ -136,12 +157,26 @@ impl Escapement {
                     train: train.replayed(),
                     shared,
                     codec,
+                    wiring,
+                    inlet: None,
                 })
             }
-            _ => Box::new(Placed { train, shared, codec }),
+            _ => Box::new(Placed {
+                train,
+                shared,
+                codec,
+                wiring,
+                inlet: None,
+            }),
         };
         self.trains.push(placed);
+        self.upstream.push(Vec::new());
+        self.order.push(index);
         if self.started {
+            // Too late for `run` to report a bad input: it is logged.
+            if let Err(e) = self.wire_train(index) {
+                log::error!("{e}");
+            }
             self.trains[index as usize].start(&mut self.core);
         }
         index
@@ -205,6 +240,9 @@ impl Escapement {
     /// capture is damaged, a datum does not decode, or (when strict) the
     /// trains differ from the captured ones.
     pub fn run(&mut self) -> Result<Exit, Error> {
+        if !self.wired {
+            self.wire()?;
+        }
         if !self.started {
             self.started = true;
             self.core.clock.read();
@@ -417,8 +455,17 @@ impl Escapement {
         self.deliver_notices();
     }
 
-    /// Delivers queued broadcasts; a cog handling one may queue more.
+    /// Delivers queued broadcasts (a cog handling one may queue more), and
+    /// moves what waits in the junctions between trains.
     fn deliver_notices(&mut self) {
+        self.deliver_casts();
+        if self.core.graph.queued {
+            self.pump();
+            self.deliver_casts();
+        }
+    }
+
+    fn deliver_casts(&mut self) {
         while let Some((train, notice)) = self.core.notices.pop_front() {
             match notice {
                 Notice::Finished(_) => {}
@@ -435,6 +482,10 @@ impl Escapement {
                 Notice::Cast(cast) => {
                     if let Some(t) = self.trains.get_mut(train as usize) {
                         t.notify(cast, &mut self.core);
+                    }
+                    if self.core.graph.active {
+                        let core = &mut self.core;
+                        core.graph.follow(train, cast, &mut core.notices);
                     }
                 }
             }

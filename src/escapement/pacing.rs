@@ -20,7 +20,10 @@ impl Escapement {
     /// How long the next poll may wait and, in a replay, where the clock
     /// moves this turn.
     pub(super) fn plan(&mut self) -> Result<(Option<Duration>, Option<Step>), Error> {
-        let busy = !self.core.immediates.is_empty() || !self.core.notices.is_empty() || self.core.finish_requested;
+        let busy = !self.core.immediates.is_empty()
+            || !self.core.notices.is_empty()
+            || self.core.finish_requested
+            || self.core.graph.queued;
         let mut timeout = busy.then_some(Duration::ZERO);
         let mut wait = |until: Instant| {
             // Round up: waking a hair early would spin until the deadline.
