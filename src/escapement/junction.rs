@@ -133,13 +133,13 @@ impl Escapement {
                 .find(|&u| !placed[u as usize])
                 .unwrap_or(t);
         }
+        // `path` runs against the data: from `t`, each train reads the
+        // next. Named the way data flow, from `t` back to it.
         let start = path.iter().position(|&x| x == t).unwrap_or(0);
-        let mut ring: Vec<&str> = path[start..]
-            .iter()
-            .rev()
-            .map(|&x| self.trains[x as usize].name())
-            .collect();
-        ring.push(self.trains[t as usize].name());
+        let name = |x: u32| self.trains[x as usize].name();
+        let mut ring = vec![name(t)];
+        ring.extend(path[start + 1..].iter().rev().map(|&x| name(x)));
+        ring.push(name(t));
         format!("trains read each other in a cycle: {}", ring.join(" -> "))
     }
 
