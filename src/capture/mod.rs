@@ -141,7 +141,9 @@ mod writer;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use self::reader::{compare, CaptureReader, Comparison, Datum, Difference, Entry, TrainInfo};
+pub use self::reader::{
+    compare, compare_drains, CaptureReader, Comparison, Datum, Difference, DrainComparison, Entry, TrainInfo,
+};
 pub use crate::error::CaptureError;
 use crate::escapement::Builder;
 pub use crate::stand_in::{StandIn, Swapped};

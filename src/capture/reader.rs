@@ -458,43 +458,94 @@ fn outputs(path: &Path) -> Result<Outputs, CaptureError> {
     Ok(out)
 }
 
-/// Compares what reached the drains in two captures (say, of a live run and
-/// of its replay): per drain of each train, the same data, byte for byte,
-/// in the same order. Times are not compared.
+/// One drain's data in two captures, as [`compare_drains`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrainComparison {
+    /// The train's name.
+    pub train: String,
+    /// The drain's position in the train, from 0.
+    pub drain: u32,
+    /// The drain's description.
+    pub name: String,
+    /// How many data it got in the first capture.
+    pub left: u64,
+    /// How many data it got in the second capture.
+    pub right: u64,
+    /// Where they first differ, if they do.
+    pub difference: Option<Difference>,
+}
+
+impl fmt::Display for DrainComparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = format!("train {} drain {} ({})", self.train, self.drain + 1, self.name);
+        match &self.difference {
+            None => write!(f, "same       {at}: {} data", self.left),
+            Some(d) => {
+                let show = |d: &Option<String>| d.clone().unwrap_or_else(|| "nothing".into());
+                write!(
+                    f,
+                    "different  {at}: {} vs {} data; first at datum {}: {} vs {}",
+                    self.left,
+                    self.right,
+                    d.index + 1,
+                    show(&d.left),
+                    show(&d.right)
+                )
+            }
+        }
+    }
+}
+
+/// Compares what reached each drain in two captures (say, of a live run
+/// and of its replay): the same data, byte for byte, in the same order, per
+/// drain of each train (so a graph's branches are told apart). Times are
+/// not compared. Drains in either capture, in train and position order.
+///
+/// # Errors
+/// As [`CaptureReader::next`], for either capture.
+pub fn compare_drains(left: impl AsRef<Path>, right: impl AsRef<Path>) -> Result<Vec<DrainComparison>, CaptureError> {
+    let mut left = outputs(left.as_ref())?;
+    let mut right = outputs(right.as_ref())?;
+    let keys: std::collections::BTreeSet<(String, u32)> = left.keys().chain(right.keys()).cloned().collect();
+    let mut out = Vec::with_capacity(keys.len());
+    for (train, drain) in keys {
+        let key = (train.clone(), drain);
+        let (name, ours) = left.remove(&key).unwrap_or_default();
+        let (their_name, theirs) = right.remove(&key).unwrap_or_default();
+        let name = if name.is_empty() { their_name } else { name };
+        let alike = ours.iter().zip(&theirs).take_while(|(a, b)| a == b).count();
+        let difference = (alike < ours.len().max(theirs.len())).then(|| Difference {
+            train: train.clone(),
+            drain,
+            name: name.clone(),
+            index: alike as u64,
+            left: ours.get(alike).cloned(),
+            right: theirs.get(alike).cloned(),
+        });
+        out.push(DrainComparison {
+            train,
+            drain,
+            name,
+            left: ours.len() as u64,
+            right: theirs.len() as u64,
+            difference,
+        });
+    }
+    Ok(out)
+}
+
+/// Compares what reached the drains in two captures: [`compare_drains`],
+/// summed up as the first difference or the number of data alike.
 ///
 /// # Errors
 /// As [`CaptureReader::next`], for either capture.
 pub fn compare(left: impl AsRef<Path>, right: impl AsRef<Path>) -> Result<Comparison, CaptureError> {
-    let left = outputs(left.as_ref())?;
-    let mut right = outputs(right.as_ref())?;
     let mut compared = 0;
-    for ((train, drain), (name, data)) in left {
-        let theirs = right
-            .remove(&(train.clone(), drain))
-            .map(|(_, d)| d)
-            .unwrap_or_default();
-        let alike = data.iter().zip(&theirs).take_while(|(a, b)| a == b).count();
-        if alike < data.len().max(theirs.len()) {
-            return Ok(Comparison::Different(Difference {
-                train,
-                drain,
-                name,
-                index: alike as u64,
-                left: data.get(alike).cloned(),
-                right: theirs.get(alike).cloned(),
-            }));
+    for d in compare_drains(left, right)? {
+        if let Some(diff) = d.difference {
+            return Ok(Comparison::Different(diff));
         }
-        compared += data.len() as u64;
-    }
-    if let Some(((train, drain), (name, data))) = right.into_iter().next() {
-        return Ok(Comparison::Different(Difference {
-            train,
-            drain,
-            name,
-            index: 0,
-            left: None,
-            right: data.into_iter().next(),
-        }));
+        compared += d.left;
     }
     Ok(Comparison::Same { outputs: compared })
 }
