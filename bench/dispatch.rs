@@ -3,7 +3,9 @@
 //! - `train/5-closures` against `train/plain-loop`: ten million events
 //!   through five trivial closures, in a train driven by the loop and in a
 //!   plain `for` loop calling the same five functions, in the same run. The
-//!   figure that matters is the ratio.
+//!   figure that matters is the ratio. `train/5-closures-junction` cuts the
+//!   same train in two, the second reading the first (`Train::input`): what
+//!   a junction between trains adds per event.
 //! - `timers/arm-cancel`: a million arm/cancel pairs, and `timers/rearm` a
 //!   million re-arms of live timers, against the cost of a `BinaryHeap`
 //!   push/pop pair measured in the same run.
@@ -96,6 +98,25 @@ fn train(c: &mut Criterion) {
                         .map(c4)
                         .map(c5),
                 );
+                let start = Instant::now();
+                esc.run().unwrap();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    g.bench_function("5-closures-junction", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut esc = Escapement::builder().graceful_signals(false).build().unwrap();
+                esc.add_train(
+                    Train::new("head")
+                        .cog(Numbers { next: 0, n: EVENTS })
+                        .map(c1)
+                        .filter(c2),
+                );
+                esc.add_train(Train::new("tail").input("head").map(c3).map(c4).map(c5));
                 let start = Instant::now();
                 esc.run().unwrap();
                 total += start.elapsed();

@@ -59,10 +59,8 @@ impl<D> TrainShared<D> {
         };
         if let Some(id) = self.id_of(&datum) {
             core.graph.sent(self.index, id, &out.readers);
-        } else {
-            core.graph.queued = true;
         }
-        out.send(datum, self.clone);
+        out.send(datum, self.clone, core);
     }
 
     /// True if a train reading one of this train's outputs has a full queue.

@@ -16,9 +16,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use crate::core::{Broadcast, Notice};
+use crate::core::{Broadcast, Core, Notice};
 use crate::event::EventId;
 use crate::ledger::Ledger;
+use crate::train::Entry;
 
 /// A named output of a train, as a cog that sends data there holds it:
 /// got once from [`Context::output`](crate::Context::output).
@@ -30,7 +31,8 @@ pub struct Output(pub(crate) u32);
 pub struct QueueFill {
     /// The train the queue feeds.
     pub train: String,
-    /// Data waiting now.
+    /// Data waiting now (a datum goes straight into a train that is free
+    /// to take it; it waits here only while the train is congested).
     pub len: usize,
     /// Where the queue counts as full: the trains that feed it are
     /// congested from there on (a supply finishes the batch it is in, so
@@ -38,7 +40,7 @@ pub struct QueueFill {
     pub capacity: usize,
     /// The most data that ever waited at once.
     pub peak: usize,
-    /// Data that went through it.
+    /// Data sent to the train, through the queue or straight in.
     pub total: u64,
 }
 
@@ -113,6 +115,12 @@ impl<D> Inlet<D> {
         }
     }
 
+    /// A datum went straight into the train, past the queue.
+    #[inline]
+    fn passed(&self) {
+        self.gauge.total.set(self.gauge.total.get() + 1);
+    }
+
     fn push(&self, datum: D) {
         self.queue.borrow_mut().push_back(datum);
         let g = &self.gauge;
@@ -148,10 +156,30 @@ impl<D> Inlet<D> {
     }
 }
 
-/// A train reading an output: its index and its inlet.
+/// A train reading an output: its index, its input queue and its way in.
 pub(crate) struct Reader<D> {
     pub(crate) train: u32,
     pub(crate) inlet: Inlet<D>,
+    pub(crate) entry: Rc<RefCell<dyn Entry<D>>>,
+}
+
+impl<D> Reader<D> {
+    /// Hands `datum` to the train: straight down it when nothing waits in
+    /// its queue and it is free to take it (not congested, not running
+    /// already), or into its queue, for the escapement to pump.
+    #[inline]
+    fn deliver(&self, datum: D, core: &mut Core) {
+        if self.inlet.is_empty() {
+            if let Ok(mut entry) = self.entry.try_borrow_mut() {
+                if !entry.busy() {
+                    self.inlet.passed();
+                    return entry.take(datum, core);
+                }
+            }
+        }
+        self.inlet.push(datum);
+        core.graph.queued = true;
+    }
 }
 
 /// One output of a train and the trains that read it.
@@ -171,16 +199,17 @@ impl<D> Outlet<D> {
 
     /// Hands `datum` to every reader (a copy each but the last); false if
     /// nobody reads this output.
-    pub(crate) fn send(&self, datum: D, clone: Option<fn(&D) -> D>) -> bool {
+    #[inline]
+    pub(crate) fn send(&self, datum: D, clone: Option<fn(&D) -> D>, core: &mut Core) -> bool {
         let Some((last, rest)) = self.readers.split_last() else {
             return false;
         };
         if let Some(clone) = clone {
             for r in rest {
-                r.inlet.push(clone(&datum));
+                r.deliver(clone(&datum), core);
             }
         }
-        last.inlet.push(datum);
+        last.deliver(datum, core);
         true
     }
 
@@ -237,7 +266,6 @@ impl Graph {
         }
         let owed = self.ledger.release(t);
         debug_assert!(owed.is_none());
-        self.queued = true;
     }
 
     /// Follows a broadcast in `train` below the junctions: a copy done

@@ -5,6 +5,7 @@
 //! listing ([`CogInfo`]).
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::rc::Rc;
@@ -681,54 +682,108 @@ pub(crate) trait AnyTrain {
     fn gauge(&self) -> Option<Rc<Gauge>>;
 }
 
-/// What a reading train hands the trains it reads: its input queue and
-/// how to copy a datum.
+/// What a reading train hands the trains it reads: its way in and how to
+/// copy a datum.
 pub(crate) struct Feed<D> {
     reader: Reader<D>,
     clone: Option<fn(&D) -> D>,
 }
 
+/// A train's cogs and what they share: what a datum sent to the train
+/// goes through, reached from the escapement and, directly, from the trains
+/// it reads.
+pub(crate) struct Body<D, C> {
+    train: Train<D, C>,
+    shared: TrainShared<D>,
+}
+
+/// The way into a train for the trains it reads, its type erased.
+pub(crate) trait Entry<D> {
+    /// Sends `datum` down the train from its start.
+    fn take(&mut self, datum: D, core: &mut Core);
+    /// True while a cog of the train, or a train it feeds, is congested.
+    fn busy(&self) -> bool;
+}
+
+impl<D: 'static, C: Chain<D>> Entry<D> for Body<D, C> {
+    #[inline]
+    fn take(&mut self, datum: D, core: &mut Core) {
+        self.train.chain.push(datum, core, &self.shared)
+    }
+    #[inline]
+    fn busy(&self) -> bool {
+        self.train.chain.congested(&self.shared)
+    }
+}
+
 /// A train placed in an escapement.
 pub(crate) struct Placed<D, C> {
-    pub(crate) train: Train<D, C>,
-    pub(crate) shared: TrainShared<D>,
-    pub(crate) codec: Option<Codec<D>>,
-    pub(crate) wiring: Wiring<D>,
-    pub(crate) inlet: Option<Inlet<D>>,
+    name: String,
+    len: u32,
+    index: u32,
+    body: Rc<RefCell<Body<D, C>>>,
+    codec: Option<Codec<D>>,
+    wiring: Wiring<D>,
+    inlet: Option<Inlet<D>>,
+}
+
+impl<D: 'static, C: Chain<D>> Placed<D, C> {
+    pub(crate) fn new(train: Train<D, C>, shared: TrainShared<D>, codec: Option<Codec<D>>, wiring: Wiring<D>) -> Self {
+        Placed {
+            name: train.name.clone(),
+            len: train.len,
+            index: shared.index,
+            body: Rc::new(RefCell::new(Body { train, shared })),
+            codec,
+            wiring,
+            inlet: None,
+        }
+    }
 }
 
 impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
     fn name(&self) -> &str {
-        &self.train.name
+        &self.name
     }
     fn len(&self) -> u32 {
-        self.train.len
+        self.len
     }
     fn listing(&self) -> String {
-        self.train.to_string()
+        let body = self.body.borrow();
+        let mut text = body.train.to_string();
+        if !self.wiring.inputs.is_empty() {
+            let at = text.find('\n').map_or(text.len(), |i| i + 1);
+            text.insert_str(at, &format!("  reads {}\n", self.wiring.inputs.join(", ")));
+        }
+        text
     }
     fn cogs(&self) -> Vec<CogInfo> {
-        self.train.cogs()
+        self.body.borrow().train.cogs()
     }
     fn start(&mut self, core: &mut Core) {
-        self.train.chain.start(core, &self.shared)
+        let body = &mut *self.body.borrow_mut();
+        body.train.chain.start(core, &body.shared)
     }
     fn fire(&mut self, cog: u32, key: u64, fired: Fired, core: &mut Core) {
-        self.train.chain.fire(cog, key, fired, core, &self.shared)
+        let body = &mut *self.body.borrow_mut();
+        body.train.chain.fire(cog, key, fired, core, &body.shared)
     }
     fn notify(&mut self, notice: Broadcast, core: &mut Core) {
-        self.train.chain.notify(notice, core, &self.shared)
+        let body = &mut *self.body.borrow_mut();
+        body.train.chain.notify(notice, core, &body.shared)
     }
     fn finish(&mut self, cog: u32, core: &mut Core) -> Finish {
-        self.train.chain.finish(cog, core, &self.shared)
+        let body = &mut *self.body.borrow_mut();
+        body.train.chain.finish(cog, core, &body.shared)
     }
     fn done(&mut self, core: &mut Core) {
-        self.train.chain.done(core)
+        self.body.borrow_mut().train.chain.done(core)
     }
     fn inject(&mut self, cog: u32, json: &[u8], core: &mut Core) -> serde_json::Result<()> {
         if let Some(codec) = self.codec {
             let datum = (codec.decode)(json)?;
-            self.train.chain.inject(cog, datum, core, &self.shared);
+            let body = &mut *self.body.borrow_mut();
+            body.train.chain.inject(cog, datum, core, &body.shared);
         }
         Ok(())
     }
@@ -736,16 +791,24 @@ impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
         &self.wiring.inputs
     }
     fn output_names(&self) -> Vec<String> {
-        self.shared.outputs.iter().map(|o| o.name.clone()).collect()
+        self.body
+            .borrow()
+            .shared
+            .outputs
+            .iter()
+            .map(|o| o.name.clone())
+            .collect()
     }
     fn feed(&mut self, capacity: usize) -> Box<dyn Any> {
         let capacity = self.wiring.queue.unwrap_or(capacity);
-        let name = self.train.name.clone();
+        let name = self.name.clone();
         let inlet = self.inlet.get_or_insert_with(|| Inlet::new(name, capacity)).clone();
+        let entry: Rc<RefCell<dyn Entry<D>>> = self.body.clone();
         Box::new(Feed {
             reader: Reader {
-                train: self.shared.index,
+                train: self.index,
                 inlet,
+                entry,
             },
             clone: self.wiring.clone,
         })
@@ -754,24 +817,26 @@ impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
         let Ok(feed) = feed.downcast::<Feed<D>>() else {
             return false;
         };
-        let Some(out) = self.shared.outputs.get_mut(output) else {
+        let shared = &mut self.body.borrow_mut().shared;
+        let Some(out) = shared.outputs.get_mut(output) else {
             return false;
         };
-        feed.reader.inlet.fed_by(self.shared.index);
+        feed.reader.inlet.fed_by(self.index);
         out.readers.push(feed.reader);
-        self.shared.clone = self.shared.clone.or(feed.clone);
+        shared.clone = shared.clone.or(feed.clone);
         true
     }
     fn pump(&mut self, core: &mut Core, budget: usize) -> bool {
         let Some(inlet) = &self.inlet else { return false };
+        let body = &mut *self.body.borrow_mut();
         for _ in 0..budget {
-            if self.train.chain.congested(&self.shared) {
+            if body.busy() {
                 return false;
             }
             let Some(datum) = inlet.pop(&mut core.notices) else {
                 return false;
             };
-            self.train.chain.push(datum, core, &self.shared);
+            body.take(datum, core);
         }
         !inlet.is_empty()
     }

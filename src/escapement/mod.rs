@@ -153,21 +153,9 @@ impl Escapement {
         let placed: Box<dyn AnyTrain> = match (&mut self.playback, codec) {
             (Some(playback), Some(_)) => {
                 playback.add_train(index, train.name(), cogs);
-                Box::new(Placed {
-                    train: train.replayed(),
-                    shared,
-                    codec,
-                    wiring,
-                    inlet: None,
-                })
+                Box::new(Placed::new(train.replayed(), shared, codec, wiring))
             }
-            _ => Box::new(Placed {
-                train,
-                shared,
-                codec,
-                wiring,
-                inlet: None,
-            }),
+            _ => Box::new(Placed::new(train, shared, codec, wiring)),
         };
         self.trains.push(placed);
         self.upstream.push(Vec::new());
