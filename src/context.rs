@@ -50,13 +50,21 @@ impl<D> TrainShared<D> {
     /// or, if none does, it is done.
     #[inline]
     pub(crate) fn send(&self, output: usize, datum: D, core: &mut Core) {
-        let Some(out) = self.outputs.get(output).filter(|o| !o.readers.is_empty()) else {
-            if let Some(id) = self.id_of(&datum) {
-                core.notices
-                    .push_back((self.index, Notice::Cast(Broadcast::EventDone(id))));
+        match self.outputs.get(output) {
+            Some(out) if !out.readers.is_empty() => self.cross(out, datum, core),
+            _ => {
+                if let Some(id) = self.id_of(&datum) {
+                    core.notices
+                        .push_back((self.index, Notice::Cast(Broadcast::EventDone(id))));
+                }
             }
-            return;
-        };
+        }
+    }
+
+    /// The datum crosses a junction. Out of line, so that `emit` stays
+    /// small enough to inline into the cogs that call it.
+    #[inline(never)]
+    fn cross(&self, out: &Outlet<D>, datum: D, core: &mut Core) {
         if let Some(id) = self.id_of(&datum) {
             core.graph.sent(self.index, id, &out.readers);
         }

@@ -169,14 +169,13 @@ impl<D> Reader<D> {
     /// already), or into its queue, for the escapement to pump.
     #[inline]
     fn deliver(&self, datum: D, core: &mut Core) {
-        if self.inlet.is_empty() {
-            if let Ok(mut entry) = self.entry.try_borrow_mut() {
-                if !entry.busy() {
-                    self.inlet.passed();
-                    return entry.take(datum, core);
-                }
-            }
-        }
+        let datum = match self.entry.try_borrow_mut() {
+            Ok(mut entry) if self.inlet.is_empty() => match entry.offer(datum, core) {
+                None => return self.inlet.passed(),
+                Some(datum) => datum,
+            },
+            _ => datum,
+        };
         self.inlet.push(datum);
         core.graph.queued = true;
     }

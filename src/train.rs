@@ -699,13 +699,12 @@ pub(crate) struct Body<D, C> {
 
 /// The way into a train for the trains it reads, its type erased.
 pub(crate) trait Entry<D> {
-    /// Sends `datum` down the train from its start.
-    fn take(&mut self, datum: D, core: &mut Core);
-    /// True while a cog of the train, or a train it feeds, is congested.
-    fn busy(&self) -> bool;
+    /// Sends `datum` down the train from its start, unless a cog of the
+    /// train, or a train it feeds, is congested: then it is handed back.
+    fn offer(&mut self, datum: D, core: &mut Core) -> Option<D>;
 }
 
-impl<D: 'static, C: Chain<D>> Entry<D> for Body<D, C> {
+impl<D: 'static, C: Chain<D>> Body<D, C> {
     #[inline]
     fn take(&mut self, datum: D, core: &mut Core) {
         self.train.chain.push(datum, core, &self.shared)
@@ -713,6 +712,16 @@ impl<D: 'static, C: Chain<D>> Entry<D> for Body<D, C> {
     #[inline]
     fn busy(&self) -> bool {
         self.train.chain.congested(&self.shared)
+    }
+}
+
+impl<D: 'static, C: Chain<D>> Entry<D> for Body<D, C> {
+    fn offer(&mut self, datum: D, core: &mut Core) -> Option<D> {
+        if self.busy() {
+            return Some(datum);
+        }
+        self.take(datum, core);
+        None
     }
 }
 
