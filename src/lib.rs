@@ -9,10 +9,18 @@
 //! many; supplies bring data in, drains write it out. Cogs reach into data
 //! only through [accessors](accessor), so one cog works on any data shape.
 //!
+//! Trains make a graph: a train may read another train's output instead of
+//! (or as well as) having supplies of its own ([`Train::input`]), several
+//! trains reading one output each get every datum, and a cog may send data
+//! to named outputs ([`Cog::outputs`], [`Context::emit_to`]). A datum that
+//! crossed to several trains is done where it came from only when every
+//! copy is done ([`ledger`]); a congested train slows the trains feeding it
+//! through a bounded queue ([`Core::queues`]).
+//!
 //! Shutdown follows the finish/done protocol: `finish` goes through each
-//! train in order (every cog flushes what it holds down the train and
-//! releases its bindings), then every cog gets `done`, then
-//! [`Escapement::run`] returns.
+//! train in order, a train after the trains it reads (every cog flushes
+//! what it holds down the train and releases its bindings), then every cog
+//! gets `done`, then [`Escapement::run`] returns.
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -65,15 +73,19 @@
 //!   clock, compare runs. It sits on the kernel's recorder interface: the
 //!   loop tells a recorder of trains, data, turns and the finish, and takes
 //!   a playback's data in place of supplies; the kernel never names capture.
+//! - [`ledger`]: the in-flight ledger: what a datum owes when it is done,
+//!   through splits, merges, renames and fan-out (cogs and junctions).
 //! - [`logging`]: the daemon's logger.
 //!
-//! Inside, lowest first: `token` (generational slabs), `event`, `role`,
-//! `error`, `accessor`, `store`, `logging`, `sources`, `recorder` (the
-//! recorder interface), `core` (the loop's state and closure bindings),
-//! `remote` (the cross-thread handles), `context` (a cog's handle), `cog`,
-//! `stand_in` (what replaces a supply in a playback), `train`,
-//! `escapement` (the loop; its `builder`, `finish` protocol and `pacing`),
-//! then `capture`, which implements the recorder interface.
+//! Inside, lowest first: `token` (generational slabs), `event`, `ledger`,
+//! `role`, `error`, `accessor`, `store`, `logging`, `sources`, `recorder`
+//! (the recorder interface), `graph` (the junctions between trains: input
+//! queues, outputs, the copies in flight), `core` (the loop's state and
+//! closure bindings), `remote` (the cross-thread handles), `context` (a
+//! cog's handle), `cog`, `stand_in` (what replaces a supply in a playback),
+//! `train`, `escapement` (the loop; its `builder`, `junction`s, `finish`
+//! protocol and `pacing`), then `capture`, which implements the recorder
+//! interface.
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod accessor;

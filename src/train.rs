@@ -587,7 +587,7 @@ impl<D: 'static, C: Chain<D>> Train<D, C> {
 impl<D: Clone + 'static, C: Chain<D>> Train<D, C> {
     /// Reads another train's output: `"parse"` is what falls off the end
     /// of train `parse`, `"parse.errors"` its output named `errors` (a
-    /// cog's, see [`Cog::outputs`](crate::Cog::outputs)). Every train
+    /// cog's, see [`Cog::outputs`]). Every train
     /// reading an output gets every datum sent there (a copy each, hence
     /// `Clone`); a train reading several outputs gets them all, in the
     /// order they come. A datum is done in the train that sent it once
