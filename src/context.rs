@@ -39,6 +39,8 @@ pub struct TrainShared<D> {
     pub(crate) outputs: Vec<Outlet<D>>,
     /// How a datum is copied for a second reader of an output.
     pub(crate) clone: Option<fn(&D) -> D>,
+    /// Some train reads one of its outputs.
+    pub(crate) read: bool,
 }
 
 impl<D> TrainShared<D> {
@@ -50,10 +52,29 @@ impl<D> TrainShared<D> {
     /// or, if none does, it is done.
     #[inline]
     pub(crate) fn send(&self, output: usize, datum: D, core: &mut Core) {
-        match self.outputs.get(output) {
-            Some(out) if !out.readers.is_empty() => self.cross(out, datum, core),
-            _ => {
-                if let Some(id) = self.id_of(&datum) {
+        if self.read {
+            return self.cross(output, datum, core);
+        }
+        if let Some(id) = self.id_of(&datum) {
+            core.notices
+                .push_back((self.index, Notice::Cast(Broadcast::EventDone(id))));
+        }
+    }
+
+    /// The datum crosses a junction, if some train reads `output`. Out of
+    /// line, so that `emit` stays small enough to inline into the cogs.
+    #[inline(never)]
+    fn cross(&self, output: usize, datum: D, core: &mut Core) {
+        let id = self.id_of(&datum);
+        match self.outputs.get(output).filter(|o| !o.readers.is_empty()) {
+            Some(out) => {
+                if let Some(id) = id {
+                    core.graph.sent(self.index, id, &out.readers);
+                }
+                out.send(datum, self.clone, core);
+            }
+            None => {
+                if let Some(id) = id {
                     core.notices
                         .push_back((self.index, Notice::Cast(Broadcast::EventDone(id))));
                 }
@@ -61,20 +82,10 @@ impl<D> TrainShared<D> {
         }
     }
 
-    /// The datum crosses a junction. Out of line, so that `emit` stays
-    /// small enough to inline into the cogs that call it.
-    #[inline(never)]
-    fn cross(&self, out: &Outlet<D>, datum: D, core: &mut Core) {
-        if let Some(id) = self.id_of(&datum) {
-            core.graph.sent(self.index, id, &out.readers);
-        }
-        out.send(datum, self.clone, core);
-    }
-
     /// True if a train reading one of this train's outputs has a full queue.
     #[inline]
     pub(crate) fn outputs_full(&self) -> bool {
-        self.outputs.iter().any(|o| o.is_full())
+        self.read && self.outputs.iter().any(|o| o.is_full())
     }
 }
 
@@ -148,7 +159,7 @@ impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
     }
 
     /// Sends one datum down the train.
-    #[inline]
+    #[inline(always)]
     pub fn emit(&mut self, datum: D) {
         if let Some(tap) = self.tap {
             self.core.tap(tap, true, self.cog, &datum, self.train.ids.as_ref());

@@ -832,6 +832,7 @@ impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
         };
         feed.reader.inlet.fed_by(self.index);
         out.readers.push(feed.reader);
+        shared.read = true;
         shared.clone = shared.clone.or(feed.clone);
         true
     }

@@ -149,6 +149,7 @@ impl Escapement {
             tap,
             outputs,
             clone: None,
+            read: false,
         };
         let placed: Box<dyn AnyTrain> = match (&mut self.playback, codec) {
             (Some(playback), Some(_)) => {
