@@ -14,6 +14,7 @@ use tourbillon::{Escapement, Event, Exit, Role, Train};
 use crate::config::{self, Config, ConfigErrors, KeyPath, Sources, TrainConfig};
 
 use crate::daemon::{self, Pidfile, Ready};
+use crate::graph;
 use crate::registry::{BuildEnv, BuiltCog, Registry};
 
 const EXAMPLES: &str = "\
@@ -232,19 +233,23 @@ pub fn plan(config: &mut Config, registry: &Registry) -> Result<Vec<PlannedTrain
                 Err(e) => errors.push(e),
             }
         }
-        if cogs.len() == train.cogs.len() && !cogs.iter().any(|c| c.role == Role::Supply) {
+        if cogs.len() == train.cogs.len() && train.inputs.is_none() && !cogs.iter().any(|c| c.role == Role::Supply) {
             let p = KeyPath::default().key("trains").key(&train.name).key("cogs");
             errors.push(config::ConfigError {
                 origin: config.layered.file.clone().map(config::Origin::File),
                 path: p.to_string(),
                 message: format!(
-                    "no supply in this train: nothing would ever reach it (supplies: {})",
+                    "no supply and no `inputs` in this train: nothing would ever reach it (begin it with a \
+                     supply: {}; or read other trains with `inputs = [\"TRAIN\"]`)",
                     supply_kinds(registry).join(", ")
                 ),
             });
         }
         trains.push(PlannedTrain { config: train, cogs });
     }
+    let (edges, graph_errors) = graph::check(&config.layered, &trains);
+    errors.extend(graph_errors);
+    config.warnings = graph::warnings(&config.layered, &trains, &edges);
     if errors.is_empty() {
         Ok(trains)
     } else {
@@ -290,11 +295,21 @@ fn supply_kinds(registry: &Registry) -> Vec<&'static str> {
         .collect()
 }
 
-/// Renders the trains as `tourbillon train` prints them.
+/// Renders the trains as `tourbillon train` prints them: the graph drawn,
+/// then every cog's settings with their origins.
 pub fn listing(config: &Config, trains: &[PlannedTrain]) -> String {
-    let mut out = String::new();
+    let (edges, _) = graph::check(&config.layered, trains);
+    let mut out = graph::draw(trains, &edges);
+    out.push('\n');
     for t in trains {
-        let _ = writeln!(out, "train {} ({} cogs)", t.config.name, t.cogs.len());
+        let _ = write!(out, "train {} ({} cogs)", t.config.name, t.cogs.len());
+        if let Some(inputs) = &t.config.inputs {
+            let _ = write!(out, ", reads {}", inputs.join(", "));
+        }
+        if let Some(q) = t.config.queue {
+            let _ = write!(out, ", queue {q}");
+        }
+        out.push('\n');
         for (i, (c, b)) in t.config.cogs.iter().zip(&t.cogs).enumerate() {
             let _ = writeln!(out, "  {i}. {:<6} {}    [{}]", b.role.to_string(), c.kind, c.path);
             let rows = config::describe_settings(&config.layered, c, &b.settings);
@@ -309,35 +324,9 @@ pub fn listing(config: &Config, trains: &[PlannedTrain]) -> String {
 }
 
 /// Renders the trains as Graphviz `dot`.
-pub fn dot(trains: &[PlannedTrain]) -> String {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = String::from("digraph tourbillon {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
-    for (ti, t) in trains.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "  subgraph cluster_{ti} {{\n    label=\"train {}\";",
-            esc(&t.config.name)
-        );
-        for (i, (c, b)) in t.config.cogs.iter().zip(&t.cogs).enumerate() {
-            let shape = match b.role {
-                Role::Supply => "invhouse",
-                Role::Drain => "house",
-                Role::Step => "box",
-            };
-            let _ = writeln!(
-                out,
-                "    t{ti}c{i} [label=\"{}\\n{}\", shape={shape}];",
-                esc(&c.kind),
-                esc(&c.path.to_string())
-            );
-            if i > 0 {
-                let _ = writeln!(out, "    t{ti}c{} -> t{ti}c{i};", i - 1);
-            }
-        }
-        out.push_str("  }\n");
-    }
-    out.push_str("}\n");
-    out
+pub fn dot(config: &Config, trains: &[PlannedTrain]) -> String {
+    let (edges, _) = graph::check(&config.layered, trains);
+    graph::dot(trains, &edges)
 }
 
 fn sources(config: Option<PathBuf>, inputs: &[String], overrides: Overrides) -> Sources {
@@ -381,7 +370,10 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
         Command::Check { config, overrides } => {
             let s = sources(Some(config.clone()), &[], overrides);
             match load_and_plan(&s, registry) {
-                Ok((_, trains)) => {
+                Ok((c, trains)) => {
+                    for w in &c.warnings {
+                        eprintln!("tourbillon: warning: {w}");
+                    }
                     let cogs: usize = trains.iter().map(|t| t.cogs.len()).sum();
                     println!("{}: ok ({} trains, {cogs} cogs)", config.display(), trains.len());
                     0
@@ -400,7 +392,7 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
             let s = sources(Some(config), &[], overrides);
             match load_and_plan(&s, registry) {
                 Ok((c, trains)) => {
-                    print!("{}", if as_dot { dot(&trains) } else { listing(&c, &trains) });
+                    print!("{}", if as_dot { dot(&c, &trains) } else { listing(&c, &trains) });
                     0
                 }
                 Err(e) => {
@@ -643,6 +635,12 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
         let mut train = Train::dynamic(t.config.name.clone())
             .ids(Event::id_getter())
             .capturable();
+        for input in t.config.inputs.iter().flatten() {
+            train = train.input(input.clone());
+        }
+        if let Some(q) = t.config.queue {
+            train = train.queue(q);
+        }
         for c in t.cogs {
             train.push(c.cog);
         }
@@ -699,6 +697,9 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
                 return;
             }
         });
+    }
+    for w in &config.warnings {
+        log::warn!("{w}");
     }
     log::info!("running trains: {}", trains.join(", "));
     ready.report(true);

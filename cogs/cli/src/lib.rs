@@ -8,6 +8,8 @@
 //!   `--set`), the trains in it, errors that name their key and origin.
 //! - [`registry`]: cog kinds by name, each with a check of its settings and
 //!   a constructor; [`kinds`]: every kind of `tourbillon-cogs` on it.
+//! - [`graph`]: which train reads which (`inputs`), checked, drawn in
+//!   text and as Graphviz `dot`.
 //! - [`daemon`]: detaching, the pidfile, dropping privileges.
 //! - [`program`]: `tourbillon call` and the configuration `tourbillon serve`
 //!   runs.
@@ -27,6 +29,7 @@
 pub mod app;
 pub mod config;
 pub mod daemon;
+pub mod graph;
 pub mod kinds;
 pub mod program;
 pub mod registry;

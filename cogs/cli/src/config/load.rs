@@ -52,7 +52,7 @@ impl Layered {
     }
 
     /// An error about the value at `path`, with the layer it came from.
-    pub(super) fn error(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
         let origin = self
             .origins
             .get(path)

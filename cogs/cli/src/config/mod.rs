@@ -52,6 +52,9 @@ pub struct Config {
     pub trains: Vec<TrainConfig>,
     /// The layers it was read from.
     pub layered: Layered,
+    /// What is suspicious but not wrong (an output nobody reads): printed
+    /// by `check`, logged at start.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// One train's section.
@@ -61,6 +64,13 @@ pub struct TrainConfig {
     pub name: String,
     /// Its cogs in order.
     pub cogs: Vec<CogConfig>,
+    /// The outputs it reads (`inputs = ["parse", "parse.errors"]`): `TRAIN`
+    /// is what falls off the end of a train, `TRAIN.NAME` its output
+    /// `NAME`. None without the key; the names that are strings when some
+    /// are not (those are errors).
+    pub inputs: Option<Vec<String>>,
+    /// The capacity of its input queue (`queue = N`), if set.
+    pub queue: Option<usize>,
 }
 
 /// One cog of a train, as configured.
@@ -187,6 +197,7 @@ impl Config {
             daemon: daemon.unwrap_or_default(),
             trains,
             layered,
+            warnings: Vec::new(),
         };
         (config, errors)
     }
@@ -216,8 +227,31 @@ fn train_config(
         return None;
     };
     let cogs_v = t.remove("cogs");
+    let inputs = t.remove("inputs").map(|v| inputs_of(layered, &p.key("inputs"), v, errors));
+    let queue = t.remove("queue").and_then(|v| match v.as_u64() {
+        Some(n) if n >= 1 && usize::try_from(n).is_ok() => Some(n as usize),
+        _ => {
+            errors.push(layered.error(
+                &p.key("queue"),
+                format!(
+                    "expected a whole number from 1 on (how many data its input queue holds), found {}",
+                    shown(&v)
+                ),
+            ));
+            None
+        }
+    });
+    if queue.is_some() && inputs.is_none() {
+        errors.push(layered.error(
+            &p.key("queue"),
+            "this train has no `inputs`: `queue` is the capacity of the queue of what a train reads from other trains",
+        ));
+    }
     for (k, _) in t {
-        errors.push(layered.error(&p.key(&k), "unknown key in a train (expected `cogs`)"));
+        errors.push(layered.error(
+            &p.key(&k),
+            "unknown key in a train (expected `cogs`, `inputs`, `queue`)",
+        ));
     }
     let cp = p.key("cogs");
     let list = match cogs_v {
@@ -265,7 +299,59 @@ fn train_config(
             settings: Value::Object(c),
         });
     }
-    Some(TrainConfig { name, cogs })
+    Some(TrainConfig {
+        name,
+        cogs,
+        inputs,
+        queue,
+    })
+}
+
+/// The names of `inputs`, each a string; every other value is an error.
+fn inputs_of(layered: &Layered, p: &KeyPath, v: Value, errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let list = match v {
+        Value::Array(list) if !list.is_empty() => list,
+        Value::Array(_) => {
+            errors.push(layered.error(
+                p,
+                "an empty list: name the trains this train reads (`inputs = [\"parse\"]`), \
+                 or leave the key out and give the train a supply",
+            ));
+            return Vec::new();
+        }
+        other => {
+            errors.push(layered.error(
+                p,
+                format!(
+                    "expected a list of train outputs (`inputs = [\"parse\", \"parse.errors\"]`), found {}",
+                    shown(&other)
+                ),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut names = Vec::new();
+    for (i, v) in list.into_iter().enumerate() {
+        match v {
+            Value::String(s) if !s.is_empty() => names.push(s),
+            other => errors.push(layered.error(
+                &p.index(i),
+                format!(
+                    "expected the name of a train (`parse`) or of a train's output (`parse.errors`), found {}",
+                    shown(&other)
+                ),
+            )),
+        }
+    }
+    names
+}
+
+/// A value for a message: what kind it is, and the value when short.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => format!("{} `{v}`", kind_of(v)),
+        _ => kind_of(v).to_owned(),
+    }
 }
 
 /// Renders the effective settings of a cog, each with where it came from:
