@@ -172,13 +172,21 @@ pub fn check(layered: &Layered, trains: &[PlannedTrain]) -> (Vec<Edge>, Vec<Conf
                 continue;
             }
             seen.push((from, output.clone(), p.clone()));
+            if from == ti {
+                errors.push(layered.error(
+                    &p,
+                    format!("train `{}` reads itself: data would go round forever", t.config.name),
+                ));
+                continue;
+            }
             if output.is_none() {
                 if let Some((kind, at)) = offer(&trains[from]).drain_end {
                     errors.push(layered.error(
                         &p,
                         format!(
-                            "train `{name}` ends in the drain `{kind}` ({at}): nothing falls off its end to read; \
-                             read it before the drain by moving the drain to a train of its own"
+                            "train `{name}` ends in the drain `{kind}` ({at}): nothing falls off its end to read \
+                             (a drain passes nothing on); to read what reaches that drain, end `{name}` before it \
+                             and give the drain a train of its own with `inputs = [\"{name}\"]`"
                         ),
                     ));
                     continue;

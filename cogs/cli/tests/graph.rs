@@ -1,0 +1,311 @@
+//! Trains as a graph with the real `tourbillon` binary: every mistake in
+//! `inputs` named by `check` with its exact message, the graph drawn by
+//! `train`, a tailed file fanned out to two file drains under `kill -9`
+//! (the checkpoint never passes the slower branch), `tail` and `listen`
+//! merged into one drain.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{append, text, tourbillon};
+use tourbillon_cogs::supply::tail::saved_positions;
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, body).unwrap();
+    p
+}
+
+/// `check` of `body`: (status, stdout, stderr).
+fn check(body: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "c.toml", body);
+    let out = tourbillon(dir.path(), &["check", "c.toml"]).output().unwrap();
+    (out.status.code().unwrap(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Kills a child that a failed assertion left running.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The whole lines of a file (a line cut by a kill is not one).
+fn whole_lines(path: &Path) -> HashSet<String> {
+    let t = fs::read_to_string(path).unwrap_or_default();
+    let body = match t.rfind('\n') {
+        Some(i) => &t[..=i],
+        None => "",
+    };
+    body.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn check_names_every_graph_mistake_by_key_path() {
+    let (code, out, err) = check(
+        "[trains.a]\ncogs = [{ kind = \"tail\", include = [\"/nonexistent/in.log\"] }, \
+         { kind = \"file\", path = \"a.log\" }, { kind = \"file\", path = \"b.log\" }]\n\
+         [trains.b]\ninputs = [\"nope\", \"a.errors\", \"a\", \"c\", \"c\"]\ncogs = [{ kind = \"stdout\" }]\n\
+         [trains.c]\ninputs = [\"d\"]\ncogs = [{ kind = \"json_encode\" }]\n\
+         [trains.d]\ninputs = [\"c\"]\ncogs = [{ kind = \"json_encode\" }]\n\
+         [trains.e]\ninputs = []\ncogs = [{ kind = \"stdout\" }]\n\
+         [trains.f]\ninputs = [3, \"d\"]\nqueue = 0\ncogs = [{ kind = \"stdout\" }]\n\
+         [trains.g]\ncogs = [{ kind = \"json_encode\" }]\n\
+         [trains.h]\ninputs = \"d\"\ncogs = [{ kind = \"stdout\" }]\n\
+         [trains.i]\ninputs = [\"i\"]\ncogs = [{ kind = \"json_encode\" }]\n\
+         [trains.j]\nqueue = 8\ncogs = [{ kind = \"stdin\" }, { kind = \"stdout\" }]\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        err,
+        "tourbillon: the configuration has 13 errors:\n  \
+         file c.toml: trains.e.inputs: an empty list: name the trains this train reads (`inputs = [\"parse\"]`), \
+         or leave the key out and give the train a supply\n  \
+         file c.toml: trains.f.inputs[0]: expected the name of a train (`parse`) or of a train's output \
+         (`parse.errors`), found a number `3`\n  \
+         file c.toml: trains.f.queue: expected a whole number from 1 on (how many data its input queue holds), \
+         found a number `0`\n  \
+         file c.toml: trains.h.inputs: expected a list of train outputs (`inputs = [\"parse\", \"parse.errors\"]`), \
+         found a string `\"d\"`\n  \
+         file c.toml: trains.j.queue: this train has no `inputs`: `queue` is the capacity of the queue of what a \
+         train reads from other trains\n  \
+         file c.toml: trains.g.cogs: no supply and no `inputs` in this train: nothing would ever reach it (begin it \
+         with a supply: jetstream_consume, listen, program_server, stdin, tail; or read other trains with \
+         `inputs = [\"TRAIN\"]`)\n  \
+         file c.toml: trains.a.cogs[2]: `file` comes after the drain `file` (trains.a.cogs[1]): a drain ends its \
+         train and passes nothing on, so this cog would never get anything; to send the same data to several \
+         drains, give each drain a train of its own with `inputs = [\"a\"]`\n  \
+         file c.toml: trains.b.inputs[0]: no train is named `nope` (trains: a, b, c, d, e, f, g, h, i, j)\n  \
+         file c.toml: trains.b.inputs[1]: train `a` has no output `errors`: it has no named outputs (a `route` \
+         step's `outputs`, a cog's `error_output`)\n  \
+         file c.toml: trains.b.inputs[2]: train `a` ends in the drain `file` (trains.a.cogs[2]): nothing falls off \
+         its end to read (a drain passes nothing on); to read what reaches that drain, end `a` before it and give \
+         the drain a train of its own with `inputs = [\"a\"]`\n  \
+         file c.toml: trains.b.inputs[4]: `c` is read already (trains.b.inputs[3]): each datum would arrive twice\n  \
+         file c.toml: trains.i.inputs[0]: train `i` reads itself: data would go round forever\n  \
+         file c.toml: trains.c.inputs[0]: trains read each other in a cycle: c -> d -> c (each arrow goes to a \
+         train that reads the one before it): data would go round forever\n",
+    );
+}
+
+#[test]
+fn a_cycle_of_three_is_named_in_order_once() {
+    let (code, _, err) = check(
+        "[trains.x]\ncogs = [{ kind = \"stdin\" }]\n\
+         [trains.b]\ninputs = [\"a\"]\ncogs = [{ kind = \"json_encode\" }]\n\
+         [trains.c]\ninputs = [\"b\"]\ncogs = [{ kind = \"json_encode\" }]\n\
+         [trains.a]\ninputs = [\"x\", \"c\"]\ncogs = [{ kind = \"json_encode\" }]\n",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "tourbillon: the configuration has 1 error:\n  file c.toml: trains.a.inputs[1]: trains read each other in a \
+         cycle: a -> b -> c -> a (each arrow goes to a train that reads the one before it): data would go round \
+         forever\n"
+    );
+}
+
+#[test]
+fn a_good_graph_checks_and_is_drawn_in_text_and_dot() {
+    let body = "[trains.in]\ncogs = [{ kind = \"tail\", include = [\"/var/log/app.log\"] }, \
+                { kind = \"json_decode\", on_error = \"wrap\" }, { kind = \"json_encode\" }]\n\
+                [trains.net]\ncogs = [{ kind = \"listen\", listen = \"127.0.0.1:5170\" }]\n\
+                [trains.archive]\ninputs = [\"in\", \"net\"]\ncogs = [{ kind = \"file\", path = \"all.log\" }]\n\
+                [trains.slow]\ninputs = [\"in\"]\nqueue = 4\ncogs = [{ kind = \"file\", path = \"slow.log\", fsync = true }]\n";
+    let (code, out, err) = check(body);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(out, "c.toml: ok (4 trains, 6 cogs)\n");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "c.toml", body);
+    let out = tourbillon(dir.path(), &["train", "c.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    let drawing = listing.split("\n\n").next().unwrap();
+    assert_eq!(
+        drawing,
+        "\
+┌─ in ──────────────────────────────────┐
+│ tail         include /var/log/app.log │
+│ json_decode  on_error wrap            │
+│ json_encode                           │
+└─┬─────────────────────────────────────┘
+  ├──▶ archive
+  └──▶ slow
+┌─ net ─────────────────────────┐
+│ listen  listen 127.0.0.1:5170 │
+└─┬─────────────────────────────┘
+  └──▶ archive
+┌─ archive ◀ in, net ──┐
+│ file  path all.log   │
+└──────────────────────┘
+┌─ slow ◀ in (queue 4) ──┐
+│ file  path slow.log    │
+└────────────────────────┘"
+    );
+    assert!(
+        listing.contains("train slow (1 cogs), reads in, queue 4\n  0. drain  file    [trains.slow.cogs[0]]\n"),
+        "the settings listing follows the drawing: {listing}"
+    );
+    let out = tourbillon(dir.path(), &["train", "--dot", "c.toml"]).output().unwrap();
+    let dot = text(&out.stdout);
+    for want in [
+        "  \"in\" -> \"archive\";\n",
+        "  \"net\" -> \"archive\";\n",
+        "  \"in\" -> \"slow\";\n",
+        "<tr><td bgcolor=\"lightgrey\"><b>slow</b> (queue 4)</td></tr>",
+        "<b>tail</b> <i>supply</i><br align=\"left\"/>  include /var/log/app.log<br align=\"left\"/>",
+        "<b>file</b> <i>drain</i><br align=\"left\"/>  path slow.log<br align=\"left\"/>",
+    ] {
+        assert!(dot.contains(want), "{want:?} not in:\n{dot}");
+    }
+    assert_eq!(dot.matches(" -> ").count(), 3, "{dot}");
+}
+
+#[test]
+fn a_tailed_file_fanned_out_to_two_drains_under_kill_9_reaches_both_and_the_checkpoint_waits_for_the_slower() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (input, fast, slow, state) = (d.join("in.log"), d.join("fast.log"), d.join("slow.log"), d.join("state"));
+    fs::write(&input, "").unwrap();
+    // Both branches write each line as it comes; the slow one also syncs
+    // each to disk, behind a queue of 4: it holds the tail back.
+    let config = write(
+        d,
+        "run.toml",
+        &format!(
+            "[trains.in]\ncogs = [{{ kind = \"tail\", include = [{input:?}], checkpoint_dir = {state:?}, \
+             checkpoint_interval_ms = 20, poll_interval_ms = 20 }}]\n\
+             [trains.fast]\ninputs = [\"in\"]\ncogs = [{{ kind = \"file\", path = {fast:?}, buffer_bytes = 1, \
+             retry_interval_ms = 20 }}]\n\
+             [trains.slow]\ninputs = [\"in\"]\nqueue = 4\ncogs = [{{ kind = \"file\", path = {slow:?}, \
+             fsync = true, buffer_bytes = 1, retry_interval_ms = 20 }}]\n",
+            input = input.display().to_string(),
+            state = state.display().to_string(),
+            fast = fast.display().to_string(),
+            slow = slow.display().to_string(),
+        ),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, input) = (stop.clone(), input.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // 125 lines a second: less than the slow branch can sync
+                // on a busy machine, so that it catches up at the end.
+                let chunk: String = (n..n + 10).map(|i| format!("line-{i:06}\n")).collect();
+                append(&input, &chunk);
+                n += 10;
+                std::thread::sleep(Duration::from_millis(80));
+            }
+            n
+        })
+    };
+    let run = || {
+        let log = fs::OpenOptions::new().create(true).append(true).open(d.join("log")).unwrap();
+        let mut c = tourbillon(d, &["run", config.to_str().unwrap()]);
+        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        Reap(c.spawn().unwrap())
+    };
+    let mut lag = 0usize;
+    let mut checked = 0usize;
+    for round in 0..20u64 {
+        let mut child = run();
+        std::thread::sleep(Duration::from_millis(150 + (round * 37) % 200));
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        let (f, s) = (whole_lines(&fast), whole_lines(&slow));
+        lag = lag.max(f.len().saturating_sub(s.len()));
+        // Everything before the saved position is in both outputs.
+        let saved = saved_positions(&state).unwrap();
+        let Some(p) = saved.iter().find(|p| p.path == input.display().to_string()) else {
+            continue;
+        };
+        let bytes = fs::read(&input).unwrap();
+        let below = String::from_utf8_lossy(&bytes[..p.pos as usize]).into_owned();
+        for l in below.lines() {
+            assert!(f.contains(l), "round {round}: `{l}` is below the checkpoint ({}) but not in fast.log", p.pos);
+            assert!(s.contains(l), "round {round}: `{l}` is below the checkpoint ({}) but not in slow.log", p.pos);
+        }
+        checked = checked.max(below.lines().count());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    let all: Vec<String> = (0..written).map(|i| format!("line-{i:06}")).collect();
+    let child = run();
+    wait_for("every line in both outputs", 25, || {
+        let (f, s) = (whole_lines(&fast), whole_lines(&slow));
+        all.iter().all(|l| f.contains(l) && s.contains(l))
+    });
+    drop(child);
+    assert!(checked > 0, "the checkpoint never moved: the test proved nothing");
+    println!("{written} lines; up to {checked} below a checkpoint after a kill; the slow branch lagged by up to {lag} lines");
+}
+
+#[test]
+fn tail_and_listen_merge_into_one_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (input, output) = (d.join("in.log"), d.join("out.log"));
+    fs::write(&input, "from-tail-1\nfrom-tail-2\n").unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = write(
+        d,
+        "run.toml",
+        &format!(
+            "[trains.files]\ncogs = [{{ kind = \"tail\", include = [{input:?}], poll_interval_ms = 20 }}]\n\
+             [trains.net]\ncogs = [{{ kind = \"listen\", listen = \"127.0.0.1:{port}\" }}]\n\
+             [trains.out]\ninputs = [\"files\", \"net\"]\ncogs = [{{ kind = \"file\", path = {output:?} }}]\n",
+            input = input.display().to_string(),
+            output = output.display().to_string(),
+        ),
+    );
+    let mut c = tourbillon(d, &["run", config.to_str().unwrap()]);
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = Reap(c.spawn().unwrap());
+    let mut sock = None;
+    wait_for("the listener", 10, || {
+        sock = TcpStream::connect(("127.0.0.1", port)).ok();
+        sock.is_some()
+    });
+    let mut sock = sock.unwrap();
+    sock.write_all(b"from-net-1\nfrom-net-2\n").unwrap();
+    append(&input, "from-tail-3\n");
+    let want = ["from-tail-1", "from-tail-2", "from-tail-3", "from-net-1", "from-net-2"];
+    wait_for("both sources' lines in the one output", 10, || {
+        let got = whole_lines(&output);
+        want.iter().all(|w| got.contains(*w))
+    });
+    drop(sock);
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let out = fs::read_to_string(&output).unwrap();
+    assert_eq!(out.lines().count(), 5, "each line once: {out}\n{err}");
+}
