@@ -94,7 +94,13 @@ pub struct Edge {
 /// a split at the last dot.
 fn resolve(trains: &[PlannedTrain], name: &str) -> Result<(usize, Option<String>), String> {
     let find = |n: &str| trains.iter().position(|t| t.config.name == n);
-    let names = || trains.iter().map(|t| t.config.name.as_str()).collect::<Vec<_>>().join(", ");
+    let names = || {
+        trains
+            .iter()
+            .map(|t| t.config.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if let Some(t) = find(name) {
         return Ok((t, None));
     }
@@ -268,7 +274,10 @@ pub fn warnings(layered: &Layered, trains: &[PlannedTrain], edges: &[Edge]) -> V
     let mut out = Vec::new();
     for (ti, t) in trains.iter().enumerate() {
         for o in offer(t).named {
-            if !edges.iter().any(|e| e.from == ti && e.output.as_deref() == Some(o.name.as_str())) {
+            if !edges
+                .iter()
+                .any(|e| e.from == ti && e.output.as_deref() == Some(o.name.as_str()))
+            {
                 out.push(layered.error(
                     &o.path,
                     format!(
@@ -371,7 +380,13 @@ pub fn draw(trains: &[PlannedTrain], edges: &[Edge]) -> String {
         if let Some(q) = train.config.queue {
             let _ = write!(title, "(queue {q}) ");
         }
-        let kw = train.config.cogs.iter().map(|c| c.kind.chars().count()).max().unwrap_or(0);
+        let kw = train
+            .config
+            .cogs
+            .iter()
+            .map(|c| c.kind.chars().count())
+            .max()
+            .unwrap_or(0);
         let rows: Vec<String> = train
             .config
             .cogs
@@ -379,7 +394,11 @@ pub fn draw(trains: &[PlannedTrain], edges: &[Edge]) -> String {
             .zip(&train.cogs)
             .map(|(c, p)| {
                 let ks = key_settings(&p.settings, 40);
-                let line = format!("{:<kw$}  {}", c.kind, ks.into_iter().take(2).collect::<Vec<_>>().join("; "));
+                let line = format!(
+                    "{:<kw$}  {}",
+                    c.kind,
+                    ks.into_iter().take(2).collect::<Vec<_>>().join("; ")
+                );
                 line.trim_end().to_owned()
             })
             .collect();
@@ -421,7 +440,10 @@ fn dot_id(s: &str) -> String {
 }
 
 fn html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The graph as Graphviz `dot`: one node per train (a table of its cogs,
@@ -454,7 +476,10 @@ pub fn dot(trains: &[PlannedTrain], edges: &[Edge]) -> String {
             for s in key_settings(&p.settings, 48).into_iter().take(3) {
                 let _ = write!(cell, "<br align=\"left\"/>  {}", html(&s));
             }
-            let _ = writeln!(out, "    <tr><td align=\"left\" sides=\"t\">{cell}<br align=\"left\"/></td></tr>");
+            let _ = writeln!(
+                out,
+                "    <tr><td align=\"left\" sides=\"t\">{cell}<br align=\"left\"/></td></tr>"
+            );
         }
         out.push_str("  </table>>];\n");
     }

@@ -227,7 +227,9 @@ fn train_config(
         return None;
     };
     let cogs_v = t.remove("cogs");
-    let inputs = t.remove("inputs").map(|v| inputs_of(layered, &p.key("inputs"), v, errors));
+    let inputs = t
+        .remove("inputs")
+        .map(|v| inputs_of(layered, &p.key("inputs"), v, errors));
     let queue = t.remove("queue").and_then(|v| match v.as_u64() {
         Some(n) if n >= 1 && usize::try_from(n).is_ok() => Some(n as usize),
         _ => {
