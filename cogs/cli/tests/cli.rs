@@ -226,7 +226,9 @@ fn train_prints_cogs_with_effective_settings_and_their_origins() {
         }
         panic!("`{want}` not under `{cog}` in\n{listing}");
     };
-    assert!(listing.starts_with("train web (3 cogs)\n"), "{listing}");
+    // The graph is drawn first; the settings follow it.
+    assert!(listing.starts_with("┌─ web ─"), "{listing}");
+    assert!(listing.contains("\n\ntrain web (3 cogs)\n"), "{listing}");
     has("0. supply stdin", "max_line_bytes = 100 (file c.toml)");
     has("0. supply stdin", "strip_cr = true (default)");
     has(
@@ -241,7 +243,16 @@ fn train_prints_cogs_with_effective_settings_and_their_origins() {
     let dot = tourbillon(dir.path(), &["train", "--dot", "c.toml"]).output().unwrap();
     let dot = text(&dot.stdout);
     assert!(dot.starts_with("digraph tourbillon {"), "{dot}");
-    assert!(dot.contains("t0c0 -> t0c1;") && dot.contains("t0c1 -> t0c2;"), "{dot}");
+    // One node per train, its cogs in order inside it.
+    let (stdin, decode, stdout) = (
+        dot.find("<b>stdin</b> <i>supply</i>").expect(&dot),
+        dot.find("<b>json_decode</b> <i>step</i>").expect(&dot),
+        dot.find("<b>stdout</b> <i>drain</i>").expect(&dot),
+    );
+    assert!(
+        dot.contains("  \"web\" [label=<<table") && stdin < decode && decode < stdout,
+        "{dot}"
+    );
 }
 
 #[test]
