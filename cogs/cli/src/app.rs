@@ -534,13 +534,24 @@ fn replay(sources: Sources, registry: &Registry, args: ReplayArgs) -> i32 {
     }
     let mut code = 0;
     if let (true, Some(r)) = (args.compare, &record) {
-        match tourbillon::capture::compare(&args.capture, r) {
-            Ok(tourbillon::capture::Comparison::Same { outputs }) => {
-                println!("same: the drains got the same {outputs} data");
-            }
-            Ok(tourbillon::capture::Comparison::Different(d)) => {
-                println!("different: {d}");
-                code = 1;
+        match tourbillon::capture::compare_drains(&args.capture, r) {
+            Ok(drains) => {
+                // One line per drain of each train, then the verdict: a
+                // graph's branches are told apart.
+                for d in &drains {
+                    println!("{d}");
+                }
+                let differ = drains.iter().filter(|d| d.difference.is_some()).count();
+                let data: u64 = drains.iter().map(|d| d.left).sum();
+                if differ == 0 {
+                    println!(
+                        "same: every drain got the same data ({data} in {} drains)",
+                        drains.len()
+                    );
+                } else {
+                    println!("different: {differ} of {} drains got other data", drains.len());
+                    code = 1;
+                }
             }
             Err(e) => {
                 eprintln!("tourbillon: compare: {e}");

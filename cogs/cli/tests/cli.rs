@@ -290,7 +290,14 @@ fn a_captured_run_replays_to_the_same_output_and_a_changed_train_differs() {
         .output()
         .unwrap();
     assert_eq!(same.status.code(), Some(0), "{}", text(&same.stderr));
-    assert_eq!(text(&same.stdout), "same: the drains got the same 3 data\n");
+    let out = text(&same.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("same       train main drain 5 (") && lines[0].ends_with("): 3 data"),
+        "{out}"
+    );
+    assert_eq!(lines[1], "same: every drain got the same data (3 in 1 drains)");
     assert!(
         text(&same.stderr).contains("replayed live.tbcap (3 inputs, 3 outputs"),
         "{}",
@@ -307,11 +314,14 @@ fn a_captured_run_replays_to_the_same_output_and_a_changed_train_differs() {
     ];
     let diff = tourbillon(d, &changed).output().unwrap();
     assert_eq!(diff.status.code(), Some(1));
+    let out = text(&diff.stdout);
+    assert!(out.starts_with("different  train main drain 5 ("), "{out}");
     assert!(
-        text(&diff.stdout).starts_with("different: train main drain 5"),
-        "{}",
-        text(&diff.stdout)
+        out.contains("): 3 vs 3 data; first at datum 1: {\"id\":1,\"data\":{\"a\":1,\"p\":\"cap\"},")
+            && out.contains(" vs {\"id\":1,\"data\":{\"a\":1,\"p\":\"x\"},"),
+        "{out}"
     );
+    assert!(out.ends_with("different: 1 of 1 drains got other data\n"), "{out}");
 
     let strict = [
         "replay",

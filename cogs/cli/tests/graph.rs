@@ -2,7 +2,8 @@
 //! `inputs` named by `check` with its exact message, the graph drawn by
 //! `train`, a tailed file fanned out to two file drains under `kill -9`
 //! (the checkpoint never passes the slower branch), `tail` and `listen`
-//! merged into one drain.
+//! merged into one drain, a captured graph replayed and compared drain by
+//! drain.
 
 use std::collections::HashSet;
 use std::fs;
@@ -474,4 +475,64 @@ fn an_error_output_nobody_reads_is_a_warning_not_an_error() {
         "tourbillon: warning: file c.toml: trains.t.cogs[1].error_output: nobody reads `t.bad` (no train has it in \
          `inputs`): what goes there is reported done and written nowhere\n"
     );
+}
+
+#[test]
+fn a_captured_graph_replays_and_is_compared_drain_by_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let body = "[log]\nlevel = \"error\"\n\
+                [trains.in]\ncogs = [{ kind = \"stdin\" }, { kind = \"json_decode\", on_error = \"wrap\" }]\n\
+                [trains.all]\ninputs = [\"in\"]\ncogs = [{ kind = \"json_encode\" }, { kind = \"file\", path = \"all.jsonl\" }]\n\
+                [trains.some]\ninputs = [\"in\"]\ncogs = [\n  \
+                { kind = \"filter\", conditions = [{ field = \"keep\", equals = true }] },\n  \
+                { kind = \"set\", fields = { p = \"a\" } },\n  \
+                { kind = \"json_encode\" },\n  { kind = \"file\", path = \"some.jsonl\" },\n]\n";
+    write(d, "c.toml", body);
+    let live = common::run_with_stdin(
+        tourbillon(d, &["run", "c.toml", "--capture", "live.tbcap"]),
+        b"{\"keep\":true,\"n\":1}\n{\"keep\":false,\"n\":2}\n{\"keep\":true,\"n\":3}\n",
+    );
+    assert_eq!(live.status.code(), Some(0), "{}", text(&live.stderr));
+    assert_eq!(fs::read_to_string(d.join("all.jsonl")).unwrap().lines().count(), 3);
+    assert_eq!(fs::read_to_string(d.join("some.jsonl")).unwrap().lines().count(), 2);
+
+    let same = tourbillon(d, &["replay", "live.tbcap", "c.toml", "--compare"])
+        .output()
+        .unwrap();
+    let out = text(&same.stdout);
+    assert_eq!(same.status.code(), Some(0), "{out}{}", text(&same.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("same       train all drain 2 (") && lines[0].ends_with("): 3 data"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("same       train some drain 4 (") && lines[1].ends_with("): 2 data"),
+        "{out}"
+    );
+    assert_eq!(lines[2], "same: every drain got the same data (5 in 2 drains)");
+
+    // One branch changed: only its drain differs.
+    let diff = tourbillon(
+        d,
+        &[
+            "replay",
+            "live.tbcap",
+            "c.toml",
+            "--compare",
+            "--set",
+            "trains.some.cogs[1].fields.p=\"b\"",
+        ],
+    )
+    .output()
+    .unwrap();
+    let out = text(&diff.stdout);
+    assert_eq!(diff.status.code(), Some(1), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("same       train all drain 2 ("), "{out}");
+    assert!(lines[1].starts_with("different  train some drain 4 ("), "{out}");
+    assert!(lines[1].contains("2 vs 2 data; first at datum 1:"), "{out}");
+    assert_eq!(lines[2], "different: 1 of 2 drains got other data");
 }
