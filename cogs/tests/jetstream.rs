@@ -2,7 +2,8 @@
 //! `nats-server -js` on a free loopback port, its store in a temporary
 //! directory: every event arrives; a poison event is termed after
 //! `max_deliver` while the others flow; a consumer created at a sequence or
-//! a time replays from there. The cogs configured in the binary (kill -9,
+//! a time replays from there; a message fanned out to two trains is acked
+//! only once both copies are done. The cogs configured in the binary (kill -9,
 //! a server restart, a shared consumer) are tested in `cogs/cli/tests/jetstream.rs`.
 //!
 //! Without `nats-server` on the machine, each test says it is skipped and
@@ -12,7 +13,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tourbillon::{from_iter, Cog, Context, Escapement, Event, EventId, Next, Role, Train};
+use std::cell::Cell;
+use std::rc::Rc;
+
+use tourbillon::{from_iter, Cog, Context, Escapement, Event, EventId, Fired, Next, Role, Train};
 use tourbillon_cogs::jetstream::{
     ConsumeSettings, JetStreamDrain, JetStreamSupply, PublishSettings, Rejects, SupplyStats,
 };
@@ -267,4 +271,101 @@ fn a_consumer_created_at_a_sequence_or_a_time_replays_from_there() {
         5,
     );
     assert_eq!(from_time, (10..15).map(line).collect::<Vec<_>>());
+}
+
+/// Holds every event back until `open` is set, then lets them all go.
+struct Gate {
+    open: Rc<Cell<bool>>,
+    held: Vec<Event>,
+}
+
+impl Cog<Event> for Gate {
+    fn start<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
+        ctx.every(Duration::from_millis(10), 0).unwrap();
+    }
+    fn process<N: Next<Event> + ?Sized>(&mut self, e: Event, _: &mut Context<'_, Event, N>) {
+        self.held.push(e)
+    }
+    fn fire<N: Next<Event> + ?Sized>(&mut self, _: u64, _: Fired, ctx: &mut Context<'_, Event, N>) {
+        if self.open.get() {
+            for e in std::mem::take(&mut self.held) {
+                ctx.emit(e)
+            }
+        }
+    }
+}
+
+#[test]
+fn a_message_fanned_out_to_two_trains_is_acked_once_both_copies_are_done() {
+    let server = server_or_skip!("a_message_fanned_out_to_two_trains_is_acked_once_both_copies_are_done");
+    let _g = exclusive();
+    create_stream(&server, "T", "t.>");
+    let n = 300;
+    publish(&server, "t.lines", (0..n).map(line));
+    let supply = JetStreamSupply::new(ConsumeSettings {
+        servers: vec![server.url()],
+        stream: "T".into(),
+        consumer: "both".into(),
+        ack_wait_ms: 60_000,
+        ..ConsumeSettings::default()
+    })
+    .unwrap();
+    let acked = supply.stats().acked;
+    let (fast, slow) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let open = Rc::new(Cell::new(false));
+    let mut esc = escapement();
+    esc.add_train(Train::new("consume").ids(Event::id_getter()).cog(supply));
+    esc.add_train(
+        Train::new("fast")
+            .ids(Event::id_getter())
+            .input("consume")
+            .cog(Collect(Arc::clone(&fast))),
+    );
+    esc.add_train(
+        Train::new("slow")
+            .ids(Event::id_getter())
+            .input("consume")
+            .cog(Gate {
+                open: open.clone(),
+                held: Vec::new(),
+            })
+            .cog(Collect(Arc::clone(&slow))),
+    );
+    // While the slow branch holds every copy, nothing may be acked; once
+    // it lets them go, everything is.
+    let acked_while_held = Rc::new(Cell::new(None));
+    let (seen, done, a, w) = (
+        Arc::clone(&fast),
+        Arc::clone(&slow),
+        acked.clone(),
+        acked_while_held.clone(),
+    );
+    let mut since = None;
+    finish_when(&mut esc, move || {
+        if !open.get() && seen.lock().unwrap().len() == n {
+            // A moment for acks that should not exist to show up.
+            let t = *since.get_or_insert_with(std::time::Instant::now);
+            if t.elapsed() > Duration::from_millis(300) {
+                w.set(Some(a.get()));
+                open.set(true);
+            }
+        }
+        open.get() && done.lock().unwrap().len() == n && a.get() == n as u64
+    });
+    esc.run().unwrap();
+    assert_eq!(
+        acked_while_held.get(),
+        Some(0),
+        "acked while the slow branch held every copy"
+    );
+    assert_eq!(acked.get(), n as u64, "every message acked once both copies were done");
+    let want: Vec<String> = (0..n).map(line).collect();
+    assert!(
+        *fast.lock().unwrap() == want,
+        "the fast branch got every message once, in order"
+    );
+    assert!(*slow.lock().unwrap() == want, "so did the slow one");
+    wait_until("the acks reach the server", || {
+        consumer_backlog(&server, "T", "both") == (0, 0)
+    });
 }
