@@ -44,6 +44,8 @@ struct Cells {
     dropped: AtomicU64,
     errors: AtomicU64,
     bytes: AtomicU64,
+    /// Counts of the cog's own, by name (a route's per output).
+    named: Vec<(String, AtomicU64)>,
 }
 
 /// The counters of one cog; clones share them. Only the cog counts (one
@@ -57,6 +59,32 @@ fn bump(cell: &AtomicU64, n: u64) {
 }
 
 impl Meter {
+    /// A meter that also keeps counts of the cog's own, by name (a
+    /// route's data per output); [`count`](Self::count) takes their
+    /// position in `names`.
+    pub fn with_named<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Meter {
+        Meter(Arc::new(Cells {
+            named: names.into_iter().map(|n| (n.into(), AtomicU64::new(0))).collect(),
+            ..Cells::default()
+        }))
+    }
+
+    /// One more of the named count at position `i` (ignored if there is none).
+    pub fn count(&self, i: usize) {
+        if let Some((_, cell)) = self.0.named.get(i) {
+            bump(cell, 1);
+        }
+    }
+
+    /// The named counts now, in the order given.
+    pub fn named(&self) -> Vec<(String, u64)> {
+        self.0
+            .named
+            .iter()
+            .map(|(n, c)| (n.clone(), c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// One datum in, of `bytes` bytes.
     pub fn took(&self, bytes: usize) {
         bump(&self.0.input, 1);

@@ -107,22 +107,28 @@ impl FilterSettings {
         self.compile().map(|_| ())
     }
 
-    fn compile(&self) -> Result<Vec<(String, Vec<Test>, bool)>, Error> {
-        if self.conditions.is_empty() {
-            return Err(Error::setting(
-                "conditions",
-                "required: at least one { field = ..., equals/one_of/exists/gt/gte/lt/lte/regex = ... }",
-            ));
-        }
-        self.conditions
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                c.compile(&format!("conditions[{i}]"))
-                    .map(|t| (c.field.clone(), t, c.not))
-            })
-            .collect()
+    fn compile(&self) -> Result<Vec<Tests>, Error> {
+        compile_all("conditions", &self.conditions)
     }
+}
+
+/// The tests of one condition, compiled: its field, its tests, `not`.
+type Tests = (String, Vec<Test>, bool);
+
+/// Compiles a list of conditions (at least one) found at setting `key`;
+/// errors name `key[i].…`.
+fn compile_all(key: &str, conditions: &[Condition]) -> Result<Vec<Tests>, Error> {
+    if conditions.is_empty() {
+        return Err(Error::setting(
+            key,
+            "required: at least one { field = ..., equals/one_of/exists/gt/gte/lt/lte/regex = ... }",
+        ));
+    }
+    conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| c.compile(&format!("{key}[{i}]")).map(|t| (c.field.clone(), t, c.not)))
+        .collect()
 }
 
 /// One test of a condition, compiled.
@@ -230,6 +236,7 @@ impl fmt::Display for Test {
 }
 
 struct Compiled<D> {
+    path: String,
     field: Getter<D, Value>,
     tests: Vec<Test>,
     not: bool,
@@ -242,10 +249,67 @@ impl<D> Compiled<D> {
     }
 }
 
+/// A list of [`Condition`]s compiled against a data shape: what `filter`
+/// and [`route`](crate::step::route) test data with.
+pub(crate) struct Conditions<D> {
+    compiled: Vec<Compiled<D>>,
+}
+
+impl<D: 'static> Conditions<D> {
+    /// Compiles `conditions` (at least one), found at setting `key`, to
+    /// reach fields through `access`; errors name `key[i].…`.
+    pub(crate) fn compile(key: &str, conditions: &[Condition], access: &Access<D>) -> Result<Self, Error> {
+        let compiled = compile_all(key, conditions)?
+            .into_iter()
+            .map(|(path, tests, not)| Compiled {
+                field: access.getter(&path),
+                path,
+                tests,
+                not,
+            })
+            .collect();
+        Ok(Conditions { compiled })
+    }
+
+    /// Whether every condition holds.
+    pub(crate) fn all(&self, datum: &D) -> bool {
+        self.compiled.iter().all(|c| c.holds(datum))
+    }
+
+    /// Whether one condition holds.
+    pub(crate) fn any(&self, datum: &D) -> bool {
+        self.compiled.iter().any(|c| c.holds(datum))
+    }
+}
+
+impl<D> Conditions<D> {
+    /// Renders the conditions joined by `join` (`" and "`):
+    /// `(level == "error") and not (status >= 500, status < 600)`.
+    pub(crate) fn describe(&self, f: &mut fmt::Formatter<'_>, join: &str) -> fmt::Result {
+        for (i, c) in self.compiled.iter().enumerate() {
+            if i > 0 {
+                f.write_str(join)?;
+            }
+            if c.not {
+                f.write_str("not ")?;
+            }
+            f.write_str("(")?;
+            for (j, t) in c.tests.iter().enumerate() {
+                if j > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{} {t}", c.path)?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
 /// Keeps or drops data by conditions on their fields; see the [module docs](self).
 pub struct Filter<D = Event> {
     settings: FilterSettings,
-    conditions: Vec<Compiled<D>>,
+    conditions: Conditions<D>,
     access: Access<D>,
     meter: Meter,
 }
@@ -268,15 +332,7 @@ impl Filter<Event> {
 impl<D: 'static> Filter<D> {
     /// A `filter` cog reaching fields through `access`.
     pub fn with_access(settings: FilterSettings, access: Access<D>) -> Result<Self, Error> {
-        let conditions = settings
-            .compile()?
-            .into_iter()
-            .map(|(field, tests, not)| Compiled {
-                field: access.getter(&field),
-                tests,
-                not,
-            })
-            .collect();
+        let conditions = Conditions::compile("conditions", &settings.conditions, &access)?;
         Ok(Filter {
             settings,
             conditions,
@@ -288,8 +344,8 @@ impl<D: 'static> Filter<D> {
     /// True if `datum` matches the conditions (whatever the action).
     pub fn matches(&self, datum: &D) -> bool {
         match self.settings.require {
-            Require::All => self.conditions.iter().all(|c| c.holds(datum)),
-            Require::Any => self.conditions.iter().any(|c| c.holds(datum)),
+            Require::All => self.conditions.all(datum),
+            Require::Any => self.conditions.any(datum),
         }
     }
 }
@@ -317,23 +373,7 @@ impl<D: 'static> Cog<D> for Filter<D> {
             Require::Any => " or ",
         };
         write!(f, "filter {action} if ")?;
-        for (i, (c, compiled)) in self.settings.conditions.iter().zip(&self.conditions).enumerate() {
-            if i > 0 {
-                f.write_str(join)?;
-            }
-            if c.not {
-                f.write_str("not ")?;
-            }
-            f.write_str("(")?;
-            for (j, t) in compiled.tests.iter().enumerate() {
-                if j > 0 {
-                    f.write_str(", ")?;
-                }
-                write!(f, "{} {t}", c.field)?;
-            }
-            f.write_str(")")?;
-        }
-        Ok(())
+        self.conditions.describe(f, join)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod json;
 pub mod lines;
 pub mod ratelimit;
 pub mod rdns;
+pub mod route;
 pub mod sample;
 pub mod stats;
 pub mod timestamp;

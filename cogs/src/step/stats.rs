@@ -7,14 +7,15 @@
 //! `interval_secs`, on SIGUSR1, and once more when the escapement is done.
 //! Where it sits in the train, it also counts what passes it, so a `stats`
 //! cog after a cog that keeps no meter (a supply, a decoder) shows what that
-//! cog let through.
+//! cog let through. When trains read other trains, each report ends with
+//! the fill of their input queues (data waiting, capacity, peak).
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tourbillon::accessor::Getter;
-use tourbillon::{Cog, Context, Core, Event, Fired, Next};
+use tourbillon::{Cog, Context, Core, Event, Fired, Next, QueueFill};
 
 use crate::meter::{Board, Meter, Metered};
 use crate::Error;
@@ -148,11 +149,30 @@ impl<D: 'static> Stats<D> {
         self.board
             .entries(train)
             .into_iter()
-            .map(|e| format!("{}[{}] {}: {}", e.train, e.index, e.kind, e.meter.counts()))
+            .map(|e| {
+                let mut line = format!("{}[{}] {}: {}", e.train, e.index, e.kind, e.meter.counts());
+                for (name, n) in e.meter.named() {
+                    line.push_str(&format!(" {name}={n}"));
+                }
+                line
+            })
             .collect()
     }
 
-    fn log(&mut self, why: &str, now: Instant) {
+    /// The report line of the input queues between trains (`None` when no
+    /// train reads another): `queues: TRAIN len/capacity peak=N, …`.
+    pub fn queue_line(queues: &[QueueFill]) -> Option<String> {
+        if queues.is_empty() {
+            return None;
+        }
+        let fills: Vec<String> = queues
+            .iter()
+            .map(|q| format!("{} {}/{} peak={}", q.train, q.len, q.capacity, q.peak))
+            .collect();
+        Some(format!("queues: {}", fills.join(", ")))
+    }
+
+    fn log(&mut self, why: &str, now: Instant, queues: &[QueueFill]) {
         let up = self
             .started
             .map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64());
@@ -165,6 +185,7 @@ impl<D: 'static> Stats<D> {
                 self.probe.counts()
             ));
         }
+        lines.extend(Self::queue_line(queues));
         for line in lines {
             log::info!("stats ({why}, after {up:.1}s): {line}");
             if let Some(sink) = &mut self.sink {
@@ -204,12 +225,14 @@ impl<D: 'static> Cog<D> for Stats<D> {
 
     fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, _: Fired, ctx: &mut Context<'_, D, N>) {
         let why = if key == USR1 { "SIGUSR1" } else { "interval" };
-        self.log(why, ctx.now());
+        let queues = ctx.core().queues();
+        self.log(why, ctx.now(), &queues);
     }
 
     fn done(&mut self, core: &mut Core) {
         // After every cog finished: the counts are final.
-        self.log("final", core.now());
+        let queues = core.queues();
+        self.log("final", core.now(), &queues);
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
