@@ -458,7 +458,7 @@ fn a_malformed_line_in_the_middle_is_counted_shown_to_the_error_output_and_dropp
     let sink = Arc::clone(&errors);
     let decode = JsonDecode::new(JsonDecodeSettings::default())
         .unwrap()
-        .error_output(move |e: &Event, err: &DecodeError| sink.lock().unwrap().push((e.clone(), err.to_string())));
+        .watch_malformed(move |e: &Event, err: &DecodeError| sink.lock().unwrap().push((e.clone(), err.to_string())));
     let malformed = decode.malformed();
     let (seen, supply) = run_decode(
         &[r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n": oops}"#, r#"{"n":4}"#, "[5]"],

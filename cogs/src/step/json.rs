@@ -3,8 +3,21 @@
 //!
 //! Malformed input never stops a train: it is counted, logged at most once
 //! per interval (the first at once, in full; then one summary line per
-//! interval), shown to an optional error output, and dropped, wrapped or
-//! passed on as the settings say.
+//! interval), and dropped, wrapped or passed on as `on_error` says, or sent
+//! to the train's output named by `error_output` (a dead letter):
+//!
+//! ```toml
+//! [trains.parse]
+//! cogs = [{ kind = "stdin" }, { kind = "json_decode", error_output = "bad" }, { kind = "stdout" }]
+//! [trains.dead]
+//! inputs = ["parse.bad"]
+//! cogs = [{ kind = "json_encode" }, { kind = "file", path = "bad.jsonl" }]
+//! ```
+//!
+//! What goes to the error output has the shape `on_error = "wrap"` gives:
+//! the target holds `{"message": <the input as text>}` and `error_field`
+//! (default `"error"` there) the reason, e.g.
+//! `{"message": "{oops", "error": "key must be a string at line 1 column 2"}`.
 
 use std::fmt;
 use std::time::Duration;
@@ -12,16 +25,18 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tourbillon::accessor::{Getter, Path, Setter};
-use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Next, Role, TimerId};
+use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Next, Output as TrainOutput, Role, TimerId};
 
 use crate::access::kind_name;
+use crate::step::route::check_output_name;
 use crate::{Counter, Error, LogThrottle, Summary, Verdict};
 
 /// What [`JsonDecode`] does with input that is not JSON.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
-    /// Drop it (reported done, so durable supplies move on). The default.
+    /// Drop it (reported done, so durable supplies move on). The default,
+    /// unless `error_output` names an output to send it to.
     #[default]
     Drop,
     /// Keep it as `{"message": <the input as text>}` (invalid UTF-8 replaced).
@@ -80,8 +95,16 @@ pub struct JsonDecodeSettings {
     /// Input that is not JSON: `"drop"` (default), `"wrap"` or `"pass"`.
     pub on_error: OnError,
     /// A field path in `data` that gets the parse error's text, with
-    /// `wrap` and `pass`. Default: none.
+    /// `wrap` and `pass`, and with `error_output` (where it defaults to
+    /// `"error"`). Default: none.
     pub error_field: Option<String>,
+    /// The name of this train's output (`TRAIN.NAME`) that gets what cannot
+    /// be decoded, wrapped as `on_error = "wrap"` does with the reason in
+    /// `error_field`, instead of it being dropped (an identifier: letters,
+    /// digits, `_`, `-`). Not with `on_error = "wrap"` or `"pass"`.
+    /// Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_output: Option<String>,
     /// A value that is not an object: `"keep"` it as it is (default),
     /// `"wrap"` it as `{non_object_field: value}`, or handle it as an
     /// `"error"` (see `on_error`).
@@ -101,6 +124,7 @@ impl Default for JsonDecodeSettings {
             target: "data".into(),
             on_error: OnError::Drop,
             error_field: None,
+            error_output: None,
             non_object: NonObject::Keep,
             non_object_field: "value".into(),
             log_interval: 10,
@@ -122,7 +146,7 @@ pub enum DecodeError {
     NotObject(&'static str),
 }
 
-type ErrorOutput<D> = Box<dyn FnMut(&D, &DecodeError)>;
+type Watch<D> = Box<dyn FnMut(&D, &DecodeError)>;
 type Place<D> = Box<dyn Fn(&D) -> String>;
 
 /// Timer key: the summary of held-back log lines is due.
@@ -133,8 +157,8 @@ const SUMMARY: u64 = 1;
 /// For [`Event`] ([`JsonDecode::new`]) the bytes and the value's place come
 /// from the settings' `source` and `target`; for other data
 /// ([`JsonDecode::with_accessors`]) from accessors. Malformed input: see
-/// the [module docs](self) and [`OnError`]. Hand malformed data to an error
-/// output with [`error_output`](Self::error_output); read the count with
+/// the [module docs](self) and [`OnError`]. Watch malformed data with
+/// [`watch_malformed`](Self::watch_malformed); read the count with
 /// [`malformed`](Self::malformed).
 pub struct JsonDecode<D = Event> {
     settings: JsonDecodeSettings,
@@ -142,11 +166,14 @@ pub struct JsonDecode<D = Event> {
     target: Setter<D, Value>,
     error_field: Option<Setter<D, Value>>,
     place: Place<D>,
-    errors: Option<ErrorOutput<D>>,
+    errors: Option<Watch<D>>,
+    /// The error output (`error_output`), looked up at start.
+    output: Option<TrainOutput>,
     throttle: LogThrottle,
     summary_timer: Option<TimerId>,
     malformed: Counter,
     wrapped: Counter,
+    to_error_output: Counter,
     wrap_log: LogThrottle,
 }
 
@@ -158,6 +185,7 @@ impl<D> fmt::Debug for JsonDecode<D> {
             .field("settings", &self.settings)
             .field("malformed", &self.malformed.get())
             .field("wrapped", &self.wrapped.get())
+            .field("to_error_output", &self.to_error_output.get())
             .finish_non_exhaustive()
     }
 }
@@ -199,18 +227,47 @@ fn non_empty(key: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
+impl JsonDecodeSettings {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), Error> {
+        non_empty("source", &self.source)?;
+        non_empty("target", &self.target)?;
+        non_empty("non_object_field", &self.non_object_field)?;
+        if let Some(field) = &self.error_field {
+            non_empty("error_field", field)?;
+        }
+        if let Some(name) = &self.error_output {
+            check_output_name("error_output", name)?;
+            if self.on_error != OnError::Drop {
+                return Err(Error::setting(
+                    "error_output",
+                    format!(
+                        "sends what cannot be decoded to output `{name}`, but on_error = \"{}\" keeps it on the train: set one of error_output and on_error",
+                        self.on_error
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the reason goes: `error_field`, or `"error"` with an error output.
+    fn reason_field(&self) -> Option<&str> {
+        match (&self.error_field, &self.error_output) {
+            (Some(f), _) => Some(f),
+            (None, Some(_)) => Some("error"),
+            (None, None) => None,
+        }
+    }
+}
+
 impl JsonDecode<Event> {
     /// Decodes events as the settings say.
     pub fn new(settings: JsonDecodeSettings) -> Result<Self, Error> {
-        non_empty("source", &settings.source)?;
-        non_empty("target", &settings.target)?;
-        non_empty("non_object_field", &settings.non_object_field)?;
-        if let Some(field) = &settings.error_field {
-            non_empty("error_field", field)?;
-        }
+        settings.validate()?;
         let source = event_bytes(&settings.source);
         let target = event_value_setter(&settings.target);
-        let error_field = settings.error_field.as_deref().map(Setter::path);
+        let error_field = settings.reason_field().map(Setter::path);
         let mut decode = JsonDecode::with_accessors(settings, source, target).place(Event::place);
         decode.error_field = error_field;
         Ok(decode)
@@ -220,7 +277,7 @@ impl JsonDecode<Event> {
 impl<D: 'static> JsonDecode<D> {
     /// Decodes what `source` reads into what `target` writes; the settings'
     /// `source`, `target` and `error_field` are not used (see
-    /// [`error_field`](Self::error_field)).
+    /// [`error_field`](Self::error_field)); `error_output` is.
     pub fn with_accessors(settings: JsonDecodeSettings, source: Getter<D, [u8]>, target: Setter<D, Value>) -> Self {
         JsonDecode {
             throttle: LogThrottle::new(Duration::from_secs(settings.log_interval)),
@@ -231,13 +288,15 @@ impl<D: 'static> JsonDecode<D> {
             error_field: None,
             place: Box::new(|_| "-".into()),
             errors: None,
+            output: None,
             summary_timer: None,
             malformed: Counter::default(),
             wrapped: Counter::default(),
+            to_error_output: Counter::default(),
         }
     }
 
-    /// Where the parse error's text goes, with `wrap` and `pass`.
+    /// Where the parse error's text goes, with `wrap`, `pass` and an error output.
     pub fn error_field(mut self, field: Setter<D, Value>) -> Self {
         self.error_field = Some(field);
         self
@@ -249,11 +308,17 @@ impl<D: 'static> JsonDecode<D> {
         self
     }
 
-    /// Shows every malformed datum to `output`, with why, before it is
-    /// dropped, wrapped or passed on (clone it to keep it).
-    pub fn error_output(mut self, output: impl FnMut(&D, &DecodeError) + 'static) -> Self {
-        self.errors = Some(Box::new(output));
+    /// Shows every malformed datum to `watch`, with why, before it is
+    /// dropped, wrapped, passed on or sent to the error output (clone it to
+    /// keep it).
+    pub fn watch_malformed(mut self, watch: impl FnMut(&D, &DecodeError) + 'static) -> Self {
+        self.errors = Some(Box::new(watch));
         self
+    }
+
+    /// The count of data sent to the error output, shared.
+    pub fn to_error_output(&self) -> Counter {
+        self.to_error_output.clone()
     }
 
     /// The count of malformed data, shared: read it while the train runs.
@@ -311,10 +376,11 @@ impl<D: 'static> JsonDecode<D> {
                     IdText(id),
                     "{}: malformed JSON ({err}); {}{}",
                     (self.place)(&datum),
-                    match self.settings.on_error {
-                        OnError::Drop => "dropped",
-                        OnError::Wrap => "wrapped",
-                        OnError::Pass => "passed on",
+                    match (&self.settings.error_output, self.output, self.settings.on_error) {
+                        (Some(name), Some(_), _) => format!("sent to output `{name}`"),
+                        (_, _, OnError::Drop) => "dropped".into(),
+                        (_, _, OnError::Wrap) => "wrapped".into(),
+                        (_, _, OnError::Pass) => "passed on".into(),
                     },
                     match self.settings.log_interval {
                         0 => String::new(),
@@ -332,21 +398,30 @@ impl<D: 'static> JsonDecode<D> {
         if let Some(output) = &mut self.errors {
             output(&datum, &err);
         }
-        let datum = match self.settings.on_error {
-            OnError::Drop => return ctx.discard(&datum),
-            OnError::Pass => datum,
-            OnError::Wrap => {
-                let text = String::from_utf8_lossy(self.source.get(&datum).unwrap_or_default()).into_owned();
-                let mut message = serde_json::Map::with_capacity(1);
-                message.insert("message".into(), Value::String(text));
-                self.target.set(datum, Value::Object(message))
-            }
+        let datum = match (self.output, self.settings.on_error) {
+            (Some(_), _) | (None, OnError::Wrap) => self.wrap_malformed(datum),
+            (None, OnError::Drop) => return ctx.discard(&datum),
+            (None, OnError::Pass) => datum,
         };
         let datum = match &self.error_field {
             Some(field) => field.set(datum, Value::String(err.to_string())),
             None => datum,
         };
-        ctx.emit(datum)
+        match self.output {
+            Some(out) => {
+                self.to_error_output.add(1);
+                ctx.emit_to(out, datum)
+            }
+            None => ctx.emit(datum),
+        }
+    }
+
+    /// The datum with `{"message": <its input as text>}` as the target.
+    fn wrap_malformed(&self, datum: D) -> D {
+        let text = String::from_utf8_lossy(self.source.get(&datum).unwrap_or_default()).into_owned();
+        let mut message = serde_json::Map::with_capacity(1);
+        message.insert("message".into(), Value::String(text));
+        self.target.set(datum, Value::Object(message))
     }
 }
 
@@ -389,6 +464,17 @@ impl<D: 'static> Cog<D> for JsonDecode<D> {
         }
     }
 
+    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if let Some(name) = &self.settings.error_output {
+            self.output = ctx.output(name);
+            if self.output.is_none() {
+                log::error!(
+                    "json_decode: the train has no output `{name}` (its cogs' outputs were not asked): what cannot be decoded is dropped"
+                );
+            }
+        }
+    }
+
     fn fire<N: Next<D> + ?Sized>(&mut self, key: u64, _: Fired, ctx: &mut Context<'_, D, N>) {
         if key == SUMMARY {
             self.summary_timer = None;
@@ -412,6 +498,10 @@ impl<D: 'static> Cog<D> for JsonDecode<D> {
         Role::Step
     }
 
+    fn outputs(&self) -> Vec<String> {
+        self.settings.error_output.iter().cloned().collect()
+    }
+
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -420,6 +510,9 @@ impl<D: 'static> Cog<D> for JsonDecode<D> {
         )?;
         if let Some(field) = &self.error_field {
             write!(f, " error_field={field}")?;
+        }
+        if let Some(name) = &self.settings.error_output {
+            write!(f, " error_output={name}")?;
         }
         write!(
             f,

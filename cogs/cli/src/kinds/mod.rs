@@ -107,6 +107,13 @@ impl Registry {
             metered(&board, "filter", |s, _| step::filter::Filter::new(s)),
         );
         r.add(
+            "route",
+            "send to named outputs (TRAIN.NAME) by field conditions, the rest on down the train",
+            Role::Step,
+            by_building(step::route::Route::new),
+            metered(&board, "route", |s, _| step::route::Route::new(s)),
+        );
+        r.add(
             "timestamp",
             "parse a time in a field into RFC 3339 or epoch",
             Role::Step,
@@ -210,5 +217,67 @@ pub fn stats(board: &Board) -> impl Fn(StatsSettings, &BuildEnv) -> Result<Stats
         let stats = Stats::new(settings)?.board(board.clone(), &env.train);
         board.put(&env.train, env.index, "stats", stats.meter());
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::app::load_and_plan;
+    use crate::config::{ConfigError, Sources};
+    use crate::registry::Registry;
+
+    /// The errors `check` finds in one train `t` of `stdin`, `middle`, `stdout`.
+    fn errors(middle: &str) -> Vec<ConfigError> {
+        let sources = Sources {
+            embedded: Some(format!(
+                "[trains.t]\ncogs = [{{ kind = \"stdin\" }}, {middle}, {{ kind = \"stdout\" }}]\n"
+            )),
+            ..Sources::default()
+        };
+        match load_and_plan(&sources, &Registry::standard()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0,
+        }
+    }
+
+    fn one(middle: &str) -> (String, String) {
+        let errors = errors(middle);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        (errors[0].path.clone(), errors[0].message.clone())
+    }
+
+    #[test]
+    fn bad_route_settings_are_named_by_key_path() {
+        let (path, message) =
+            one(r#"{ kind = "route", outputs = { errors = [{ field = "level", equals = "error" }, { field = "" , exists = true }] } }"#);
+        assert_eq!(path, "trains.t.cogs[1].outputs.errors[1].field");
+        assert!(message.contains("does not name a field"), "{message}");
+        let (path, message) = one(r#"{ kind = "route", outputs = { errors = [{ field = "level", regex = "(" }] } }"#);
+        assert_eq!(path, "trains.t.cogs[1].outputs.errors[0].regex");
+        assert!(message.contains("regex parse error"), "{message}");
+        let (path, message) = one(r#"{ kind = "route", outputs = {} }"#);
+        assert_eq!(path, "trains.t.cogs[1].outputs");
+        assert!(message.starts_with("required: at least one output"), "{message}");
+        let (path, message) = one(r#"{ kind = "route", outputs = { "a.b" = [{ field = "x", exists = true }] } }"#);
+        assert_eq!(path, "trains.t.cogs[1].outputs");
+        assert!(message.contains("`a.b` is not an output name"), "{message}");
+        let (path, _) = one(r#"{ kind = "route", mode = "some", outputs = { e = [{ field = "x", exists = true }] } }"#);
+        assert_eq!(path, "trains.t.cogs[1].mode");
+        let (path, _) = one(r#"{ kind = "route", outputs = { e = [{ field = "x", exist = true }] } }"#);
+        assert_eq!(path, "trains.t.cogs[1].outputs.e[0].exist");
+        assert!(errors(r#"{ kind = "route", mode = "all", outputs = { e = [{ field = "x", exists = true }] } }"#).is_empty());
+    }
+
+    #[test]
+    fn json_decode_error_output_is_checked_with_on_error() {
+        let (path, message) = one(r#"{ kind = "json_decode", error_output = "bad", on_error = "wrap" }"#);
+        assert_eq!(path, "trains.t.cogs[1].error_output");
+        assert!(
+            message.contains("on_error = \"wrap\"") && message.contains("set one of error_output and on_error"),
+            "{message}"
+        );
+        let (path, _) = one(r#"{ kind = "json_decode", error_output = "" }"#);
+        assert_eq!(path, "trains.t.cogs[1].error_output");
+        assert!(errors(r#"{ kind = "json_decode", error_output = "bad" }"#).is_empty());
     }
 }
