@@ -138,10 +138,7 @@ pub struct RouteSettings {
 /// Refuses an output name that cannot follow `TRAIN.` (empty, a `.`, a
 /// space…); the error names `key`.
 pub fn check_output_name(key: &str, name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !ok {
         return Err(Error::setting(
             key,
@@ -441,13 +438,15 @@ mod tests {
         let outputs = json!({ "errors": [{ "field": "level", "equals": "error" }],
                               "web": [{ "field": "path", "regex": "^/" }, { "field": "status", "gte": 500 }] });
         let first = Route::with_access(settings(json!({ "outputs": outputs })), Access::json()).unwrap();
-        let all =
-            Route::with_access(settings(json!({ "outputs": outputs, "mode": "all" })), Access::json()).unwrap();
+        let all = Route::with_access(settings(json!({ "outputs": outputs, "mode": "all" })), Access::json()).unwrap();
         let both = json!({"level": "error", "path": "/x", "status": 503});
         assert_eq!(first.targets(&both), [0]);
         assert_eq!(all.targets(&both), [0, 1]);
         let one_fails = json!({"level": "info", "path": "/x", "status": 200});
-        assert!(all.targets(&one_fails).is_empty(), "every condition of a list must hold");
+        assert!(
+            all.targets(&one_fails).is_empty(),
+            "every condition of a list must hold"
+        );
         assert_eq!(all.names(), ["errors", "web"]);
     }
 
@@ -456,12 +455,15 @@ mod tests {
         let err = |v: Value| settings(v).validate().unwrap_err().to_string();
         assert!(err(json!({})).starts_with("outputs: required"));
         assert!(
-            err(json!({ "outputs": { "errors": [{ "field": "", "equals": 1 }] } })).starts_with("outputs.errors[0].field: "),
+            err(json!({ "outputs": { "errors": [{ "field": "", "equals": 1 }] } }))
+                .starts_with("outputs.errors[0].field: "),
             "{}",
             err(json!({ "outputs": { "errors": [{ "field": "", "equals": 1 }] } }))
         );
-        assert!(err(json!({ "outputs": { "e": [{ "field": "a" }, { "field": "b", "regex": "(" }] } }))
-            .starts_with("outputs.e[0]: a condition needs a test"));
+        assert!(
+            err(json!({ "outputs": { "e": [{ "field": "a" }, { "field": "b", "regex": "(" }] } }))
+                .starts_with("outputs.e[0]: a condition needs a test")
+        );
         assert!(err(json!({ "outputs": { "e": [] } })).starts_with("outputs.e: required"));
         assert!(err(json!({ "outputs": { "a.b": [{ "field": "a", "equals": 1 }] } }))
             .starts_with("outputs: `a.b` is not an output name"));

@@ -248,8 +248,9 @@ mod tests {
 
     #[test]
     fn bad_route_settings_are_named_by_key_path() {
-        let (path, message) =
-            one(r#"{ kind = "route", outputs = { errors = [{ field = "level", equals = "error" }, { field = "" , exists = true }] } }"#);
+        let (path, message) = one(
+            r#"{ kind = "route", outputs = { errors = [{ field = "level", equals = "error" }, { field = "" , exists = true }] } }"#,
+        );
         assert_eq!(path, "trains.t.cogs[1].outputs.errors[1].field");
         assert!(message.contains("does not name a field"), "{message}");
         let (path, message) = one(r#"{ kind = "route", outputs = { errors = [{ field = "level", regex = "(" }] } }"#);
@@ -265,7 +266,10 @@ mod tests {
         assert_eq!(path, "trains.t.cogs[1].mode");
         let (path, _) = one(r#"{ kind = "route", outputs = { e = [{ field = "x", exist = true }] } }"#);
         assert_eq!(path, "trains.t.cogs[1].outputs.e[0].exist");
-        assert!(errors(r#"{ kind = "route", mode = "all", outputs = { e = [{ field = "x", exists = true }] } }"#).is_empty());
+        assert!(
+            errors(r#"{ kind = "route", mode = "all", outputs = { e = [{ field = "x", exists = true }] } }"#)
+                .is_empty()
+        );
     }
 
     #[test]
