@@ -11,6 +11,7 @@ use tourbillon_cogs::meter::Metered;
 use tourbillon_cogs::step::json::{JsonDecode, JsonDecodeSettings};
 use tourbillon_cogs::step::route::{Route, RouteSettings};
 use tourbillon_cogs::step::stats::{Stats, StatsSettings};
+use tourbillon_cogs::step::timestamp::{Timestamp, TimestampSettings};
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -310,4 +311,49 @@ fn json_decode_sends_what_it_cannot_read_to_its_error_output_with_the_reason() {
     assert_eq!((malformed.get(), sent.get()), (2, 2));
     let ids = ids.lock().unwrap().clone();
     assert_eq!(done_counts(&journal, &ids), [1; 4], "{:?}", journal.lines());
+}
+
+#[test]
+fn timestamp_sends_a_time_it_cannot_read_to_its_error_output() {
+    let _g = exclusive();
+    let journal = Journal::default();
+    let ids = Shared::default();
+    let (good, bad) = (Shared::default(), Shared::default());
+    let ts = Timestamp::new(TimestampSettings {
+        error_output: Some("late".into()),
+        error_field: Some("why".into()),
+        ..TimestampSettings::default()
+    })
+    .unwrap();
+    let sent = ts.to_error_output();
+    let mut esc = quiet();
+    esc.add_train(
+        Train::new("t")
+            .ids(Event::id_getter())
+            .cog(Supply {
+                items: vec![
+                    event(json!({"n": "ok", "timestamp": 0})),
+                    event(json!({"n": "bad", "timestamp": "yesterday"})),
+                    event(json!({"n": "none"})),
+                ],
+                ids: Arc::clone(&ids),
+                journal: journal.clone(),
+            })
+            .cog(ts)
+            .cog(Collect { seen: good.clone() }),
+    );
+    esc.add_train(
+        Train::new("dead")
+            .input("t.late")
+            .ids(Event::id_getter())
+            .cog(Collect { seen: bad.clone() }),
+    );
+    assert_eq!(esc.run().unwrap(), Exit::Clean);
+    assert_eq!(names(&good), ["ok", "none"], "a missing field is left alone");
+    assert_eq!(names(&bad), ["bad"]);
+    let why = bad.lock().unwrap()[0].data["why"].as_str().unwrap().to_owned();
+    assert!(why.contains("`timestamp` holds no time"), "{why}");
+    assert_eq!(sent.get(), 1);
+    let ids = ids.lock().unwrap().clone();
+    assert_eq!(done_counts(&journal, &ids), [1; 3], "{:?}", journal.lines());
 }

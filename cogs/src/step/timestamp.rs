@@ -6,15 +6,17 @@
 //! strftime-like patterns such as Apache's `%d/%b/%Y:%H:%M:%S %z`).
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
+use tourbillon::{Cog, Context, Event, Finish, Getter, Next, Output as TrainOutput, Setter};
 
 use crate::access::{check_path, Access};
 use crate::meter::{Meter, Metered};
+use crate::step::route::check_output_name;
 use crate::time::{format_of, Format, Time};
-use crate::Error;
+use crate::{Counter, Error, LogThrottle, Summary, Verdict};
 
 /// How [`Timestamp`] writes the time it read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +69,16 @@ pub struct TimestampSettings {
     pub output: Output,
     /// A field that holds no readable time: `"pass"` (default) or `"drop"`.
     pub on_invalid: OnInvalid,
+    /// The name of this train's output (`TRAIN.NAME`) that gets a datum
+    /// whose field holds no readable time, with the reason in
+    /// `error_field`, instead of it being passed on (an identifier: letters,
+    /// digits, `_`, `-`). Not with `on_invalid = "drop"`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_output: Option<String>,
+    /// With `error_output`: the field path that gets the reason. Default
+    /// `"error"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_field: Option<String>,
 }
 
 impl Default for TimestampSettings {
@@ -77,6 +89,8 @@ impl Default for TimestampSettings {
             formats: vec!["rfc3339".into(), "epoch_secs".into()],
             output: Output::Rfc3339,
             on_invalid: OnInvalid::Pass,
+            error_output: None,
+            error_field: None,
         }
     }
 }
@@ -91,6 +105,22 @@ impl TimestampSettings {
         check_path("field", &self.field)?;
         if let Some(t) = &self.target {
             check_path("target", t)?;
+        }
+        if let Some(f) = &self.error_field {
+            check_path("error_field", f)?;
+        }
+        if let Some(name) = &self.error_output {
+            check_output_name("error_output", name)?;
+            if self.on_invalid == OnInvalid::Drop {
+                return Err(Error::setting(
+                    "error_output",
+                    format!(
+                        "sends what holds no readable time to output `{name}`, but on_invalid = \"drop\" drops it: set one of error_output and on_invalid"
+                    ),
+                ));
+            }
+        } else if self.error_field.is_some() {
+            return Err(Error::setting("error_field", "only with error_output"));
         }
         if self.formats.is_empty() {
             return Err(Error::setting("formats", "at least one format"));
@@ -111,6 +141,11 @@ pub struct Timestamp<D = Event> {
     target: Setter<D, Option<Value>>,
     access: Access<D>,
     meter: Meter,
+    /// The error output and the reason's field, looked up at start.
+    output: Option<TrainOutput>,
+    error_field: Setter<D, Option<Value>>,
+    to_error_output: Counter,
+    log: LogThrottle,
 }
 
 impl<D> fmt::Debug for Timestamp<D> {
@@ -134,6 +169,7 @@ impl<D: 'static> Timestamp<D> {
         let formats = settings.compile()?;
         let field = access.getter(&settings.field);
         let target = access.writer(settings.target.as_deref().unwrap_or(&settings.field));
+        let error_field = access.writer(settings.error_field.as_deref().unwrap_or("error"));
         Ok(Timestamp {
             settings,
             formats,
@@ -141,7 +177,16 @@ impl<D: 'static> Timestamp<D> {
             target,
             access,
             meter: Meter::default(),
+            output: None,
+            error_field,
+            to_error_output: Counter::default(),
+            log: LogThrottle::new(Duration::from_secs(10)),
         })
+    }
+
+    /// The count of data sent to the error output, shared.
+    pub fn to_error_output(&self) -> Counter {
+        self.to_error_output.clone()
     }
 
     /// The time in a value, by the first format that reads it.
@@ -155,6 +200,42 @@ impl<D: 'static> Timestamp<D> {
             Output::EpochSecs => Value::from(t.secs),
             Output::EpochMillis => Value::from(t.as_millis()),
         }
+    }
+}
+
+impl<D: 'static> Timestamp<D> {
+    /// Sends `datum`, whose field holds no readable time, to the error
+    /// output with the reason; counted and logged (at most one line per
+    /// interval, the rest summarized).
+    fn to_error<N: Next<D> + ?Sized>(&mut self, out: TrainOutput, datum: D, ctx: &mut Context<'_, D, N>) {
+        let reason = format!(
+            "`{}` holds no time in the formats {}",
+            self.settings.field,
+            self.settings.formats.join(", ")
+        );
+        if let Verdict::Log { held } = self.log.hit(ctx.now()) {
+            if let Some(s) = held {
+                self.log_summary(s);
+            }
+            let name = self.settings.error_output.as_deref().unwrap_or_default();
+            match ctx.id_of(&datum) {
+                Some(id) => log::warn!("{id}: {reason}: sent to output `{name}` (more within 10s are summarized)"),
+                None => log::warn!("{reason}: sent to output `{name}` (more within 10s are summarized)"),
+            }
+        }
+        self.to_error_output.add(1);
+        self.meter.emitted();
+        let datum = self.error_field.set(datum, Some(Value::String(reason)));
+        ctx.emit_to(out, datum)
+    }
+
+    fn log_summary(&self, s: Summary) {
+        log::warn!(
+            "timestamp: {} more data with no readable time sent to the error output in the last {:.1}s ({} in all)",
+            s.count,
+            s.over.as_secs_f64(),
+            self.log.total()
+        );
     }
 }
 
@@ -179,10 +260,35 @@ impl<D: 'static> Cog<D> for Timestamp<D> {
                 if self.settings.on_invalid == OnInvalid::Drop {
                     return self.meter.discard(&datum, ctx);
                 }
+                if let Some(out) = self.output {
+                    return self.to_error(out, datum, ctx);
+                }
                 datum
             }
         };
         self.meter.emit(datum, ctx)
+    }
+
+    fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
+        if let Some(name) = &self.settings.error_output {
+            self.output = ctx.output(name);
+            if self.output.is_none() {
+                log::error!(
+                    "timestamp: the train has no output `{name}` (its cogs' outputs were not asked): what holds no readable time is passed on"
+                );
+            }
+        }
+    }
+
+    fn finish<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Finish {
+        if let Some(s) = self.log.flush(ctx.now()) {
+            self.log_summary(s);
+        }
+        Finish::Done
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        self.settings.error_output.iter().cloned().collect()
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -196,6 +302,13 @@ impl<D: 'static> Cog<D> for Timestamp<D> {
         )?;
         if self.settings.on_invalid == OnInvalid::Drop {
             f.write_str(" on_invalid=drop")?;
+        }
+        if let Some(name) = &self.settings.error_output {
+            write!(
+                f,
+                " error_output={name} error_field={}",
+                self.settings.error_field.as_deref().unwrap_or("error")
+            )?;
         }
         Ok(())
     }

@@ -283,5 +283,11 @@ mod tests {
         let (path, _) = one(r#"{ kind = "json_decode", error_output = "" }"#);
         assert_eq!(path, "trains.t.cogs[1].error_output");
         assert!(errors(r#"{ kind = "json_decode", error_output = "bad" }"#).is_empty());
+        let (path, message) = one(r#"{ kind = "timestamp", error_output = "late", on_invalid = "drop" }"#);
+        assert_eq!(path, "trains.t.cogs[1].error_output");
+        assert!(message.contains("set one of error_output and on_invalid"), "{message}");
+        let (path, _) = one(r#"{ kind = "timestamp", error_field = "why" }"#);
+        assert_eq!(path, "trains.t.cogs[1].error_field");
+        assert!(errors(r#"{ kind = "timestamp", error_output = "late", error_field = "why" }"#).is_empty());
     }
 }
