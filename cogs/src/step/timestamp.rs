@@ -207,7 +207,7 @@ impl<D: 'static> Timestamp<D> {
     /// Sends `datum`, whose field holds no readable time, to the error
     /// output with the reason; counted and logged (at most one line per
     /// interval, the rest summarized).
-    fn to_error<N: Next<D> + ?Sized>(&mut self, out: TrainOutput, datum: D, ctx: &mut Context<'_, D, N>) {
+    fn send_unreadable<N: Next<D> + ?Sized>(&mut self, out: TrainOutput, datum: D, ctx: &mut Context<'_, D, N>) {
         let reason = format!(
             "`{}` holds no time in the formats {}",
             self.settings.field,
@@ -261,7 +261,7 @@ impl<D: 'static> Cog<D> for Timestamp<D> {
                     return self.meter.discard(&datum, ctx);
                 }
                 if let Some(out) = self.output {
-                    return self.to_error(out, datum, ctx);
+                    return self.send_unreadable(out, datum, ctx);
                 }
                 datum
             }
