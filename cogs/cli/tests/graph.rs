@@ -330,22 +330,6 @@ fn tail_and_listen_merge_into_one_drain() {
     assert_eq!(out.lines().count(), 5, "each line once: {out}\n{err}");
 }
 
-/// Whether the binary has the `route` kind and `error_output` (the cogs'
-/// side of graphs); the tests that need them print why they skip without.
-fn has_routes() -> bool {
-    let dir = tempfile::tempdir().unwrap();
-    let kinds = text(&tourbillon(dir.path(), &["kinds"]).output().unwrap().stdout);
-    let (_, _, err) =
-        check("[trains.t]\ncogs = [{ kind = \"stdin\" }, { kind = \"json_decode\", error_output = \"bad\" }]\n");
-    let ok = kinds.lines().any(|l| l.starts_with("route ")) && !err.contains("unknown field `error_output`");
-    if !ok {
-        println!(
-            "skipped: this build has no `route` kind or no `error_output` setting yet (the cogs' side of issue 14)"
-        );
-    }
-    ok
-}
-
 /// Runs `config` in `dir` until `done` holds (10 s at most), then SIGTERM;
 /// the exit status must be 0.
 fn run_until(dir: &Path, config: &Path, what: &str, done: impl FnMut() -> bool) {
@@ -360,9 +344,6 @@ fn run_until(dir: &Path, config: &Path, what: &str, done: impl FnMut() -> bool) 
 
 #[test]
 fn a_route_sends_each_level_to_its_own_file_and_the_rest_to_a_third() {
-    if !has_routes() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let input = d.join("in.log");
@@ -418,9 +399,6 @@ fn a_route_sends_each_level_to_its_own_file_and_the_rest_to_a_third() {
 
 #[test]
 fn malformed_json_goes_to_a_dead_letter_file_with_the_reason_and_the_rest_goes_on() {
-    if !has_routes() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (input, good, bad) = (d.join("in.log"), d.join("good.log"), d.join("bad.log"));
@@ -461,9 +439,6 @@ fn malformed_json_goes_to_a_dead_letter_file_with_the_reason_and_the_rest_goes_o
 
 #[test]
 fn an_error_output_nobody_reads_is_a_warning_not_an_error() {
-    if !has_routes() {
-        return;
-    }
     let (code, out, err) = check(
         "[trains.t]\ncogs = [{ kind = \"stdin\" }, { kind = \"json_decode\", error_output = \"bad\" }, \
          { kind = \"stdout\" }]\n",
