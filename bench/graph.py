@@ -15,7 +15,7 @@ add a field, write JSON lines), RUNS times each (default 5), alternating:
 
 Prints the CPU time (user + sys) and peak RSS medians of each and the
 ratios junction/one and fanout/one, and checks that every output holds the
-same lines.
+same lines. Needs GNU time (/usr/bin/time).
 
 Then the stalled branch: [parse] read by [a] (a file) and by [b], a
 `connect` drain to a loopback server that accepts and never reads. Branch b
@@ -50,7 +50,7 @@ def drain(path):
 
 
 def config(kind, data, out):
-    head = '[log]\nlevel = "warn"\n'
+    head = '[log]\nlevel = "error"\n'
     tail = '  { kind = "tail", include = [%r], batch = true },' % data
     if kind == "one":
         return head + "[trains.main]\ncogs = [\n%s%s%s%s]\n" % (tail, PARSE, ENCODE, drain(out + ".one"))
@@ -63,12 +63,14 @@ def config(kind, data, out):
 
 
 def run(conf):
-    """Runs the binary on `conf`; returns (cpu seconds, peak RSS KiB)."""
-    proc = subprocess.Popen([BIN, "run", "--config", conf], stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        sys.exit("tourbillon failed on %s" % conf)
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    """Runs the binary on `conf`; returns (cpu seconds, peak RSS KiB), as
+    GNU time reads them (a child's own peak, not the forking Python's)."""
+    out = conf + ".time"
+    subprocess.check_call(
+        ["/usr/bin/time", "-f", "%U %S %M", "-o", out, BIN, "run", conf], stdout=subprocess.DEVNULL
+    )
+    user, system, rss = open(out).read().split()[-3:]
+    return float(user) + float(system), int(rss)
 
 
 def hwm(pid):
@@ -99,7 +101,7 @@ def stalled(work, data, queue):
             '[trains.b]\ninputs = ["parse"]\nqueue = %d\ncogs = [\n%s  { kind = "connect", connect = "127.0.0.1:%d" },\n]\n'
             % (data, PARSE, ENCODE, drain(out), queue, ENCODE, server.getsockname()[1])
         )
-    proc = subprocess.Popen([BIN, "run", "--config", conf], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([BIN, "run", conf], stdout=subprocess.DEVNULL)
     # Until branch a stops growing: the supply has stalled.
     last, same = -1, 0
     while same < 10:
@@ -135,7 +137,7 @@ def main():
                 f.write(config(k, data, out))
         for _ in range(runs):
             for k in kinds:
-                for suffix in [".one", ".junction", ".fanout-a", ".fanout-b"]:
+                for suffix in {"one": [".one"], "junction": [".junction"], "fanout": [".fanout-a", ".fanout-b"]}[k]:
                     if os.path.exists(out + suffix):
                         os.remove(out + suffix)
                 figures[k].append(run(os.path.join(work, k + ".toml")))

@@ -73,7 +73,7 @@ fn run<C: Cog<Event>>(tail: Tail, drain: C) -> Result<(u64, u64), Box<dyn std::e
             .cog(decode)
             .filter(|e: &Event| e.data.get("level").and_then(Value::as_str) != Some("debug"))
             .map(move |mut e: Event| {
-                if let Some(fields) = e.data.as_object_mut() {
+                if let Some(fields) = e.data_mut().as_object_mut() {
                     fields.insert("pipeline".into(), Value::from("tourbillon"));
                 }
                 counted.set(counted.get() + 1);

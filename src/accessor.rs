@@ -165,7 +165,7 @@ impl Json for Event {
         &self.data
     }
     fn json_mut(&mut self) -> &mut Value {
-        &mut self.data
+        self.data_mut()
     }
 }
 

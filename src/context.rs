@@ -68,7 +68,7 @@ impl<D> TrainShared<D> {
         let id = self.id_of(&datum);
         match self.outputs.get(output).filter(|o| !o.readers.is_empty()) {
             Some(out) => {
-                if let Some(id) = id {
+                if let Some(id) = id.filter(|_| !out.exclusive) {
                     core.graph.sent(self.index, id, &out.readers);
                 }
                 out.send(datum, self.clone, core);

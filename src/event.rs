@@ -1,7 +1,7 @@
 //! Event ids and the JSON event type the config-driven binary uses.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,7 +31,10 @@ pub struct Event {
     /// The event's id.
     pub id: EventId,
     /// The event's data (usually a JSON object; `Null` before decoding).
-    pub data: Value,
+    /// Shared by the copies a fan-out makes (a train's output read by
+    /// several trains): a copy is a count, not a tree, until a cog changes
+    /// the data of one of them ([`data_mut`](Self::data_mut) copies it then).
+    pub data: Arc<Value>,
     /// The bytes the event was read as (a line without its newline), or
     /// encoded to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -53,7 +56,7 @@ impl Event {
     pub fn new(id: EventId, data: Value) -> Event {
         Event {
             id,
-            data,
+            data: Arc::new(data),
             ..Event::default()
         }
     }
@@ -62,10 +65,38 @@ impl Event {
     pub fn from_raw(id: EventId, raw: Vec<u8>, origin: Option<Arc<str>>, line: u64) -> Event {
         Event {
             id,
-            data: Value::Null,
+            data: Event::null(),
             raw,
             origin,
             line,
+        }
+    }
+
+    /// `Null` data, shared: what an event read as bytes holds before it is
+    /// decoded, without an allocation per event.
+    pub fn null() -> Arc<Value> {
+        static NULL: OnceLock<Arc<Value>> = OnceLock::new();
+        Arc::clone(NULL.get_or_init(|| Arc::new(Value::Null)))
+    }
+
+    /// The data, to change: copied first if another event shares it.
+    pub fn data_mut(&mut self) -> &mut Value {
+        Arc::make_mut(&mut self.data)
+    }
+
+    /// Replaces the data (in place when no other event shares it).
+    pub fn set_data(&mut self, data: Value) {
+        match Arc::get_mut(&mut self.data) {
+            Some(d) => *d = data,
+            None => self.data = Arc::new(data),
+        }
+    }
+
+    /// Takes the data out, leaving `Null` (copied first if shared).
+    pub fn take_data(&mut self) -> Value {
+        match Arc::get_mut(&mut self.data) {
+            Some(d) => std::mem::take(d),
+            None => std::mem::replace(&mut self.data, Event::null()).as_ref().clone(),
         }
     }
 

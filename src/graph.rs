@@ -10,7 +10,10 @@
 //! reader gets the datum itself, several get a copy each. A datum with an
 //! id is done in the train that sent it only when every copy is done in
 //! the train it went to: the copies are keyed by (reader, id) in one
-//! [`Ledger`], which follows the readers' renames and merges too.
+//! [`Ledger`], which follows the readers' renames and merges too. An
+//! output read by one train that reads nothing else needs no ledger: that
+//! train's `event_done` and `event_rename` are passed up as they are, as
+//! if the two trains were one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -186,6 +189,10 @@ pub(crate) struct Outlet<D> {
     /// Empty for the train's main output.
     pub(crate) name: String,
     pub(crate) readers: Vec<Reader<D>>,
+    /// One train reads it, and nothing else: a datum sent here has one
+    /// copy, in that train, whose broadcasts are simply passed up (no
+    /// ledger needed).
+    pub(crate) exclusive: bool,
 }
 
 impl<D> Outlet<D> {
@@ -193,6 +200,7 @@ impl<D> Outlet<D> {
         Outlet {
             name,
             readers: Vec::new(),
+            exclusive: false,
         }
     }
 
@@ -236,6 +244,10 @@ pub(crate) struct Graph {
     pub(crate) queued: bool,
     /// Per train, whether it has an inlet.
     pub(crate) fed: Vec<bool>,
+    /// Per train, the train it reads if it reads one exclusive output and
+    /// nothing else: its `event_done` and `event_rename` are passed there
+    /// as they are.
+    pub(crate) forward: Vec<Option<u32>>,
     pub(crate) gauges: Vec<Rc<Gauge>>,
 }
 
@@ -270,6 +282,11 @@ impl Graph {
     /// Follows a broadcast in `train` below the junctions: a copy done
     /// there may settle the datum upstream; a rename carries the copy on.
     pub(crate) fn follow(&mut self, train: u32, cast: Broadcast, notices: &mut VecDeque<(u32, Notice)>) {
+        if let (Some(&Some(up)), Broadcast::EventDone(_) | Broadcast::EventRename(..)) =
+            (self.forward.get(train as usize), cast)
+        {
+            return notices.push_back((up, Notice::Cast(cast)));
+        }
         match cast {
             Broadcast::EventDone(id) => {
                 self.ledger.done((train, id), |s| {

@@ -680,6 +680,10 @@ pub(crate) trait AnyTrain {
     fn drained(&self) -> bool;
     /// Its input queue's counters, if it has one.
     fn gauge(&self) -> Option<Rc<Gauge>>;
+    /// How many trains read output `output`.
+    fn readers(&self, output: usize) -> usize;
+    /// Marks output `output` as read by one train that reads nothing else.
+    fn set_exclusive(&mut self, output: usize, exclusive: bool);
 }
 
 /// What a reading train hands the trains it reads: its way in and how to
@@ -855,5 +859,18 @@ impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
     }
     fn gauge(&self) -> Option<Rc<Gauge>> {
         self.inlet.as_ref().map(|i| i.gauge.clone())
+    }
+    fn readers(&self, output: usize) -> usize {
+        self.body
+            .borrow()
+            .shared
+            .outputs
+            .get(output)
+            .map_or(0, |o| o.readers.len())
+    }
+    fn set_exclusive(&mut self, output: usize, exclusive: bool) {
+        if let Some(o) = self.body.borrow_mut().shared.outputs.get_mut(output) {
+            o.exclusive = exclusive;
+        }
     }
 }

@@ -120,7 +120,8 @@ fn dispatch_allocations_do_not_grow_with_the_number_of_events() {
 }
 
 /// The same closures in two trains, the second reading the first; with
-/// `ids`, every datum crossing the junction is acknowledged across it.
+/// `ids`, a third reads it too and every datum crossing the junction is
+/// acknowledged across it through the ledger.
 fn run_graph(n: u64, ids: bool) -> (u64, u64) {
     let sum = Arc::new(AtomicU64::new(0));
     let s = Arc::clone(&sum);
@@ -143,6 +144,13 @@ fn run_graph(n: u64, ids: bool) -> (u64, u64) {
     if ids {
         head = head.ids(IdGetter::new(|x: &u64| Some(EventId(*x))));
         rest = rest.ids(IdGetter::new(|x: &u64| Some(EventId(*x))));
+        // A second reader: every datum crossing is counted in the ledger.
+        esc.add_train(
+            Train::new("spare")
+                .ids(IdGetter::new(|x: &u64| Some(EventId(*x))))
+                .input("head")
+                .filter(|x| x % 3 == 0),
+        );
     }
     esc.add_train(head);
     esc.add_train(rest);

@@ -464,7 +464,7 @@ fn a_malformed_line_in_the_middle_is_counted_shown_to_the_error_output_and_dropp
         &[r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n": oops}"#, r#"{"n":4}"#, "[5]"],
         decode,
     );
-    let data: Vec<&Value> = seen.iter().map(|e| &e.data).collect();
+    let data: Vec<&Value> = seen.iter().map(|e| &*e.data).collect();
     assert_eq!(data, [&json!({"n":1}), &json!({"n":2}), &json!({"n":4}), &json!([5])]);
     assert_eq!(malformed.get(), 1);
     let errors = errors.lock().unwrap();
@@ -489,7 +489,7 @@ fn wrap_keeps_a_non_json_line_as_a_message_with_the_error() {
     let (seen, _) = run_decode(&["plain text", r#"{"ok":true}"#], decode);
     assert_eq!(seen[0].data["message"], "plain text");
     assert!(seen[0].data["error"].as_str().unwrap().contains("expected"));
-    assert_eq!(seen[1].data, json!({"ok": true}));
+    assert_eq!(*seen[1].data, json!({"ok": true}));
 }
 
 #[test]
@@ -500,7 +500,7 @@ fn pass_leaves_the_target_untouched_and_invalid_utf8_wraps_lossily() {
     })
     .unwrap();
     let (seen, _) = run_decode(&["nope"], decode);
-    assert_eq!(seen[0].data, Value::Null);
+    assert_eq!(*seen[0].data, Value::Null);
     assert_eq!(seen[0].raw, b"nope");
 
     let _g = exclusive();
@@ -523,7 +523,7 @@ fn pass_leaves_the_target_untouched_and_invalid_utf8_wraps_lossily() {
             }),
     );
     esc.run().unwrap();
-    assert_eq!(seen.lock().unwrap()[0].data, json!({"message": "caf\u{FFFD}"}));
+    assert_eq!(*seen.lock().unwrap()[0].data, json!({"message": "caf\u{FFFD}"}));
 }
 
 #[test]
@@ -535,7 +535,8 @@ fn decode_reads_a_string_field_and_writes_to_a_path() {
         Train::new("nested")
             .cog(Supply::new(chunks(&[r#"{"a":[1,2]}"#])))
             .map(|mut e: Event| {
-                e.data = json!({ "body": String::from_utf8(std::mem::take(&mut e.raw)).unwrap() });
+                let body = String::from_utf8(std::mem::take(&mut e.raw)).unwrap();
+                e.set_data(json!({ "body": body }));
                 e
             })
             .cog(
@@ -603,7 +604,7 @@ fn encode_writes_compact_json_into_the_raw_buffer_it_reuses() {
             ])))
             .cog(JsonDecode::new(JsonDecodeSettings::default()).unwrap())
             .map(move |mut e: Event| {
-                e.data["added"] = json!("yes");
+                e.data_mut()["added"] = json!("yes");
                 e.raw.reserve(256);
                 record.lock().unwrap().push((e.raw.as_ptr() as usize, e.raw.capacity()));
                 e

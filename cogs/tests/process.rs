@@ -179,7 +179,7 @@ fn through<C: Cog<Event>>(cog: C, items: Vec<Value>) -> Record {
 }
 
 fn data(r: &Record) -> Vec<Value> {
-    r.written.iter().map(|e| e.data.clone()).collect()
+    r.written.iter().map(|e| (*e.data).clone()).collect()
 }
 
 /// Every datum emitted is acked exactly once.

@@ -38,30 +38,52 @@ impl Escapement {
             return Err(Error::Graph(errors.join("; ")));
         }
         self.order = self.topological(&edges)?;
-        for edge in edges {
+        for &edge in &edges {
             self.connect(edge)?;
+        }
+        // An output one train reads, when that train reads nothing else:
+        // one copy per datum, passed up without the ledger.
+        self.core.graph.forward = vec![None; self.trains.len()];
+        for e in &edges {
+            let only_input = edges.iter().filter(|x| x.to == e.to).count() == 1;
+            let only_reader = self.trains[e.from as usize].readers(e.output) == 1;
+            if only_input && only_reader {
+                self.trains[e.from as usize].set_exclusive(e.output, true);
+                self.core.graph.forward[e.to as usize] = Some(e.from);
+            }
         }
         Ok(())
     }
 
     /// Makes the junctions of train `t`, placed while the loop runs: it
-    /// may read only trains placed before it.
+    /// may read only outputs of trains placed before it that nobody reads
+    /// yet (the copies in flight below an output are counted one way or
+    /// the other from the start).
     pub(super) fn wire_train(&mut self, t: u32) -> Result<(), Error> {
         let names: Vec<String> = self.trains[t as usize].inputs().to_vec();
-        for name in names {
-            let (from, output) = self.resolve(&name).map_err(|why| {
-                Error::Graph(format!(
-                    "train `{}`: input `{name}`: {why}",
-                    self.trains[t as usize].name()
-                ))
-            })?;
+        let name = self.trains[t as usize].name().to_owned();
+        let mut edges = Vec::new();
+        for input in &names {
+            let (from, output) = self
+                .resolve(input)
+                .map_err(|why| Error::Graph(format!("train `{name}`: input `{input}`: {why}")))?;
             if from == t {
+                return Err(Error::Graph(format!("train `{name}` reads itself: a cycle")));
+            }
+            if self.trains[from as usize].readers(output) > 0 {
                 return Err(Error::Graph(format!(
-                    "train `{}` reads itself: a cycle",
-                    self.trains[t as usize].name()
+                    "train `{name}`: input `{input}`: placed while the loop runs, it may read only an output nobody reads yet"
                 )));
             }
-            self.connect(Edge { from, output, to: t })?;
+            edges.push(Edge { from, output, to: t });
+        }
+        self.core.graph.forward.resize(self.trains.len(), None);
+        for &e in &edges {
+            self.connect(e)?;
+        }
+        if let [e] = edges[..] {
+            self.trains[e.from as usize].set_exclusive(e.output, true);
+            self.core.graph.forward[t as usize] = Some(e.from);
         }
         Ok(())
     }

@@ -126,7 +126,7 @@ impl ProgramCog {
                 Some(e) => e,
                 None => Event::new(ctx.next_event_id(), Value::Null),
             };
-            event.data = response;
+            event.set_data(response);
             event.raw.clear();
             ctx.emit(event);
         }
@@ -147,7 +147,7 @@ impl Cog<Event> for ProgramCog {
         let decoded = if event.data.is_null() {
             Request::decode(&event.raw)
         } else {
-            Request::from_value(std::mem::take(&mut event.data))
+            Request::from_value(event.take_data())
         };
         match decoded {
             Ok(request) => {
@@ -157,7 +157,7 @@ impl Cog<Event> for ProgramCog {
             }
             Err((id, message)) => {
                 self.engine.stats.rejected.add(1);
-                event.data = rejection(id, message);
+                event.set_data(rejection(id, message));
                 event.raw.clear();
                 ctx.emit(event);
             }

@@ -204,7 +204,7 @@ fn event_bytes(source: &str) -> Getter<Event, [u8]> {
 /// The value of an [`Event`] that a `source` setting names.
 fn event_value(source: &str) -> Getter<Event, Value> {
     if source == "data" {
-        return Getter::new("data", |e: &Event| Some(&e.data));
+        return Getter::new("data", |e: &Event| Some(&*e.data));
     }
     Getter::path(source)
 }
@@ -213,7 +213,7 @@ fn event_value(source: &str) -> Getter<Event, Value> {
 fn event_value_setter(target: &str) -> Setter<Event, Value> {
     if target == "data" {
         return Setter::new("data", |mut e: Event, v| {
-            e.data = v;
+            e.set_data(v);
             e
         });
     }

@@ -5,7 +5,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde_json::Value;
 use tourbillon::accessor::Getter;
 use tourbillon::{Cog, Context, Event, EventId, Finish, Next, Role};
 
@@ -91,7 +90,7 @@ impl Lines<Event> {
             Getter::<Event, [u8]>::raw(),
             |parent: &Event, line: Line<'_>| Event {
                 id: line.id,
-                data: Value::Null,
+                data: Event::null(),
                 raw: line.bytes.to_vec(),
                 origin: parent.origin.clone(),
                 line: line.number,

@@ -204,7 +204,7 @@ impl Tail<Event> {
     pub fn new(settings: TailSettings) -> Result<Self, Error> {
         Tail::with(settings, |line: TailLine<'_>| Event {
             id: line.id,
-            data: serde_json::Value::Null,
+            data: Event::null(),
             raw: line.bytes.to_vec(),
             origin: Some(Arc::clone(line.origin)),
             line: line.number,
