@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tourbillon::{Cog, Context, EventId, Finish, Fired, Next, Role};
 
@@ -205,4 +205,16 @@ pub fn append(path: &Path, text: &str) {
 /// descriptor limit write and count.
 pub fn numbered_line(file: usize, n: usize) -> String {
     format!("f{file:03}-{n:05}")
+}
+
+/// Polls `cond` every 10 ms for up to `secs`; panics with `what` if it never holds.
+pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::wait_for;
 
 /// The binary, run in `dir`, its log (stderr) appended to `dir/log`.
 fn tourbillon(dir: &Path, args: &[&str]) -> Command {
@@ -57,18 +58,6 @@ impl Drop for Reap {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Polls `cond` every 10 ms for up to `secs`; panics with `what` if it never holds.
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
