@@ -268,11 +268,24 @@ fn cycles(layered: &Layered, trains: &[PlannedTrain], edges: &[Edge]) -> Vec<Con
     errors
 }
 
-/// Warnings: named outputs nobody reads (what goes there is done and
-/// written nowhere).
+/// Warnings: named outputs nobody reads, and trains that end without a
+/// drain and that nobody reads (what goes there is done and written
+/// nowhere).
 pub fn warnings(layered: &Layered, trains: &[PlannedTrain], edges: &[Edge]) -> Vec<ConfigError> {
     let mut out = Vec::new();
     for (ti, t) in trains.iter().enumerate() {
+        let ends_in_drain = t.cogs.last().is_some_and(|c| c.role == Role::Drain);
+        let read = edges.iter().any(|e| e.from == ti && e.output.is_none());
+        if let (false, false, Some(last)) = (ends_in_drain, read, t.config.cogs.last()) {
+            out.push(layered.error(
+                &last.path,
+                format!(
+                    "train `{}` ends without a drain and no train reads it: what falls off its end is reported \
+                     done and written nowhere (end it with a drain, or name `{}` in another train's `inputs`)",
+                    t.config.name, t.config.name
+                ),
+            ));
+        }
         for o in offer(t).named {
             if !edges
                 .iter()

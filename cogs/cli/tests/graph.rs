@@ -442,6 +442,24 @@ fn an_error_output_nobody_reads_is_a_warning_not_an_error() {
 }
 
 #[test]
+fn a_train_ending_without_a_drain_that_nobody_reads_is_a_warning() {
+    let (code, out, err) = check(
+        "[trains.t]\ncogs = [{ kind = \"stdin\" }, { kind = \"json_decode\" }]\n\
+         [trains.u]\ncogs = [{ kind = \"stdin\" }, { kind = \"json_decode\" }]\n\
+         [trains.v]\ninputs = [\"u\"]\ncogs = [{ kind = \"stdout\" }]\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "c.toml: ok (3 trains, 5 cogs)\n");
+    assert_eq!(
+        err,
+        "tourbillon: warning: file c.toml: trains.t.cogs[1]: train `t` ends without a drain and no train reads it: \
+         what falls off its end is reported done and written nowhere (end it with a drain, or name `t` in another \
+         train's `inputs`)\n",
+        "`u` is read by `v`: no warning for it"
+    );
+}
+
+#[test]
 fn a_captured_graph_replays_and_is_compared_drain_by_drain() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
