@@ -4,7 +4,7 @@
 //! ```toml
 //! [trains.web]
 //! cogs = [
-//!     { kind = "tail", paths = ["/var/log/app.log"] },
+//!     { kind = "tail", include = ["/var/log/app.log"] },
 //!     { kind = "json_decode" },
 //!     { kind = "route", mode = "first", outputs = {
 //!         errors = [{ field = "level", equals = "error" }],
