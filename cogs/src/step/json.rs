@@ -191,7 +191,7 @@ impl<D> fmt::Debug for JsonDecode<D> {
 }
 
 /// The bytes of an [`Event`] that a `source` setting names.
-fn event_bytes(source: &str) -> Getter<Event, [u8]> {
+pub(crate) fn event_bytes(source: &str) -> Getter<Event, [u8]> {
     if source == "raw" {
         return Getter::<Event, [u8]>::raw();
     }
@@ -418,11 +418,17 @@ impl<D: 'static> JsonDecode<D> {
 
     /// The datum with `{"message": <its input as text>}` as the target.
     fn wrap_malformed(&self, datum: D) -> D {
-        let text = String::from_utf8_lossy(self.source.get(&datum).unwrap_or_default()).into_owned();
-        let mut message = serde_json::Map::with_capacity(1);
-        message.insert("message".into(), Value::String(text));
+        let message = message_of(self.source.get(&datum).unwrap_or_default());
         self.target.set(datum, Value::Object(message))
     }
+}
+
+/// `{"message": <input as text>}` (invalid UTF-8 replaced): how what a
+/// decoder could not read is kept, here and in [`parse`](crate::step::parse).
+pub(crate) fn message_of(input: &[u8]) -> serde_json::Map<String, Value> {
+    let mut message = serde_json::Map::with_capacity(1);
+    message.insert("message".into(), Value::String(String::from_utf8_lossy(input).into_owned()));
+    message
 }
 
 fn log_wrap_summary(s: Summary, total: u64) {
@@ -434,7 +440,7 @@ fn log_wrap_summary(s: Summary, total: u64) {
 }
 
 /// An event id for log lines, `-` when the datum has none.
-struct IdText(Option<EventId>);
+pub(crate) struct IdText(pub(crate) Option<EventId>);
 
 impl fmt::Display for IdText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -72,6 +72,13 @@ impl Registry {
             |s, _| step::json::JsonDecode::new(s),
         );
         r.add(
+            "parse",
+            "read fields out of text: regex, nginx/apache access logs, logfmt, kv, csv",
+            Role::Step,
+            by_building(step::parse::Parse::new),
+            metered(&board, "parse", |s, _| step::parse::Parse::new(s)),
+        );
+        r.add(
             "json_encode",
             "render the event's data as JSON text",
             Role::Step,
