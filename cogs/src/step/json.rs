@@ -427,7 +427,10 @@ impl<D: 'static> JsonDecode<D> {
 /// decoder could not read is kept, here and in [`parse`](crate::step::parse).
 pub(crate) fn message_of(input: &[u8]) -> serde_json::Map<String, Value> {
     let mut message = serde_json::Map::with_capacity(1);
-    message.insert("message".into(), Value::String(String::from_utf8_lossy(input).into_owned()));
+    message.insert(
+        "message".into(),
+        Value::String(String::from_utf8_lossy(input).into_owned()),
+    );
     message
 }
 

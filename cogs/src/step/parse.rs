@@ -201,11 +201,19 @@ impl Format {
     ];
 
     fn of(name: &str) -> Result<Format, Error> {
-        Format::NAMES.iter().find(|(n, _)| *n == name).map(|(_, f)| *f).ok_or_else(|| {
-            let known: Vec<&str> = Format::NAMES.iter().map(|(n, _)| *n).collect();
-            let what = if name.is_empty() { "required".to_owned() } else { format!("unknown format `{name}`") };
-            Error::setting("format", format!("{what}: one of {}", known.join(", ")))
-        })
+        Format::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Format::NAMES.iter().map(|(n, _)| *n).collect();
+                let what = if name.is_empty() {
+                    "required".to_owned()
+                } else {
+                    format!("unknown format `{name}`")
+                };
+                Error::setting("format", format!("{what}: one of {}", known.join(", ")))
+            })
     }
 }
 
@@ -231,7 +239,12 @@ impl Type {
                     "`timestamp` is not a type here: add a `timestamp` step after parse for the field",
                 ))
             }
-            _ => return Err(Error::setting(key, format!("unknown type `{name}`: int, float, bool or string"))),
+            _ => {
+                return Err(Error::setting(
+                    key,
+                    format!("unknown type `{name}`: int, float, bool or string"),
+                ))
+            }
         })
     }
 
@@ -365,7 +378,10 @@ impl Parser {
             }
             Format::Csv => {
                 if s.columns.is_empty() {
-                    return Err(Error::setting("columns", "required with format = \"csv\": the field names"));
+                    return Err(Error::setting(
+                        "columns",
+                        "required with format = \"csv\": the field names",
+                    ));
                 }
                 for (i, c) in s.columns.iter().enumerate() {
                     if c.is_empty() {
@@ -624,7 +640,11 @@ fn kv(line: &str, k: &Kv) -> Result<Fields, String> {
     loop {
         // Runs of the separator (and blanks around a visible one) count as one.
         loop {
-            let trimmed = if blank_split { rest.trim_start() } else { rest.trim_start_matches(' ') };
+            let trimmed = if blank_split {
+                rest.trim_start()
+            } else {
+                rest.trim_start_matches(' ')
+            };
             match trimmed.strip_prefix(fs) {
                 Some(r) => rest = r,
                 None => {
@@ -636,7 +656,11 @@ fn kv(line: &str, k: &Kv) -> Result<Fields, String> {
         if rest.is_empty() {
             break;
         }
-        let key_end = [rest.find(vs), rest.find(fs)].into_iter().flatten().min().unwrap_or(rest.len());
+        let key_end = [rest.find(vs), rest.find(fs)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(rest.len());
         let key = rest[..key_end].trim_end_matches(' ');
         if key.is_empty() {
             return Err(format!("a value with no key at `{}`", excerpt(rest)));
@@ -649,7 +673,11 @@ fn kv(line: &str, k: &Kv) -> Result<Fields, String> {
             fields.insert(key.to_owned(), Value::Bool(true));
             continue;
         };
-        let after = if blank_split { after } else { after.trim_start_matches(' ') };
+        let after = if blank_split {
+            after
+        } else {
+            after.trim_start_matches(' ')
+        };
         let value = match k.quote.filter(|q| after.starts_with(*q)) {
             Some(q) => {
                 let (value, r) = quoted_value(&after[q.len_utf8()..], q)
@@ -717,7 +745,10 @@ fn csv_record(line: &str, columns: &[String], delimiter: u8) -> Result<Fields, S
         Ok(false) => return Err("no record".into()),
         Err(e) => return Err(e.to_string()),
     }
-    if reader.read_record(&mut csv::StringRecord::new()).map_err(|e| e.to_string())? {
+    if reader
+        .read_record(&mut csv::StringRecord::new())
+        .map_err(|e| e.to_string())?
+    {
         return Err("more than one record (a newline outside quotes)".into());
     }
     if record.len() != columns.len() {

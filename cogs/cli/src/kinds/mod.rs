@@ -297,4 +297,28 @@ mod tests {
         assert_eq!(path, "trains.t.cogs[1].error_field");
         assert!(errors(r#"{ kind = "timestamp", error_output = "late", error_field = "why" }"#).is_empty());
     }
+
+    #[test]
+    fn bad_parse_settings_are_named_by_key_path() {
+        let (path, message) = one(r#"{ kind = "parse", format = "regex", pattern = "(?P<a>" }"#);
+        assert_eq!(path, "trains.t.cogs[1].pattern");
+        assert!(message.contains("regex parse error"), "{message}");
+        let (path, message) = one(r#"{ kind = "parse", format = "regex", pattern = "(a)" }"#);
+        assert_eq!(path, "trains.t.cogs[1].pattern");
+        assert!(message.starts_with("has no named group"), "{message}");
+        let (path, message) = one(r#"{ kind = "parse", format = "nginx" }"#);
+        assert_eq!(path, "trains.t.cogs[1].format");
+        assert!(
+            message.starts_with("unknown format `nginx`: one of regex, nginx_combined"),
+            "{message}"
+        );
+        let (path, message) = one(r#"{ kind = "parse", format = "logfmt", types = { ok = "boolean" } }"#);
+        assert_eq!(path, "trains.t.cogs[1].types.ok");
+        assert!(message.starts_with("unknown type `boolean`"), "{message}");
+        let (path, _) = one(r#"{ kind = "parse", format = "csv", columns = ["a", ""] }"#);
+        assert_eq!(path, "trains.t.cogs[1].columns[1]");
+        let (path, _) = one(r#"{ kind = "parse", format = "logfmt", error_output = "bad", on_error = "drop" }"#);
+        assert_eq!(path, "trains.t.cogs[1].error_output");
+        assert!(errors(r#"{ kind = "parse", format = "nginx_combined", types = { size = "string" } }"#).is_empty());
+    }
 }
