@@ -15,5 +15,6 @@ pub mod rdns;
 pub mod route;
 pub mod sample;
 pub mod stats;
+pub mod syslog;
 pub mod timestamp;
 pub mod window;
