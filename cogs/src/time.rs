@@ -10,6 +10,7 @@
 //! | `rfc3339` | `2024-03-01T12:00:00.250+01:00` (`T`, `t` or a space between date and time; `Z` or an offset) |
 //! | `epoch_secs` | a number or numeric string of seconds since 1970, fractions allowed (`1709294400.25`) |
 //! | `epoch_millis`, `epoch_micros`, `epoch_nanos` | the same in smaller units |
+//! | `rfc3164` | syslog's `Nov 30 20:13:01` or `Nov  1 08:05:09` (the day space-padded or not, a `.fraction` allowed): no year, see below |
 //! | a pattern with `%` | strftime-like, below |
 //!
 //! Pattern directives: `%Y` year (4 digits), `%m` month, `%d` day, `%e`
@@ -19,12 +20,96 @@
 //! `+01`, `+0100`, `+01:00`), `%Z` `UTC`/`GMT`/`Z`, `%s` epoch seconds,
 //! `%T` = `%H:%M:%S`, `%F` = `%Y-%m-%d`, `%%` a `%`. A space matches one
 //! or more spaces; other characters match themselves. A pattern needs a
-//! year (`%Y`, `%F` or `%s`); without an offset the time is taken as UTC.
-//! Apache's `%d/%b/%Y:%H:%M:%S %z` reads `10/Oct/2000:13:55:36 -0700`.
+//! year (`%Y`, `%F` or `%s`). Apache's `%d/%b/%Y:%H:%M:%S %z` reads
+//! `10/Oct/2000:13:55:36 -0700`.
+//!
+//! A time without an offset (`rfc3164`, a pattern without `%z`/`%Z`) is a
+//! local time in a [`Zone`]: UTC unless a zone is given (`UTC`, a fixed
+//! offset `+02:00`, or a named zone `Europe/Paris` read from the system's
+//! zoneinfo database, `/usr/share/zoneinfo` or `$TZDIR`). A local time
+//! that a zone skips (the hour lost to daylight saving) is read as if the
+//! clock had not changed yet; a repeated one as its first occurrence.
+//!
+//! An `rfc3164` time has no year: it is put in the year that makes it the
+//! latest time no more than [`FUTURE_SLACK_SECS`] (two days) after `now`,
+//! so a line of 31 December read on 1 January is last year's, and one of 1
+//! January read a few seconds before midnight on 31 December (a sender's
+//! clock slightly ahead) is next year's.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use jiff::civil::Date;
+use jiff::tz::{Offset, TimeZone};
 use serde_json::Value;
+
+/// The zone of local times (times read without an offset); see the
+/// [module docs](self).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Zone(TimeZone);
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone(TimeZone::UTC)
+    }
+}
+
+impl Zone {
+    /// `UTC`, a fixed offset (`+02:00`, `-0530`, `Z`) or a zone of the
+    /// system's database (`Europe/Paris`); the error says which it is not.
+    pub fn named(name: &str) -> Result<Zone, String> {
+        if name.eq_ignore_ascii_case("utc") || name == "Z" {
+            return Ok(Zone::default());
+        }
+        if name.starts_with(['+', '-']) {
+            let mut s = Input {
+                s: name.as_bytes(),
+                i: 0,
+            };
+            return match s.offset().filter(|_| s.done()) {
+                Some(secs) => Ok(Zone(TimeZone::fixed(
+                    Offset::from_seconds(secs as i32).map_err(|e| e.to_string())?,
+                ))),
+                None => Err(format!("`{name}` is not an offset like +02:00 or -0530")),
+            };
+        }
+        TimeZone::get(name).map(Zone).map_err(|e| {
+            format!("`{name}` is not UTC, an offset like +02:00, or a time zone of the system's database: {e}")
+        })
+    }
+
+    /// The offset of this zone if it is fixed (UTC or `+02:00`).
+    fn fixed_secs(&self) -> Option<i64> {
+        self.0.to_fixed_offset().ok().map(|o| i64::from(o.seconds()))
+    }
+
+    /// The instant of a (checked) local date and time in this zone.
+    fn instant(&self, p: &Parts, year: i64, month: u32, day: u32) -> Option<Time> {
+        // jiff has no leap seconds: `:60` is read as the second after `:59`,
+        // as the arithmetic for fixed offsets does.
+        let leap = i64::from(p.second == 60);
+        let dt = Date::new(i16::try_from(year).ok()?, month as i8, day as i8).ok()?.at(
+            p.hour as i8,
+            p.minute as i8,
+            p.second.min(59) as i8,
+            0,
+        );
+        let ts = self.0.to_timestamp(dt).ok()?;
+        Some(Time {
+            secs: ts.as_second() + leap,
+            nanos: p.nanos,
+        })
+    }
+
+    /// The civil year `t` falls in, in this zone.
+    fn year_of(&self, t: Time) -> Option<i64> {
+        let ts = jiff::Timestamp::from_second(t.secs).ok()?;
+        Some(i64::from(self.0.to_datetime(ts).year()))
+    }
+}
+
+/// How far after `now` an [`rfc3164`] time may be before it is taken as
+/// last year's: two days.
+pub const FUTURE_SLACK_SECS: i64 = 2 * 86_400;
 
 /// An instant as seconds and nanoseconds since 1970-01-01 UTC (seconds may
 /// be negative; nanoseconds are always in `0..1e9`).
@@ -141,12 +226,13 @@ struct Parts {
     minute: u32,
     second: u32,
     nanos: u32,
-    offset_secs: i64,
+    /// None: a local time, in the zone given.
+    offset_secs: Option<i64>,
     epoch: Option<i64>,
 }
 
 impl Parts {
-    fn time(&self) -> Option<Time> {
+    fn time(&self, zone: &Zone) -> Option<Time> {
         if let Some(secs) = self.epoch {
             return Some(Time {
                 secs,
@@ -158,8 +244,12 @@ impl Parts {
         if month > 12 || day > days_in_month(year, month) || self.hour > 23 || self.minute > 59 || self.second > 60 {
             return None;
         }
+        let offset = match self.offset_secs.or_else(|| zone.fixed_secs()) {
+            Some(o) => o,
+            None => return zone.instant(self, year, month, day),
+        };
         let days = days_from_civil(year, month, day);
-        let secs = days * 86_400 + i64::from(self.hour * 3600 + self.minute * 60 + self.second) - self.offset_secs;
+        let secs = days * 86_400 + i64::from(self.hour * 3600 + self.minute * 60 + self.second) - offset;
         Some(Time {
             secs,
             nanos: self.nanos,
@@ -299,9 +389,54 @@ fn rfc3339(text: &str) -> Option<Time> {
     if s.eat(b'.') || s.eat(b',') {
         p.nanos = s.fraction()?;
     }
-    p.offset_secs = s.offset()?;
+    p.offset_secs = Some(s.offset()?);
     s.done().then_some(())?;
-    p.time()
+    p.time(&Zone::default())
+}
+
+/// `Mmm dd hh:mm:ss` (the day space-padded or not, an optional fraction)
+/// in `zone`, in the year that makes it the latest time no more than
+/// [`FUTURE_SLACK_SECS`] after `now` (see the [module docs](self)).
+///
+/// ```
+/// use tourbillon_cogs::time::{rfc3164, Time, Zone};
+///
+/// let new_year = Time { secs: 1_798_761_600, nanos: 0 }; // 2027-01-01T00:00:00Z
+/// let t = rfc3164("Dec 31 23:59:58", new_year, &Zone::default()).unwrap();
+/// assert_eq!(t.rfc3339(0), "2026-12-31T23:59:58Z");
+/// let paris = Zone::named("Europe/Paris").unwrap();
+/// let t = rfc3164("Jul  4 12:00:00", new_year, &paris).unwrap();
+/// assert_eq!(t.rfc3339(0), "2026-07-04T10:00:00Z");
+/// ```
+pub fn rfc3164(text: &str, now: Time, zone: &Zone) -> Option<Time> {
+    let mut p = Parts::default();
+    let mut s = Input {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    let short: Vec<&str> = MONTHS.iter().map(|m| &m[..3]).collect();
+    p.month = s.name(&short)? as u32 + 1;
+    s.eat(b' ').then_some(())?;
+    s.eat(b' ');
+    p.day = s.number(1, 2)?;
+    s.eat(b' ').then_some(())?;
+    p.hour = s.number(2, 2)?;
+    s.eat(b':').then_some(())?;
+    p.minute = s.number(2, 2)?;
+    s.eat(b':').then_some(())?;
+    p.second = s.number(2, 2)?;
+    if s.eat(b'.') {
+        p.nanos = s.fraction()?;
+    }
+    s.done().then_some(())?;
+    let year = zone.year_of(now)?;
+    // The latest candidate not too far in the future; a year without the
+    // date (29 February) is skipped.
+    (year - 1..=year + 1).rev().find_map(|y| {
+        p.year = Some(y);
+        p.time(zone)
+            .filter(|t| t.secs <= now.secs.saturating_add(FUTURE_SLACK_SECS))
+    })
 }
 
 /// A number of `unit` nanoseconds since the epoch, from a JSON number or a
@@ -410,7 +545,7 @@ fn compile(pattern: &str) -> Result<Vec<Item>, String> {
     Ok(items)
 }
 
-fn pattern(items: &[Item], text: &str) -> Option<Time> {
+fn pattern(items: &[Item], text: &str, zone: &Zone) -> Option<Time> {
     let mut p = Parts::default();
     let mut s = Input {
         s: text.as_bytes(),
@@ -455,9 +590,10 @@ fn pattern(items: &[Item], text: &str) -> Option<Time> {
                     s.name(&short)?;
                 }
             }
-            Item::Offset => p.offset_secs = s.offset()?,
+            Item::Offset => p.offset_secs = Some(s.offset()?),
             Item::Zone => {
                 s.name(&["utc", "gmt", "z"])?;
+                p.offset_secs = Some(0);
             }
             Item::Epoch => {
                 let neg = s.eat(b'-');
@@ -467,24 +603,27 @@ fn pattern(items: &[Item], text: &str) -> Option<Time> {
         }
     }
     s.done().then_some(())?;
-    p.time()
+    p.time(zone)
 }
 
 /// One way to read a time; see the [module docs](self).
 #[derive(Clone, Debug)]
 pub(crate) enum Format {
     Rfc3339,
+    Rfc3164,
     Epoch(i128),
     Pattern(Vec<Item>),
 }
 
 impl Format {
-    /// The time `v` holds in this format, if it holds one.
-    pub(crate) fn parse(&self, v: &Value) -> Option<Time> {
+    /// The time `v` holds in this format, if it holds one; a local time
+    /// in `zone`, a year inferred against `now` (asked only then).
+    pub(crate) fn parse(&self, v: &Value, zone: &Zone, now: impl FnOnce() -> Time) -> Option<Time> {
         match self {
             Format::Rfc3339 => rfc3339(v.as_str()?),
+            Format::Rfc3164 => rfc3164(v.as_str()?, now(), zone),
             Format::Epoch(unit) => epoch(v, *unit),
-            Format::Pattern(items) => pattern(items, v.as_str()?),
+            Format::Pattern(items) => pattern(items, v.as_str()?, zone),
         }
     }
 }
@@ -493,6 +632,7 @@ impl Format {
 pub(crate) fn format_of(text: &str) -> Result<Format, String> {
     Ok(match text {
         "rfc3339" => Format::Rfc3339,
+        "rfc3164" => Format::Rfc3164,
         "epoch_secs" => Format::Epoch(1_000_000_000),
         "epoch_millis" => Format::Epoch(1_000_000),
         "epoch_micros" => Format::Epoch(1_000),
@@ -500,14 +640,16 @@ pub(crate) fn format_of(text: &str) -> Result<Format, String> {
         p if p.contains('%') => Format::Pattern(compile(p)?),
         other => {
             return Err(format!(
-                "unknown format `{other}` (rfc3339, epoch_secs, epoch_millis, epoch_micros, epoch_nanos, or a \
+                "unknown format `{other}` (rfc3339, rfc3164, epoch_secs, epoch_millis, epoch_micros, epoch_nanos, or a \
                  pattern with %)"
             ))
         }
     })
 }
 
-/// Parses `text` as `format` (a name or pattern, as in the settings).
+/// Parses `text` as `format` (a name or pattern, as in the settings); a
+/// local time is taken as UTC, a year inferred against the clock. See
+/// [`parse_in`] for another zone.
 ///
 /// ```
 /// use tourbillon_cogs::time::parse;
@@ -517,7 +659,13 @@ pub(crate) fn format_of(text: &str) -> Result<Format, String> {
 /// assert_eq!(parse("rfc3339", "yesterday").unwrap(), None);
 /// ```
 pub fn parse(format: &str, text: &str) -> Result<Option<Time>, String> {
-    Ok(format_of(format)?.parse(&Value::String(text.to_owned())))
+    parse_in(format, text, &Zone::default(), Time::from_system(SystemTime::now()))
+}
+
+/// Parses `text` as `format`, a local time in `zone`, a missing year
+/// inferred against `now`.
+pub fn parse_in(format: &str, text: &str, zone: &Zone, now: Time) -> Result<Option<Time>, String> {
+    Ok(format_of(format)?.parse(&Value::String(text.to_owned()), zone, || now))
 }
 
 #[cfg(test)]
@@ -597,5 +745,150 @@ mod tests {
         );
         assert_eq!(p("%s", "86400").as_deref(), Some("1970-01-02T00:00:00Z"));
         assert_eq!(p("%F", "2024-03-01 trailing"), None);
+    }
+
+    fn at(text: &str) -> Time {
+        rfc3339(text).unwrap()
+    }
+
+    fn bsd(text: &str, now: &str, zone: &str) -> Option<String> {
+        rfc3164(text, at(now), &Zone::named(zone).unwrap()).map(|t| t.rfc3339_auto())
+    }
+
+    #[test]
+    fn rfc3164_years_around_new_year() {
+        // Late-December lines read on 1 January are last year's.
+        assert_eq!(
+            bsd("Dec 31 23:59:59", "2027-01-01T00:00:05Z", "UTC").as_deref(),
+            Some("2026-12-31T23:59:59Z")
+        );
+        assert_eq!(
+            bsd("Dec 28 10:00:00", "2027-01-02T00:00:00Z", "UTC").as_deref(),
+            Some("2026-12-28T10:00:00Z")
+        );
+        // Early-January lines read on 1 January are this year's.
+        assert_eq!(
+            bsd("Jan  1 00:00:01", "2027-01-01T00:00:05Z", "UTC").as_deref(),
+            Some("2027-01-01T00:00:01Z")
+        );
+        // A sender's clock slightly ahead on 31 December: next year, not 364 days ago.
+        assert_eq!(
+            bsd("Jan  1 00:00:03", "2026-12-31T23:59:58Z", "UTC").as_deref(),
+            Some("2027-01-01T00:00:03Z")
+        );
+        // Within the slack ahead stays this year; beyond it is last year.
+        assert_eq!(
+            bsd("Jun 16 12:00:00", "2026-06-15T12:00:00Z", "UTC").as_deref(),
+            Some("2026-06-16T12:00:00Z")
+        );
+        assert_eq!(
+            bsd("Jun 18 12:00:00", "2026-06-15T12:00:00Z", "UTC").as_deref(),
+            Some("2025-06-18T12:00:00Z")
+        );
+        // 29 February goes to the latest leap year that fits: 2024 read in 2026.
+        assert_eq!(bsd("Feb 29 06:00:00", "2026-03-01T00:00:00Z", "UTC").as_deref(), None);
+        assert_eq!(
+            bsd("Feb 29 06:00:00", "2028-03-01T00:00:00Z", "UTC").as_deref(),
+            Some("2028-02-29T06:00:00Z")
+        );
+        // Day padding, no padding, a fraction, a leap second.
+        assert_eq!(
+            bsd("Mar  5 01:02:03", "2026-06-01T00:00:00Z", "UTC").as_deref(),
+            Some("2026-03-05T01:02:03Z")
+        );
+        assert_eq!(
+            bsd("Mar 5 01:02:03", "2026-06-01T00:00:00Z", "UTC").as_deref(),
+            Some("2026-03-05T01:02:03Z")
+        );
+        assert_eq!(
+            bsd("Mar 05 01:02:03.25", "2026-06-01T00:00:00Z", "UTC").as_deref(),
+            Some("2026-03-05T01:02:03.250Z")
+        );
+        assert_eq!(
+            bsd("Dec 31 23:59:60", "2027-01-01T00:00:05Z", "UTC").as_deref(),
+            Some("2027-01-01T00:00:00Z")
+        );
+        for bad in [
+            "Foo  1 00:00:00",
+            "Mar 32 00:00:00",
+            "Mar  1 24:00:00",
+            "Mar  1 0:00:00",
+            "Mar  1 00:00:00 x",
+            "2026-03-01T00:00:00Z",
+        ] {
+            assert_eq!(bsd(bad, "2026-06-01T00:00:00Z", "UTC"), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc3164_in_named_zones_and_offsets() {
+        // Paris is +01:00 in winter, +02:00 in summer.
+        assert_eq!(
+            bsd("Jan 15 12:00:00", "2026-06-01T00:00:00Z", "Europe/Paris").as_deref(),
+            Some("2026-01-15T11:00:00Z")
+        );
+        assert_eq!(
+            bsd("Jul 15 12:00:00", "2026-08-01T00:00:00Z", "Europe/Paris").as_deref(),
+            Some("2026-07-15T10:00:00Z")
+        );
+        // New Year in Paris: at 23:30Z on 31 December it is already 1 January
+        // 00:30 there, so a line of "Jan  1 00:10" is this (Paris) year's.
+        assert_eq!(
+            bsd("Jan  1 00:10:00", "2026-12-31T23:30:00Z", "Europe/Paris").as_deref(),
+            Some("2026-12-31T23:10:00Z")
+        );
+        assert_eq!(
+            bsd("Dec 31 23:50:00", "2026-12-31T23:30:00Z", "Europe/Paris").as_deref(),
+            Some("2026-12-31T22:50:00Z")
+        );
+        // The hour skipped on 29 March 2026 (02:00 -> 03:00) reads as before
+        // the change; the repeated one on 25 October 2026 as its first.
+        assert_eq!(
+            bsd("Mar 29 02:30:00", "2026-06-01T00:00:00Z", "Europe/Paris").as_deref(),
+            Some("2026-03-29T01:30:00Z")
+        );
+        assert_eq!(
+            bsd("Oct 25 02:30:00", "2026-11-01T00:00:00Z", "Europe/Paris").as_deref(),
+            Some("2026-10-25T00:30:00Z")
+        );
+        assert_eq!(
+            bsd("Jan 15 12:00:00", "2026-06-01T00:00:00Z", "+05:30").as_deref(),
+            Some("2026-01-15T06:30:00Z")
+        );
+        assert_eq!(
+            bsd("Jan 15 12:00:00", "2026-06-01T00:00:00Z", "-0800").as_deref(),
+            Some("2026-01-15T20:00:00Z")
+        );
+        for bad in ["Mars/Olympus", "+25:00", "+02:00x", "paris"] {
+            assert!(Zone::named(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn patterns_without_an_offset_are_local_to_the_zone() {
+        let paris = Zone::named("Europe/Paris").unwrap();
+        let now = at("2026-06-01T00:00:00Z");
+        let p = |f: &str, t: &str, z: &Zone| parse_in(f, t, z, now).unwrap().map(|t| t.rfc3339_auto());
+        assert_eq!(
+            p("%F %T", "2026-07-01 12:00:00", &paris).as_deref(),
+            Some("2026-07-01T10:00:00Z")
+        );
+        // An offset in the text wins over the zone.
+        assert_eq!(
+            p("%F %T %z", "2026-07-01 12:00:00 +00:00", &paris).as_deref(),
+            Some("2026-07-01T12:00:00Z")
+        );
+        assert_eq!(
+            p("%F %T %Z", "2026-07-01 12:00:00 UTC", &paris).as_deref(),
+            Some("2026-07-01T12:00:00Z")
+        );
+        assert_eq!(
+            p("%F %T", "2026-07-01 12:00:00", &Zone::default()).as_deref(),
+            Some("2026-07-01T12:00:00Z")
+        );
+        assert_eq!(
+            p("rfc3164", "Jul  1 12:00:00", &paris).as_deref(),
+            Some("2025-07-01T10:00:00Z")
+        );
     }
 }

@@ -308,6 +308,43 @@ fn unreadable_timestamps_can_be_dropped_and_are_acked() {
     assert_each_acked_once(&r);
 }
 
+#[test]
+fn syslog_dates_get_their_year_and_zone() {
+    use tourbillon_cogs::time::Time;
+    // A day ago, written as a syslog date at +02:00: read back, it is that
+    // instant, this year or last.
+    let ago = Time::from_system(std::time::SystemTime::now()).secs - 86_400;
+    let local = Time {
+        secs: ago + 7200,
+        nanos: 0,
+    }
+    .rfc3339(0);
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month: usize = local[5..7].parse().unwrap();
+    let day: u32 = local[8..10].parse().unwrap();
+    let text = format!("{} {day:>2} {}", months[month - 1], &local[11..19]);
+    let t = Timestamp::new(settings(json!({
+        "formats": ["rfc3339", "rfc3164", "%F %T"],
+        "timezone": "+02:00",
+    })))
+    .unwrap();
+    let paris = Timestamp::new(settings(json!({ "formats": ["%F %T"], "timezone": "Europe/Paris" }))).unwrap();
+    let out = data(&through(
+        t,
+        vec![json!({"timestamp": text}), json!({"timestamp": "2026-01-15 12:00:00"})],
+    ));
+    assert_eq!(out[0]["timestamp"], Time { secs: ago, nanos: 0 }.rfc3339(0), "{text}");
+    assert_eq!(out[1]["timestamp"], "2026-01-15T10:00:00Z");
+    let out = data(&through(paris, vec![json!({"timestamp": "2026-07-15 12:00:00"})]));
+    assert_eq!(out[0]["timestamp"], "2026-07-15T10:00:00Z");
+    let e = Timestamp::new(settings(json!({ "timezone": "Mars/Olympus" })))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("timezone: `Mars/Olympus` is not UTC"), "{e}");
+}
+
 // ---- anonymize -------------------------------------------------------------
 
 #[test]

@@ -3,10 +3,16 @@
 //!
 //! Formats are tried in the order given; the [time](crate::time) module
 //! lists what each reads (`rfc3339`, `epoch_secs`, `epoch_millis`, … and
-//! strftime-like patterns such as Apache's `%d/%b/%Y:%H:%M:%S %z`).
+//! strftime-like patterns such as Apache's `%d/%b/%Y:%H:%M:%S %z`), and
+//! syslog's `rfc3164` (`Nov 30 20:13:01`: no year, it is inferred against
+//! the clock). A time without an offset is read in `timezone`:
+//!
+//! ```toml
+//! { kind = "timestamp", field = "timestamp", formats = ["rfc3339", "rfc3164"], timezone = "Europe/Paris" }
+//! ```
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,7 +21,7 @@ use tourbillon::{Cog, Context, Event, Finish, Getter, Next, Output as TrainOutpu
 use crate::access::{check_path, Access};
 use crate::meter::{Meter, Metered};
 use crate::step::route::check_output_name;
-use crate::time::{format_of, Format, Time};
+use crate::time::{format_of, Format, Time, Zone};
 use crate::{Counter, Error, LogThrottle, Summary, Verdict};
 
 /// How [`Timestamp`] writes the time it read.
@@ -67,6 +73,11 @@ pub struct TimestampSettings {
     pub formats: Vec<String>,
     /// `"rfc3339"` (default), `"epoch_secs"` or `"epoch_millis"`.
     pub output: Output,
+    /// The zone of times read without an offset (`rfc3164`, patterns
+    /// without `%z`): `"UTC"`, an offset (`"+02:00"`) or a named zone of
+    /// the system's database (`"Europe/Paris"`). Default: none, UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
     /// A field that holds no readable time: `"pass"` (default) or `"drop"`.
     pub on_invalid: OnInvalid,
     /// The name of this train's output (`TRAIN.NAME`) that gets a datum
@@ -88,6 +99,7 @@ impl Default for TimestampSettings {
             target: None,
             formats: vec!["rfc3339".into(), "epoch_secs".into()],
             output: Output::Rfc3339,
+            timezone: None,
             on_invalid: OnInvalid::Pass,
             error_output: None,
             error_field: None,
@@ -101,7 +113,11 @@ impl TimestampSettings {
         self.compile().map(|_| ())
     }
 
-    fn compile(&self) -> Result<Vec<Format>, Error> {
+    fn compile(&self) -> Result<(Vec<Format>, Zone), Error> {
+        let zone = match &self.timezone {
+            Some(name) => Zone::named(name).map_err(|m| Error::setting("timezone", m))?,
+            None => Zone::default(),
+        };
         check_path("field", &self.field)?;
         if let Some(t) = &self.target {
             check_path("target", t)?;
@@ -129,7 +145,8 @@ impl TimestampSettings {
             .iter()
             .enumerate()
             .map(|(i, f)| format_of(f).map_err(|m| Error::setting(&format!("formats[{i}]"), m)))
-            .collect()
+            .collect::<Result<_, _>>()
+            .map(|formats| (formats, zone))
     }
 }
 
@@ -137,6 +154,7 @@ impl TimestampSettings {
 pub struct Timestamp<D = Event> {
     settings: TimestampSettings,
     formats: Vec<Format>,
+    zone: Zone,
     field: Getter<D, Value>,
     target: Setter<D, Option<Value>>,
     access: Access<D>,
@@ -166,13 +184,14 @@ impl Timestamp<Event> {
 impl<D: 'static> Timestamp<D> {
     /// A `timestamp` cog reaching fields through `access`.
     pub fn with_access(settings: TimestampSettings, access: Access<D>) -> Result<Self, Error> {
-        let formats = settings.compile()?;
+        let (formats, zone) = settings.compile()?;
         let field = access.getter(&settings.field);
         let target = access.writer(settings.target.as_deref().unwrap_or(&settings.field));
         let error_field = access.writer(settings.error_field.as_deref().unwrap_or("error"));
         Ok(Timestamp {
             settings,
             formats,
+            zone,
             field,
             target,
             access,
@@ -191,7 +210,9 @@ impl<D: 'static> Timestamp<D> {
 
     /// The time in a value, by the first format that reads it.
     pub fn read(&self, v: &Value) -> Option<Time> {
-        self.formats.iter().find_map(|f| f.parse(v))
+        self.formats
+            .iter()
+            .find_map(|f| f.parse(v, &self.zone, || Time::from_system(SystemTime::now())))
     }
 
     fn render(&self, t: Time) -> Value {
@@ -300,6 +321,9 @@ impl<D: 'static> Cog<D> for Timestamp<D> {
             self.settings.target.as_deref().unwrap_or(&self.settings.field),
             self.settings.output
         )?;
+        if let Some(zone) = &self.settings.timezone {
+            write!(f, " timezone={zone}")?;
+        }
         if self.settings.on_invalid == OnInvalid::Drop {
             f.write_str(" on_invalid=drop")?;
         }
