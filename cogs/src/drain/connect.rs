@@ -36,7 +36,8 @@ pub enum WhenFull {
 pub struct NetDrainSettings {
     /// The peer: `tcp:HOST:PORT` (or `HOST:PORT`) or `unix:PATH`. Required.
     pub connect: String,
-    /// `"newline"` (default) or `"length"` (4-byte big-endian prefix).
+    /// `"newline"` (default), `"length"` (4-byte big-endian prefix) or
+    /// `"octet_counting"` (syslog's `LEN SP MSG`, RFC 6587).
     pub framing: Framing,
     /// Bytes held while the peer is slow or away. At least 1. Default 8388608 (8 MiB).
     pub buffer_bytes: usize,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, FdId, Finish, Fired, Interest, Next, Role, TimerId};
 
 use crate::net::server::{ClientCounters, Clients, Listener, ACCEPT_AGAIN, CLIENT, LISTEN, SWEEP};
-use crate::net::{Address, Deframer, Framing};
+use crate::net::{Address, BadFrame, Deframer, Framing};
 use crate::{Counter, Error, LogThrottle, Verdict};
 
 /// Settings of [`NetSupply`].
@@ -22,9 +22,12 @@ pub struct NetSupplySettings {
     /// Where to listen: `tcp:HOST:PORT` (or `HOST:PORT`), `unix:PATH` or
     /// `udp:HOST:PORT`. Required.
     pub listen: String,
-    /// `"newline"` (default) or `"length"` (4-byte big-endian prefix). For
-    /// UDP, newline splits a datagram into lines and length takes each
-    /// datagram whole.
+    /// `"newline"` (default), `"length"` (4-byte big-endian prefix) or
+    /// `"octet_counting"` (syslog over TCP, RFC 6587: `LEN SP MSG`; a bad
+    /// length closes its client, counted and logged). For UDP, newline
+    /// splits a datagram into lines and length takes each datagram whole
+    /// (syslog over UDP, RFC 5426: one message per datagram);
+    /// octet_counting is refused there.
     pub framing: Framing,
     /// Longest frame, in bytes. A longer one closes its client (logged;
     /// the others are unaffected); a longer datagram is dropped and
@@ -70,6 +73,8 @@ pub struct NetSupplyStats {
     pub oversized: Counter,
     /// Length-prefixed frames cut short by a client leaving.
     pub truncated: Counter,
+    /// Clients closed for an octet-counting length that is not one.
+    pub bad_length: Counter,
     /// UDP datagrams dropped because the train was congested.
     pub dropped: Counter,
     /// Clients closed for idleness.
@@ -122,6 +127,12 @@ impl NetSupply {
             ));
         }
         let addr = Address::parse("listen", &settings.listen)?;
+        if matches!(addr, Address::Udp(_)) && settings.framing == Framing::OctetCounting {
+            return Err(Error::setting(
+                "framing",
+                "octet_counting is for streams; over UDP a datagram is one message: framing = \"length\" takes each whole",
+            ));
+        }
         for (key, v, min) in [
             ("max_frame_bytes", settings.max_frame_bytes, 1),
             ("max_clients", settings.max_clients, 1),
@@ -224,8 +235,8 @@ impl NetSupply {
                     for f in frames.drain(..) {
                         Self::emit(&self.stats, &c.peer, &mut c.state, f, ctx);
                     }
-                    if let Err(big) = pushed {
-                        break Some(Some(big.0));
+                    if let Err(bad) = pushed {
+                        break Some(Some(bad));
                     }
                     if n < want {
                         // A short read: the socket is drained (no need to see WouldBlock).
@@ -242,15 +253,28 @@ impl NetSupply {
         };
         self.clients.put_buf(buf);
         match outcome {
-            Some(Some(size)) => {
-                self.stats.oversized.add(1);
+            Some(Some(bad)) => {
                 if let Some(c) = self.clients.get_mut(idx) {
-                    log::warn!(
-                        "{}: client {} sent a frame of {size} bytes or more, over max_frame_bytes = {}; closing it",
-                        self.addr,
-                        c.peer,
-                        self.settings.max_frame_bytes
-                    );
+                    match &bad {
+                        BadFrame::Oversized(_) => {
+                            self.stats.oversized.add(1);
+                            log::warn!(
+                                "{}: client {} sent {bad}, over max_frame_bytes = {}; closing it",
+                                self.addr,
+                                c.peer,
+                                self.settings.max_frame_bytes
+                            );
+                        }
+                        BadFrame::Length(_) => {
+                            self.stats.bad_length.add(1);
+                            log::warn!(
+                                "{}: client {} sent {bad} after its frame {}; closing it",
+                                self.addr,
+                                c.peer,
+                                c.state.frames
+                            );
+                        }
+                    }
                     // What it sent after the frame cannot be trusted either.
                     c.state.deframer = Deframer::new(self.settings.framing, self.settings.max_frame_bytes);
                 }
@@ -291,7 +315,7 @@ impl NetSupply {
                     let data = &buf[..n];
                     let mut frames: Vec<&[u8]> = Vec::new();
                     match self.settings.framing {
-                        Framing::Length => frames.push(data),
+                        Framing::Length | Framing::OctetCounting => frames.push(data),
                         Framing::Newline => {
                             frames.extend(data.split(|&b| b == b'\n').map(crate::net::strip_cr));
                             if data.ends_with(b"\n") {
