@@ -451,5 +451,10 @@ mod tests {
         fn never_panics_on_any_text(line in "(<[0-9]{1,3}>)?(1 )?[ -~\\u{feff}é\\[\\]\"=]{0,80}") {
             let _ = parse(&line);
         }
+
+        #[test]
+        fn never_panics_on_random_unicode(line in proptest::prelude::any::<String>()) {
+            let _ = parse(&line);
+        }
     }
 }
