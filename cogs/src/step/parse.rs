@@ -34,6 +34,7 @@
 //! | `logfmt` | `key=value key="quoted \"value\"" bare`: a bare key is `true`, `key=` an empty string | the keys |
 //! | `kv` | like `logfmt`, with the separators and the quote by setting: `field_split`, `value_split`, `quote` | the keys |
 //! | `csv` | one RFC 4180 record (the `csv` crate), `delimiter` by setting | `columns`, in order |
+//! | `syslog` | an RFC 5424 or RFC 3164 message, told apart per line (see [`syslog`](crate::step::syslog)) | `priority`, `facility`, `severity`, `timestamp`, `host`, `app`, `procid`, `msgid`, `structured_data`, `message` |
 //!
 //! Notes per format:
 //! - nginx and Apache: `time` is kept as written (`10/Oct/2000:13:55:36
@@ -186,11 +187,13 @@ pub enum Format {
     Kv,
     /// One CSV record, columns named by the settings.
     Csv,
+    /// A syslog message, RFC 5424 or RFC 3164 (detected per line).
+    Syslog,
 }
 
 impl Format {
     /// Every format with its name in the settings.
-    pub const NAMES: [(&'static str, Format); 7] = [
+    pub const NAMES: [(&'static str, Format); 8] = [
         ("regex", Format::Regex),
         ("nginx_combined", Format::NginxCombined),
         ("apache_common", Format::ApacheCommon),
@@ -198,6 +201,7 @@ impl Format {
         ("logfmt", Format::Logfmt),
         ("kv", Format::Kv),
         ("csv", Format::Csv),
+        ("syslog", Format::Syslog),
     ];
 
     fn of(name: &str) -> Result<Format, Error> {
@@ -306,6 +310,8 @@ pub enum Parser {
     Kv(Kv),
     /// CSV with these columns and this delimiter.
     Csv(Vec<String>, u8),
+    /// Syslog, either RFC.
+    Syslog,
 }
 
 /// The separators and quote of the `kv` format.
@@ -396,6 +402,7 @@ impl Parser {
                 }
                 Parser::Csv(s.columns.clone(), delimiter)
             }
+            Format::Syslog => Parser::Syslog,
         })
     }
 
@@ -416,6 +423,7 @@ impl Parser {
             Parser::Logfmt => kv(line, &LOGFMT),
             Parser::Kv(k) => kv(line, k),
             Parser::Csv(columns, delimiter) => csv_record(line, columns, *delimiter),
+            Parser::Syslog => crate::step::syslog::parse(line),
         }
     }
 }

@@ -73,7 +73,7 @@ impl Registry {
         );
         r.add(
             "parse",
-            "read fields out of text: regex, nginx/apache access logs, logfmt, kv, csv",
+            "read fields out of text: regex, nginx/apache access logs, syslog, logfmt, kv, csv",
             Role::Step,
             by_building(step::parse::Parse::new),
             metered(&board, "parse", |s, _| step::parse::Parse::new(s)),
