@@ -55,7 +55,13 @@ impl<D> TrainShared<D> {
         if self.read {
             return self.cross(output, datum, core);
         }
-        if let Some(id) = self.id_of(&datum) {
+        self.done(&datum, core)
+    }
+
+    /// The datum ends here: it is done in this train.
+    #[inline]
+    fn done(&self, datum: &D, core: &mut Core) {
+        if let Some(id) = self.id_of(datum) {
             core.notices
                 .push_back((self.index, Notice::Cast(Broadcast::EventDone(id))));
         }
@@ -65,21 +71,13 @@ impl<D> TrainShared<D> {
     /// line, so that `emit` stays small enough to inline into the cogs.
     #[inline(never)]
     fn cross(&self, output: usize, datum: D, core: &mut Core) {
-        let id = self.id_of(&datum);
-        match self.outputs.get(output).filter(|o| !o.readers.is_empty()) {
-            Some(out) => {
-                if let Some(id) = id.filter(|_| !out.exclusive) {
-                    core.graph.sent(self.index, id, &out.readers);
-                }
-                out.send(datum, self.clone, core);
-            }
-            None => {
-                if let Some(id) = id {
-                    core.notices
-                        .push_back((self.index, Notice::Cast(Broadcast::EventDone(id))));
-                }
-            }
+        let Some(out) = self.outputs.get(output).filter(|o| !o.readers.is_empty()) else {
+            return self.done(&datum, core);
+        };
+        if let Some(id) = self.id_of(&datum).filter(|_| !out.exclusive) {
+            core.graph.sent(self.index, id, &out.readers);
         }
+        out.send(datum, self.clone, core);
     }
 
     /// True if a train reading one of this train's outputs has a full queue.

@@ -27,6 +27,32 @@ use crate::role::Role;
 use crate::sources::Fired;
 use crate::stand_in::{StandIn, Swapped};
 
+/// What an input names (see [`Train::input`]): `TRAIN`, the end of that
+/// train, or `TRAIN.OUTPUT`, one of its named outputs. A train's own name
+/// wins over a split at the last dot, so a train may have a dot in its
+/// name. `is_train` says whether a train of that name exists; the error is
+/// the train name that does not.
+///
+/// ```
+/// use tourbillon::train::split_input;
+/// let trains = ["parse", "a.b"];
+/// let known = |n: &str| trains.contains(&n);
+/// assert_eq!(split_input("parse", known), Ok(("parse", None)));
+/// assert_eq!(split_input("parse.errors", known), Ok(("parse", Some("errors"))));
+/// assert_eq!(split_input("a.b", known), Ok(("a.b", None)));
+/// assert_eq!(split_input("nope.x", known), Err("nope"));
+/// ```
+pub fn split_input(name: &str, is_train: impl Fn(&str) -> bool) -> Result<(&str, Option<&str>), &str> {
+    if is_train(name) {
+        return Ok((name, None));
+    }
+    match name.rsplit_once('.') {
+        Some((train, output)) if is_train(train) => Ok((train, Some(output))),
+        Some((train, _)) => Err(train),
+        None => Err(name),
+    }
+}
+
 /// The cogs of a train, as one chain. Implemented by [`Link`] / [`End`]
 /// (static) and [`DynChain`] (run time); users go through [`Train`].
 pub trait Chain<D>: Next<D> + 'static {

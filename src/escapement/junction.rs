@@ -6,6 +6,7 @@
 use super::{Escapement, TURN_BUDGET};
 use crate::core::Phase;
 use crate::error::Error;
+use crate::train::split_input;
 
 /// One edge: output `output` of train `from` feeds train `to`.
 #[derive(Clone, Copy, Debug)]
@@ -88,22 +89,16 @@ impl Escapement {
         Ok(())
     }
 
-    /// The train and output an input names: `TRAIN` (its main output) or
-    /// `TRAIN.OUTPUT`; a train's own name wins over a split at a dot.
+    /// The train and output an input names ([`split_input`]).
     fn resolve(&self, name: &str) -> Result<(u32, usize), String> {
         let find = |n: &str| self.trains.iter().position(|t| t.name() == n);
-        if let Some(t) = find(name) {
-            return Ok((t as u32, 0));
-        }
-        let names = || {
+        let (train, output) = split_input(name, |n| find(n).is_some()).map_err(|unknown| {
             let all: Vec<&str> = self.trains.iter().map(|t| t.name()).collect();
-            all.join(", ")
-        };
-        let Some((train, output)) = name.rsplit_once('.') else {
-            return Err(format!("no train is named `{name}` (trains: {})", names()));
-        };
-        let Some(t) = find(train) else {
-            return Err(format!("no train is named `{train}` (trains: {})", names()));
+            format!("no train is named `{unknown}` (trains: {})", all.join(", "))
+        })?;
+        let t = find(train).unwrap_or_default();
+        let Some(output) = output else {
+            return Ok((t as u32, 0));
         };
         let outputs = self.trains[t].output_names();
         match outputs.iter().skip(1).position(|o| o == output) {

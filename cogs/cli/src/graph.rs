@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 
 use serde_json::Value;
+use tourbillon::train::split_input;
 use tourbillon::Role;
 
 use crate::app::PlannedTrain;
@@ -90,25 +91,16 @@ pub struct Edge {
     pub path: KeyPath,
 }
 
-/// Resolves `name` the way the runtime does: a train's own name wins over
-/// a split at the last dot.
+/// Resolves `name` by the runtime's own rule ([`split_input`]).
 fn resolve(trains: &[PlannedTrain], name: &str) -> Result<(usize, Option<String>), String> {
     let find = |n: &str| trains.iter().position(|t| t.config.name == n);
-    let names = || {
-        trains
-            .iter()
-            .map(|t| t.config.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if let Some(t) = find(name) {
+    let (train, output) = split_input(name, |n| find(n).is_some()).map_err(|unknown| {
+        let names: Vec<&str> = trains.iter().map(|t| t.config.name.as_str()).collect();
+        format!("no train is named `{unknown}` (trains: {})", names.join(", "))
+    })?;
+    let t = find(train).unwrap_or_default();
+    let Some(output) = output else {
         return Ok((t, None));
-    }
-    let Some((train, output)) = name.rsplit_once('.') else {
-        return Err(format!("no train is named `{name}` (trains: {})", names()));
-    };
-    let Some(t) = find(train) else {
-        return Err(format!("no train is named `{train}` (trains: {})", names()));
     };
     let o = offer(&trains[t]);
     if !o.complete || o.named.iter().any(|n| n.name == output) {
