@@ -396,3 +396,37 @@ fn the_readme_s_sample_errors_are_what_check_says() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr), said);
 }
+
+/// Every configuration in the README passes `check`, but the one shown
+/// failing on purpose; one that reads a key from `/etc` fails only for
+/// want of the file on a test machine.
+#[test]
+fn every_readme_configuration_checks() {
+    let readme = include_str!("../../../README.md");
+    let mistake = readme
+        .find("`tourbillon check web.toml` on")
+        .expect("the README's sample");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    let mut from = 0;
+    while let Some(i) = readme[from..].find("```toml\n") {
+        let start = from + i + "```toml\n".len();
+        let end = start + readme[start..].find("\n```").unwrap() + 1;
+        from = end;
+        let config = &readme[start..end];
+        if !config.contains("[trains.") || (mistake..mistake + 100).contains(&start) {
+            continue;
+        }
+        write(dir.path(), "c.toml", config);
+        let out = tourbillon(dir.path(), &["check", "c.toml"]).output().unwrap();
+        let err = text(&out.stderr);
+        let missing_etc_file = err.contains("the configuration has 1 error") && err.contains(": cannot read /etc/");
+        assert!(
+            out.status.success() || missing_etc_file,
+            "README line {}: {err}\n{config}",
+            readme[..start].lines().count()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 9, "only {checked} configurations found in the README");
+}

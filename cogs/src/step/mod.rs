@@ -9,6 +9,7 @@ pub mod fields;
 pub mod filter;
 pub mod json;
 pub mod lines;
+pub mod multiline;
 pub mod parse;
 pub mod ratelimit;
 pub mod rdns;

@@ -72,6 +72,13 @@ impl Registry {
             |s, _| step::json::JsonDecode::new(s),
         );
         r.add(
+            "multiline",
+            "join the lines of a stack trace or a continued message into one event",
+            Role::Step,
+            by_building(step::multiline::Multiline::new),
+            metered(&board, "multiline", |s, _| step::multiline::Multiline::new(s)),
+        );
+        r.add(
             "parse",
             "read fields out of text: regex, nginx/apache access logs, syslog, logfmt, kv, csv",
             Role::Step,
