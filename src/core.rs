@@ -145,7 +145,20 @@ pub struct Core {
     pub(crate) next_id: u64,
     /// The junctions between trains.
     pub(crate) graph: Graph,
+    /// Trains to replace, one replacement at a time ([`Core::replace_trains`]).
+    pub(crate) replacements: VecDeque<Replacement>,
 }
+
+/// What [`Core::replace_trains`] asked: the trains to finish, and what to
+/// do once they are gone.
+pub(crate) struct Replacement {
+    pub(crate) trains: Vec<String>,
+    pub(crate) then: ReplaceThen,
+}
+
+/// Called with the escapement and the names of the trains retired, once
+/// they are done and dropped.
+pub(crate) type ReplaceThen = Box<dyn FnOnce(&mut crate::Escapement, &[String])>;
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,6 +202,7 @@ impl Core {
             recorder: None,
             next_id: 0,
             graph: Graph::default(),
+            replacements: VecDeque::new(),
         }
     }
 
@@ -243,6 +257,38 @@ impl Core {
         if self.phase == Phase::Running {
             self.finish_requested = true;
         }
+    }
+
+    /// Finishes the named trains while the others run on, and calls `then`
+    /// once they are done and dropped (their files closed, their locks
+    /// released), with the escapement, to place what replaces them with
+    /// [`add_train`](crate::Escapement::add_train), and the names of the
+    /// trains retired.
+    ///
+    /// The trains retired are the ones named and every train connected to
+    /// them through inputs, directly or not: a train is never cut off from
+    /// the trains it reads or that read it while data cross between them.
+    /// Names of no running train are left out (a train a reload adds). They
+    /// finish as at the end of a run: `finish` through their cogs in order
+    /// (a train that reads others after them), then `done`, within the
+    /// finish deadline (late cogs are named in the log and get `done`
+    /// anyway). Replacements happen one at a time, in the order asked.
+    ///
+    /// # Errors
+    /// [`Error::Finishing`] once the loop finishes: a finish takes every train.
+    pub fn replace_trains(
+        &mut self,
+        trains: Vec<String>,
+        then: impl FnOnce(&mut crate::Escapement, &[String]) + 'static,
+    ) -> Result<(), Error> {
+        if self.phase != Phase::Running || self.finish_requested {
+            return Err(Error::Finishing);
+        }
+        self.replacements.push_back(Replacement {
+            trains,
+            then: Box::new(then),
+        });
+        Ok(())
     }
 
     // ---- closure bindings ------------------------------------------------
@@ -467,7 +513,9 @@ impl Core {
     /// (it may keep using, re-arming and re-registering what it holds).
     pub(crate) fn check_bind(&self, cog: Option<CogAddr>) -> Result<(), Error> {
         let ok = match (self.phase, cog) {
-            (Phase::Running, _) => true,
+            // A train being replaced finishes while the loop runs.
+            (Phase::Running, Some(addr)) => self.cog_phase(addr) == CogPhase::Running,
+            (Phase::Running, None) => true,
             (Phase::Finishing, Some(addr)) => self.cog_phase(addr) == CogPhase::Running,
             (Phase::Finishing, None) | (Phase::Done, _) => false,
         };

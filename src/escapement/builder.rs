@@ -150,6 +150,7 @@ impl Builder {
             order: Vec::new(),
             upstream: Vec::new(),
             wired: false,
+            retiring: None,
         })
     }
 }

@@ -41,6 +41,17 @@ impl Escapement {
     pub(super) fn advance_finish(&mut self) {
         for i in 0..self.order.len() {
             let t = self.order[i] as usize;
+            self.advance_train(t);
+        }
+        let all = (0..self.trains.len()).all(|t| self.cursors[t] >= self.trains[t].len());
+        if all {
+            self.deliver_done();
+        }
+    }
+
+    /// Moves train `t`'s finish along, as far as it can go now.
+    pub(super) fn advance_train(&mut self, t: usize) {
+        {
             loop {
                 let cog = self.cursors[t];
                 if cog >= self.trains[t].len() {
@@ -66,10 +77,6 @@ impl Escapement {
                     }
                 }
             }
-        }
-        let all = (0..self.trains.len()).all(|t| self.cursors[t] >= self.trains[t].len());
-        if all {
-            self.deliver_done();
         }
     }
 

@@ -91,9 +91,9 @@ impl Escapement {
 
     /// The train and output an input names ([`split_input`]).
     fn resolve(&self, name: &str) -> Result<(u32, usize), String> {
-        let find = |n: &str| self.trains.iter().position(|t| t.name() == n);
+        let find = |n: &str| self.trains.iter().position(|t| !n.is_empty() && t.name() == n);
         let (train, output) = split_input(name, |n| find(n).is_some()).map_err(|unknown| {
-            let all: Vec<&str> = self.trains.iter().map(|t| t.name()).collect();
+            let all: Vec<&str> = self.trains.iter().map(|t| t.name()).filter(|n| !n.is_empty()).collect();
             format!("no train is named `{unknown}` (trains: {})", all.join(", "))
         })?;
         let t = find(train).unwrap_or_default();

@@ -7,6 +7,7 @@ mod builder;
 mod finish;
 mod junction;
 mod pacing;
+mod retire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -82,6 +83,8 @@ pub struct Escapement {
     upstream: Vec<Vec<u32>>,
     /// The junctions are made (at the start of `run`).
     wired: bool,
+    /// The trains being replaced ([`Core::replace_trains`]), if any.
+    retiring: Option<retire::Retiring>,
 }
 
 impl std::fmt::Debug for Escapement {
@@ -218,7 +221,12 @@ impl Escapement {
 
     /// The trains as readable lists of cogs.
     pub fn listing(&self) -> String {
-        self.trains.iter().map(|t| t.listing()).collect::<Vec<_>>().join("\n")
+        self.trains
+            .iter()
+            .map(|t| t.listing())
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Runs until every train has finished (a signal, all supplies
@@ -251,6 +259,9 @@ impl Escapement {
             self.deliver_notices();
             if self.core.finish_requested && self.core.phase == Phase::Running {
                 self.begin_finish();
+            }
+            if self.retiring.is_some() || !self.core.replacements.is_empty() {
+                self.advance_replacements();
             }
             if self.core.phase == Phase::Finishing {
                 self.advance_finish();

@@ -53,6 +53,12 @@ impl Escapement {
         if let Some(by) = self.finish_by {
             wait(by);
         }
+        if let Some(r) = &self.retiring {
+            wait(r.by);
+        }
+        if !self.core.replacements.is_empty() {
+            timeout = Some(Duration::ZERO);
+        }
         Ok((timeout, step))
     }
 
