@@ -16,6 +16,7 @@ use crate::config::{self, Config, ConfigErrors, KeyPath, Sources, TrainConfig};
 use crate::daemon::{self, Pidfile, Ready};
 use crate::graph;
 use crate::registry::{BuildEnv, BuiltCog, Registry};
+use crate::reload;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -173,7 +174,7 @@ pub fn default_config(inputs: &[String]) -> String {
 
 /// A train of a checked configuration: each cog's role and effective
 /// settings, nothing built (nothing opened, created or locked).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PlannedTrain {
     /// Its section.
     pub config: TrainConfig,
@@ -182,7 +183,7 @@ pub struct PlannedTrain {
 }
 
 /// A cog of a [`PlannedTrain`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PlannedCog {
     /// Its role.
     pub role: Role,
@@ -284,6 +285,25 @@ pub fn build(config: &Config, plan: Vec<PlannedTrain>, registry: &Registry) -> R
         Ok(trains)
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// Places built trains on the escapement, each after the trains it reads.
+pub fn place(esc: &mut Escapement, built: Vec<BuiltTrain>) {
+    for t in built {
+        let mut train = Train::dynamic(t.config.name.clone())
+            .ids(Event::id_getter())
+            .capturable();
+        for input in t.config.inputs.iter().flatten() {
+            train = train.input(input.clone());
+        }
+        if let Some(q) = t.config.queue {
+            train = train.queue(q);
+        }
+        for c in t.cogs {
+            train.push(c.cog);
+        }
+        esc.add_train(train);
     }
 }
 
@@ -627,6 +647,8 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
     // Built after the fork and in the working directory: cogs may hold
     // fds and locks, and relative paths are taken from `daemon.workdir`.
     let trains: Vec<String> = plan.iter().map(|t| t.config.name.clone()).collect();
+    let reloadable = mode.capture.is_none() && mode.replay.is_none();
+    let running = reload::Running::new(sources.clone(), registry.clone(), config.clone(), plan.clone());
     let built = match build(&config, plan, registry) {
         Ok(t) => t,
         Err(e) => return fail(&mut ready, e.to_string()),
@@ -642,30 +664,19 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
         Ok(e) => e,
         Err(e) => return fail(&mut ready, format!("tourbillon: {e}")),
     };
-    for t in built {
-        let mut train = Train::dynamic(t.config.name.clone())
-            .ids(Event::id_getter())
-            .capturable();
-        for input in t.config.inputs.iter().flatten() {
-            train = train.input(input.clone());
-        }
-        if let Some(q) = t.config.queue {
-            train = train.queue(q);
-        }
-        for c in t.cogs {
-            train.push(c.cog);
-        }
-        esc.add_train(train);
-    }
+    place(&mut esc, built);
     // SIGUSR1 asks `stats` cogs for a report; without one it must not end
     // the process (its default action).
     if let Err(e) = esc.core().on_signal(libc::SIGUSR1, |_, _| {}) {
         return fail(&mut ready, format!("tourbillon: SIGUSR1: {e}"));
     }
     let reopen = log.clone();
-    if let Err(e) = esc.core().on_signal(libc::SIGHUP, move |_, _| {
+    if let Err(e) = esc.core().on_signal(libc::SIGHUP, move |core, _| {
         if let Err(e) = reopen.reopen() {
             log::error!("log file: cannot reopen after SIGHUP: {e}");
+        }
+        if reloadable {
+            reload::reload(core, &running);
         }
     }) {
         return fail(&mut ready, format!("tourbillon: SIGHUP: {e}"));

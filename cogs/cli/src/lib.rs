@@ -33,3 +33,4 @@ pub mod graph;
 pub mod kinds;
 pub mod program;
 pub mod registry;
+pub mod reload;

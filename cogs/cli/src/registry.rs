@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::rc::Rc;
 
 use serde_json::Value;
 use tourbillon::{Cog, DynCog, Event, Role};
@@ -68,9 +69,10 @@ struct Kind {
     build: Build,
 }
 
-/// Cog kinds by name.
+/// Cog kinds by name; clones share the kinds.
+#[derive(Clone)]
 pub struct Registry {
-    kinds: BTreeMap<&'static str, Kind>,
+    kinds: BTreeMap<&'static str, Rc<Kind>>,
 }
 
 impl fmt::Debug for Registry {
@@ -146,12 +148,12 @@ impl Registry {
         });
         self.kinds.insert(
             kind,
-            Kind {
+            Rc::new(Kind {
                 about,
                 role,
                 check,
                 build,
-            },
+            }),
         );
     }
 

@@ -42,7 +42,7 @@ pub use key_path::{KeyPath, ENV_PREFIX};
 pub use load::{load, Layered, Sources, DEFAULTS};
 
 /// The whole configuration, checked.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// `[log]`.
     pub log: LogSettings,
@@ -58,7 +58,7 @@ pub struct Config {
 }
 
 /// One train's section.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TrainConfig {
     /// The train's name (`web` in `[trains.web]`).
     pub name: String,
@@ -74,7 +74,7 @@ pub struct TrainConfig {
 }
 
 /// One cog of a train, as configured.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CogConfig {
     /// Its kind (`tail`).
     pub kind: String,
