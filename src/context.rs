@@ -248,6 +248,11 @@ impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
         self.core.now()
     }
 
+    /// The wall-clock time, replayed as it was live ([`Core::wall_now`]).
+    pub fn wall_now(&self) -> std::time::SystemTime {
+        self.core.wall_now()
+    }
+
     /// Asks the whole escapement to finish (every train, in order).
     pub fn finish_all(&mut self) {
         self.core.finish()

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use inotify::WatchMask;
 use mio::unix::SourceFd;
@@ -147,6 +147,9 @@ pub struct Core {
     pub(crate) graph: Graph,
     /// Trains to replace, one replacement at a time ([`Core::replace_trains`]).
     pub(crate) replacements: VecDeque<Replacement>,
+    /// What the wall clock read when the loop's clock read the instant, in
+    /// a run that is captured or replayed ([`Core::wall_now`]).
+    pub(crate) wall_anchor: Option<(Instant, SystemTime)>,
 }
 
 /// What [`Core::replace_trains`] asked: the trains to finish, and what to
@@ -203,6 +206,7 @@ impl Core {
             next_id: 0,
             graph: Graph::default(),
             replacements: VecDeque::new(),
+            wall_anchor: None,
         }
     }
 
@@ -249,6 +253,18 @@ impl Core {
     pub fn next_event_id(&mut self) -> EventId {
         self.next_id += 1;
         EventId(self.next_id)
+    }
+
+    /// The wall-clock time, for cogs that write it into data (a received
+    /// time). In a captured run it follows the loop's clock from the time
+    /// the run began (which the capture records), so that a replay, whose
+    /// clock is virtual, gives every datum the time it got live; otherwise
+    /// it is the system's time.
+    pub fn wall_now(&self) -> SystemTime {
+        match self.wall_anchor {
+            Some((at, wall)) => wall + self.clock.now().saturating_duration_since(at),
+            None => SystemTime::now(),
+        }
     }
 
     /// Starts the graceful finish: `finish` through every train in order,

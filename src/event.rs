@@ -37,7 +37,7 @@ pub struct Event {
     pub data: Arc<Value>,
     /// The bytes the event was read as (a line without its newline), or
     /// encoded to.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "raw_text")]
     pub raw: Vec<u8>,
     /// Where it came from: a file path, a peer address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +106,61 @@ impl Event {
             (Some(o), 0) => o.to_string(),
             (Some(o), n) => format!("{o}:{n}"),
             (None, _) => "-".into(),
+        }
+    }
+}
+
+/// `raw` as text when it is UTF-8 (captures read as what was written, and
+/// compare as text), else as an array of bytes; both are read back.
+mod raw_text {
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(raw: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(raw) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.collect_seq(raw),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Raw;
+        impl<'de> Visitor<'de> for Raw {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                Ok(v.as_bytes().to_vec())
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(Raw)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use crate::{Event, EventId};
+
+        #[test]
+        fn raw_is_text_when_it_can_be_and_bytes_otherwise_and_both_read_back() {
+            let text = Event::from_raw(EventId(1), b"a \"line\"".to_vec(), None, 0);
+            let json = serde_json::to_string(&text).unwrap();
+            assert!(json.contains(r#""raw":"a \"line\"""#), "{json}");
+            assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), text);
+            let bytes = Event::from_raw(EventId(2), vec![0xff, b'a'], None, 0);
+            let json = serde_json::to_string(&bytes).unwrap();
+            assert!(json.contains(r#""raw":[255,97]"#), "{json}");
+            assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), bytes);
         }
     }
 }

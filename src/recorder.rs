@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -57,8 +57,8 @@ pub(crate) type Encode<'a> = dyn FnMut(&mut Vec<u8>) -> serde_json::Result<()> +
 
 /// What the kernel tells a recorder.
 pub(crate) trait Recorder: fmt::Debug {
-    /// The loop begins to run; its clock reads `origin`.
-    fn begin(&mut self, origin: Instant);
+    /// The loop begins to run; its clock reads `origin`, the wall clock `wall`.
+    fn begin(&mut self, origin: Instant, wall: SystemTime);
     /// Train `index` is placed, named `name`, with these cogs.
     fn train(&mut self, index: u32, name: &str, cogs: &[CogInfo]) -> Result<Wants, Stopped>;
     /// A datum was seen; `encode` writes it.
@@ -98,6 +98,8 @@ pub(crate) trait Playback: fmt::Debug {
     fn add_train(&mut self, index: u32, name: &str, cogs: Vec<CogInfo>);
     /// The run begins: virtual time `now` is the recording's time zero.
     fn begin(&mut self, now: Instant) -> Result<(), Error>;
+    /// The wall-clock time the recorded run began at, once [`begin`](Self::begin) read it.
+    fn started(&self) -> Option<SystemTime>;
     /// When the next record is due on the virtual clock, which reads `now`;
     /// `None` once everything is played back.
     fn next_time(&mut self, now: Instant) -> Result<Option<Instant>, Error>;

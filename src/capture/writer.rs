@@ -168,8 +168,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// capture that fails stops, with an error logged, and the run goes on.
 impl Recorder for CaptureWriter {
     /// Record times count from `origin`: the loop's clock when it began to run.
-    fn begin(&mut self, origin: Instant) {
+    /// The wall-clock time of `origin` is recorded again (the header's is
+    /// when the file was made): a replay's wall clock starts there.
+    fn begin(&mut self, origin: Instant, wall: SystemTime) {
         self.origin = origin;
+        let started_ms = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let by = concat!("tourbillon ", env!("CARGO_PKG_VERSION"));
+        if let Err(e) = self.append(&Write::Begin { started_ms, by }, "the start time") {
+            log::error!("capture: {e}");
+        }
     }
 
     fn train(&mut self, tr: u32, name: &str, cogs: &[CogInfo]) -> Result<Wants, Stopped> {

@@ -10,7 +10,7 @@ mod pacing;
 mod retire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::{Events, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -245,10 +245,18 @@ impl Escapement {
             self.core.clock.read();
             let origin = self.core.now();
             if let Some(recorder) = &mut self.core.recorder {
-                recorder.begin(origin);
+                // Whole milliseconds: what the capture keeps.
+                let ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let wall = UNIX_EPOCH + Duration::from_millis(ms);
+                self.core.wall_anchor = Some((origin, wall));
+                recorder.begin(origin, wall);
             }
             if let Some(playback) = &mut self.playback {
                 playback.begin(origin)?;
+                let wall = playback.started().unwrap_or_else(SystemTime::now);
+                self.core.wall_anchor = Some((origin, wall));
             }
             for t in 0..self.trains.len() {
                 self.trains[t].start(&mut self.core);

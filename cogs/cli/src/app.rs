@@ -62,6 +62,10 @@ pub enum Command {
         /// A file or glob for the built-in default to follow; repeatable.
         #[arg(long, value_name = "PATH")]
         input: Vec<String>,
+        /// For the built-in default: keep no checkpoint, so that a second
+        /// run reads the --input files again from where `read_from` says.
+        #[arg(long)]
+        no_state: bool,
         /// Record what the supplies emit and what reaches the drains into
         /// this capture file, for `tourbillon replay`.
         #[arg(long, value_name = "FILE")]
@@ -96,6 +100,15 @@ pub enum Command {
         /// of the replay, in a temporary file unless --record is given).
         #[arg(long)]
         compare: bool,
+        /// Where the file drains write (as `TRAIN.N.NAME`, N the drain's
+        /// position): default `CAPTURE.replay/` beside the capture, never the
+        /// live outputs.
+        #[arg(long, value_name = "DIR", conflicts_with = "in_place")]
+        output_dir: Option<PathBuf>,
+        /// Write to the configured output paths, appending to the live
+        /// files, and let network drains (connect, jetstream_publish) send.
+        #[arg(long)]
+        in_place: bool,
         /// `--set` overrides.
         #[command(flatten)]
         overrides: Overrides,
@@ -113,8 +126,14 @@ pub enum Command {
     /// Print each train of CONFIG: its cogs in order with their effective
     /// settings and where each came from (default, file, env, flag).
     Train {
-        /// The configuration file.
-        config: PathBuf,
+        /// The configuration file (default: the built-in default job).
+        config: Option<PathBuf>,
+        /// For the built-in default: a file or glob it follows; repeatable.
+        #[arg(long, value_name = "PATH")]
+        input: Vec<String>,
+        /// For the built-in default: keep no checkpoint.
+        #[arg(long)]
+        no_state: bool,
         /// Print Graphviz `dot` instead.
         #[arg(long)]
         dot: bool,
@@ -157,19 +176,48 @@ pub enum Command {
     },
 }
 
-/// The built-in default train, for `tourbillon run` without a file.
-pub fn default_config(inputs: &[String]) -> String {
+/// The built-in default train, for `tourbillon run` without a file; with
+/// `--input` files, their tail keeps its checkpoints in `state` if given.
+pub fn default_config(inputs: &[String], state: Option<&std::path::Path>) -> String {
     let supply = if inputs.is_empty() {
         "{ kind = \"stdin\" }".to_owned()
     } else {
         let list: Vec<String> = inputs.iter().map(|p| Value::String(p.clone()).to_string()).collect();
-        format!("{{ kind = \"tail\", include = [{}] }}", list.join(", "))
+        let checkpoint = state.map_or(String::new(), |d| {
+            format!(", checkpoint_dir = {}", Value::String(d.display().to_string()))
+        });
+        format!("{{ kind = \"tail\", include = [{}]{checkpoint} }}", list.join(", "))
     };
     format!(
         "[trains.main]\ncogs = [\n    {supply},\n    {{ kind = \"json_decode\", on_error = \"wrap\", non_object = \"wrap\" }},\n    \
          {{ kind = \"set\", host = \"host\", received_at = \"received_at\" }},\n    {{ kind = \"json_encode\" }},\n    \
          {{ kind = \"stdout\" }},\n]\n"
     )
+}
+
+/// Where the built-in default job keeps the checkpoints of `inputs`:
+/// `$STATE_DIRECTORY` (systemd's `StateDirectory=`, its first entry), else
+/// `$XDG_STATE_HOME/tourbillon`, else `$HOME/.local/state/tourbillon`; in
+/// it, a directory per set of inputs (named by a hash of their absolute
+/// paths), so that two default jobs on different files do not share a
+/// store. `None` when none of those variables is set.
+pub fn default_state_dir(inputs: &[String], var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    let base = match var("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
+        Some(v) => PathBuf::from(v.to_string_lossy().split(':').next().unwrap_or_default()),
+        None => match var("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            Some(x) => PathBuf::from(x).join("tourbillon"),
+            None => PathBuf::from(var("HOME").filter(|v| !v.is_empty())?).join(".local/state/tourbillon"),
+        },
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let mut paths: Vec<String> = inputs.iter().map(|i| cwd.join(i).display().to_string()).collect();
+    paths.sort();
+    paths.dedup();
+    // FNV-1a: stable across runs and builds, unlike the std hasher.
+    let hash = paths.join("\n").bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Some(base.join(format!("default-{hash:016x}")))
 }
 
 /// A train of a checked configuration: each cog's role and effective
@@ -349,9 +397,14 @@ pub fn dot(config: &Config, trains: &[PlannedTrain]) -> String {
     graph::dot(trains, &edges)
 }
 
-fn sources(config: Option<PathBuf>, inputs: &[String], overrides: Overrides) -> Sources {
+/// The sources of a command; `state`: the built-in default keeps its
+/// checkpoints in [`default_state_dir`].
+fn sources(config: Option<PathBuf>, inputs: &[String], state: bool, overrides: Overrides) -> Sources {
+    let state_dir = (config.is_none() && state && !inputs.is_empty())
+        .then(|| default_state_dir(inputs, |k| std::env::var_os(k)))
+        .flatten();
     Sources {
-        embedded: config.is_none().then(|| default_config(inputs)),
+        embedded: config.is_none().then(|| default_config(inputs, state_dir.as_deref())),
         file: config,
         env: std::env::vars().collect(),
         sets: overrides.sets,
@@ -388,7 +441,7 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
             0
         }
         Command::Check { config, overrides } => {
-            let s = sources(Some(config.clone()), &[], overrides);
+            let s = sources(Some(config.clone()), &[], false, overrides);
             match load_and_plan(&s, registry) {
                 Ok((c, trains)) => {
                     for w in &c.warnings {
@@ -406,10 +459,12 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
         }
         Command::Train {
             config,
+            input,
+            no_state,
             dot: as_dot,
             overrides,
         } => {
-            let s = sources(Some(config), &[], overrides);
+            let s = sources(config, &input, !no_state, overrides);
             match load_and_plan(&s, registry) {
                 Ok((c, trains)) => {
                     print!("{}", if as_dot { dot(&c, &trains) } else { listing(&c, &trains) });
@@ -424,6 +479,7 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
         Command::Run {
             config,
             input,
+            no_state,
             capture,
             overrides,
         } => {
@@ -433,9 +489,9 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
             }
             let mode = Mode {
                 capture: capture.map(CaptureOptions::new),
-                replay: None,
+                ..Mode::default()
             };
-            run(sources(config, &input, overrides), registry, mode)
+            run(sources(config, &input, !no_state, overrides), registry, mode)
         }
         Command::Replay {
             capture,
@@ -445,6 +501,8 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
             strict,
             record,
             compare,
+            output_dir,
+            in_place,
             overrides,
         } => {
             let pace = match pace.as_str() {
@@ -459,9 +517,10 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
                 },
             };
             replay(
-                sources(config, &input, overrides),
+                sources(config, &input, true, overrides),
                 registry,
                 ReplayArgs {
+                    outputs: (!in_place).then(|| output_dir.unwrap_or_else(|| replay_dir(&capture))),
                     capture,
                     pace,
                     strict,
@@ -476,7 +535,7 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
             state_dir,
             overrides,
         } => {
-            let mut s = sources(None, &[], overrides);
+            let mut s = sources(None, &[], false, overrides);
             s.embedded = Some(crate::program::serve_config(&spec, &listen, state_dir.as_deref()));
             run(s, registry, Mode::default())
         }
@@ -495,9 +554,53 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
 struct Mode {
     capture: Option<CaptureOptions>,
     replay: Option<ReplayOptions>,
+    /// A replay's own directory for the file drains' outputs.
+    outputs: Option<PathBuf>,
+}
+
+/// `CAPTURE.replay`, beside the capture.
+fn replay_dir(capture: &std::path::Path) -> PathBuf {
+    let mut name = capture.file_name().unwrap_or_default().to_os_string();
+    name.push(".replay");
+    capture.with_file_name(name)
+}
+
+/// A replay's trains leave the live state and outputs alone: tails keep no
+/// checkpoint (they are swapped for what they recorded anyway), file
+/// drains write into `dir`, and a drain that sends to the network is an
+/// error (`--in-place` allows it).
+fn redirect_outputs(plan: &mut [PlannedTrain], dir: &std::path::Path) -> Result<(), String> {
+    for t in plan.iter_mut() {
+        for (i, cog) in t.config.cogs.iter_mut().enumerate() {
+            let Some(settings) = cog.settings.as_object_mut() else {
+                continue;
+            };
+            match cog.kind.as_str() {
+                "tail" => {
+                    settings.remove("checkpoint_dir");
+                }
+                "file" => {
+                    let live = settings.get("path").and_then(Value::as_str).unwrap_or_default();
+                    let name = std::path::Path::new(live).file_name().unwrap_or_default();
+                    let to = dir.join(format!("{}.{}.{}", t.config.name, i + 1, name.to_string_lossy()));
+                    settings.insert("path".into(), Value::String(to.display().to_string()));
+                }
+                "connect" | "jetstream_publish" => {
+                    return Err(format!(
+                        "{}: a `{}` drain sends to live peers; replay with --in-place to let it",
+                        cog.path, cog.kind
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("replay outputs: cannot create {}: {e}", dir.display()))
 }
 
 struct ReplayArgs {
+    /// Where the file drains write; `None`: where they are configured to.
+    outputs: Option<PathBuf>,
     capture: PathBuf,
     pace: Pace,
     strict: bool,
@@ -538,6 +641,7 @@ fn replay(sources: Sources, registry: &Registry, args: ReplayArgs) -> i32 {
     let mode = Mode {
         capture: record.clone().map(CaptureOptions::new),
         replay: Some(ReplayOptions::new(&args.capture).pace(args.pace).strict(args.strict)),
+        outputs: args.outputs.clone(),
     };
     let started = std::time::Instant::now();
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()).then_some(span);
@@ -603,13 +707,20 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
     // anything happens, while errors still reach the terminal.
     // Nothing is opened, created or locked yet: the cogs are built once,
     // below, in the process that runs them.
-    let (config, plan) = match load_and_plan(&sources, registry) {
+    let (config, mut plan) = match load_and_plan(&sources, registry) {
         Ok(p) => p,
         Err(e) => {
             report(&e);
             return 1;
         }
     };
+    if let Some(dir) = &mode.outputs {
+        if let Err(e) = redirect_outputs(&mut plan, dir) {
+            eprintln!("tourbillon: {e}");
+            return 1;
+        }
+        eprintln!("replay: file drains write into {}", dir.display());
+    }
     let identity = match daemon::identity(&config.daemon) {
         Ok(i) => i,
         Err(e) => {

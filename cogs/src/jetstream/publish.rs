@@ -439,6 +439,7 @@ fn retry(
     tokio::task::spawn_local(async move {
         let mut backoff = Backoff::new();
         let mut failures = 0u32;
+        let mut throttle = crate::LogThrottle::new(Duration::from_secs(10));
         let mut error = first;
         loop {
             failures += 1;
@@ -450,13 +451,17 @@ fn retry(
                 None => true,
                 Some(e) => matches!(e.kind(), PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe),
             };
-            if failures == 1 && !quiet {
-                log::warn!("jetstream_publish: publish to {} failed: {why}; retrying", p.subject);
-            } else if failures % 20 == 0 {
-                log::warn!(
-                    "jetstream_publish: publish to {} failed {failures} times: {why}; retrying",
-                    p.subject
-                );
+            // Timeouts are quiet at first (a server restarting); after
+            // that, one line per 10 s with how many were held back.
+            if failures > 1 || !quiet {
+                if let crate::Verdict::Log { held } = throttle.hit(std::time::Instant::now()) {
+                    log::warn!(
+                        "jetstream_publish: publish to {} failed {failures} time{}: {why}; retrying{}",
+                        p.subject,
+                        if failures == 1 { "" } else { "s" },
+                        super::pull_helper::held_note(held)
+                    );
+                }
             }
             backoff.wait().await;
             let message = PublishMessage::build().payload(p.payload.clone()).message_id(&p.msg_id);

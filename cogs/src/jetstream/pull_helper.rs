@@ -54,9 +54,9 @@ pub(super) fn helper(settings: ConsumeSettings, rx: UnboundedReceiver<Command>, 
 /// server is away; a configuration the server refuses is fatal.
 async fn bind(js: &async_nats::jetstream::Context, s: &ConsumeSettings) -> Result<pull::Stream, String> {
     let mut backoff = Backoff::new();
-    let mut tries = 0u32;
+    // A stream not made yet is retried quietly: one line per 10 s.
+    let mut throttle = crate::LogThrottle::new(Duration::from_secs(10));
     loop {
-        tries += 1;
         let attempt = async {
             let stream = if s.create_stream {
                 js.get_or_create_stream(async_nats::jetstream::stream::Config {
@@ -100,8 +100,11 @@ async fn bind(js: &async_nats::jetstream::Context, s: &ConsumeSettings) -> Resul
                 );
                 return Ok(messages);
             }
-            Err(e) if tries == 1 || tries % 20 == 0 => log::warn!("jetstream_consume: {e}; retrying"),
-            Err(_) => {}
+            Err(e) => {
+                if let crate::Verdict::Log { held } = throttle.hit(std::time::Instant::now()) {
+                    log::warn!("jetstream_consume: {e}; retrying{}", held_note(held));
+                }
+            }
         }
         backoff.wait().await;
     }
@@ -132,6 +135,7 @@ async fn run(settings: ConsumeSettings, mut rx: UnboundedReceiver<Command>, remo
                 _ = stop.notified() => return,
             };
             let mut errors = 0u64;
+            let mut pull_log = crate::LogThrottle::new(Duration::from_secs(10));
             loop {
                 let next = tokio::select! {
                     p = permits.acquire() => match p {
@@ -158,8 +162,8 @@ async fn run(settings: ConsumeSettings, mut rx: UnboundedReceiver<Command>, remo
                         Some(Err(e)) => {
                             permits.add_permits(1);
                             errors += 1;
-                            if errors == 1 || errors % 100 == 0 {
-                                log::warn!("jetstream_consume: pulling: {e} ({errors} so far)");
+                            if let crate::Verdict::Log { held } = pull_log.hit(std::time::Instant::now()) {
+                                log::warn!("jetstream_consume: pulling: {e} ({errors} so far){}", held_note(held));
                             }
                         }
                         None => {
@@ -243,5 +247,12 @@ fn received(m: async_nats::jetstream::Message) -> Option<Received> {
         reply,
         stream_sequence,
         delivered,
+    })
+}
+
+/// What a throttled warning adds about the ones it held back.
+pub(super) fn held_note(held: Option<crate::Summary>) -> String {
+    held.map_or(String::new(), |s| {
+        format!(" ({} more in the last {:.0}s)", s.count, s.over.as_secs_f64())
     })
 }

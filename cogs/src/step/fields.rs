@@ -180,6 +180,7 @@ impl<D: Json> Cog<D> for SetFields<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, mut datum: D, ctx: &mut Context<'_, D, N>) {
         let overwrite = self.settings.overwrite;
         let now = ctx.now();
+        let wall = ctx.wall_now();
         let SetFields {
             fixed,
             host,
@@ -215,7 +216,7 @@ impl<D: Json> Cog<D> for SetFields<D> {
             datum = put(datum, f, v.clone());
         }
         if let Some(f) = received_at {
-            datum = put(datum, f, Value::String(rfc3339(SystemTime::now())));
+            datum = put(datum, f, Value::String(rfc3339(wall)));
         }
         ctx.emit(datum)
     }

@@ -18,7 +18,12 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tourbillon");
 /// `TOURBILLON*` variable of the caller's leaking into its configuration.
 pub fn tourbillon(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(args).current_dir(dir).env_remove("RUST_LOG");
+    // The default job's checkpoints go under the test's directory.
+    c.args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("STATE_DIRECTORY")
+        .env("XDG_STATE_HOME", dir.join(".state"));
     for (k, _) in std::env::vars() {
         if k.starts_with("TOURBILLON") {
             c.env_remove(k);
