@@ -54,6 +54,11 @@ pub enum Error {
     /// A capture could not be written, or a replayed one read.
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    /// A cog could not be made (from a crate of cogs: `tourbillon_cogs`
+    /// converts its errors into this one, so `?` works in a `main` that
+    /// returns this type).
+    #[error(transparent)]
+    Cog(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 /// What can go wrong in writing, reading or replaying a capture. Every

@@ -83,6 +83,30 @@ pub mod supply;
 pub mod throttle;
 pub mod time;
 
+/// A cog's error as the runtime's, so that one `?` serves both crates:
+///
+/// ```no_run
+/// use tourbillon::{Escapement, Event, Train};
+/// use tourbillon_cogs::drain::stdout::{StdoutDrain, StdoutSettings};
+/// use tourbillon_cogs::supply::stdin::{StdinSettings, StdinSupply};
+///
+/// fn main() -> Result<(), tourbillon::Error> {
+///     let mut esc = Escapement::new()?;
+///     esc.add_train(
+///         Train::<Event>::new("copy")
+///             .cog(StdinSupply::new(StdinSettings::default())?)
+///             .cog(StdoutDrain::new(StdoutSettings::default())?),
+///     );
+///     esc.run()?;
+///     Ok(())
+/// }
+/// ```
+impl From<Error> for tourbillon::Error {
+    fn from(e: Error) -> tourbillon::Error {
+        tourbillon::Error::Cog(Box::new(e))
+    }
+}
+
 /// What can go wrong when building the cogs of this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -279,7 +279,7 @@ pub fn plan(config: &mut Config, registry: &Registry) -> Result<Vec<PlannedTrain
                     role: registry.role(&cog.kind).unwrap_or(Role::Step),
                     settings,
                 }),
-                Err(e) => errors.push(e),
+                Err(e) => errors.extend(e),
             }
         }
         if cogs.len() == train.cogs.len() && train.inputs.is_none() && !cogs.iter().any(|c| c.role == Role::Supply) {
@@ -422,6 +422,25 @@ fn report(errors: &ConfigErrors) {
     }
 }
 
+/// `serve`'s errors: the spec's by the spec's own key paths
+/// (`file bank.toml: hooks.deposit.reference: …`), the rest as `run` says them.
+fn report_spec(spec: &std::path::Path, errors: &ConfigErrors) {
+    let mut lines = Vec::new();
+    for e in &errors.0 {
+        // The program_server cog's `spec` setting holds the spec's errors,
+        // one per line after a heading.
+        match e.path.ends_with(".spec").then(|| e.message.split_once('\n')).flatten() {
+            Some((_, rest)) => lines.extend(rest.lines().map(|l| format!("file {}: {}", spec.display(), l.trim()))),
+            None => lines.push(e.to_string()),
+        }
+    }
+    let n = lines.len();
+    eprintln!("tourbillon: the spec has {n} error{}:", if n == 1 { "" } else { "s" });
+    for l in lines {
+        eprintln!("  {l}");
+    }
+}
+
 /// Runs the command line; returns the process exit status.
 pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registry: &Registry) -> i32 {
     let cli = match Cli::try_parse_from(args) {
@@ -537,6 +556,10 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
         } => {
             let mut s = sources(None, &[], false, overrides);
             s.embedded = Some(crate::program::serve_config(&spec, &listen, state_dir.as_deref()));
+            if let Err(e) = load_and_plan(&s, registry) {
+                report_spec(&spec, &e);
+                return 1;
+            }
             run(s, registry, Mode::default())
         }
         Command::Call {

@@ -96,7 +96,12 @@ fn resolve(trains: &[PlannedTrain], name: &str) -> Result<(usize, Option<String>
     let find = |n: &str| trains.iter().position(|t| t.config.name == n);
     let (train, output) = split_input(name, |n| find(n).is_some()).map_err(|unknown| {
         let names: Vec<&str> = trains.iter().map(|t| t.config.name.as_str()).collect();
-        format!("no train is named `{unknown}` (trains: {})", names.join(", "))
+        let near = crate::config::nearest(unknown, names.iter().copied());
+        format!(
+            "no train is named `{unknown}`{} (trains: {})",
+            near.map_or(String::new(), |n| format!(": did you mean `{n}`?")),
+            names.join(", ")
+        )
     })?;
     let t = find(train).unwrap_or_default();
     let Some(output) = output else {

@@ -29,7 +29,7 @@ use serde_json::Value;
 use tourbillon::{Cog, DynCog, Event, Role};
 use tourbillon_cogs::Error;
 
-use crate::config::{deserialize_at, CogConfig, CogSettings, ConfigError, Layered};
+use crate::config::{deserialize_all_at, deserialize_at, CogConfig, CogSettings, ConfigError, Layered};
 
 /// What a constructor knows about where its cog goes.
 #[derive(Clone, Debug)]
@@ -60,7 +60,7 @@ impl fmt::Debug for BuiltCog {
 }
 
 type Build = Box<dyn Fn(&Layered, &CogConfig, &BuildEnv) -> Result<BuiltCog, ConfigError>>;
-type Check = Box<dyn Fn(&Layered, &CogConfig, &BuildEnv) -> Result<Value, ConfigError>>;
+type Check = Box<dyn Fn(&Layered, &CogConfig, &BuildEnv) -> Result<Value, Vec<ConfigError>>>;
 
 struct Kind {
     about: &'static str,
@@ -130,8 +130,8 @@ impl Registry {
         F: Fn(S, &BuildEnv) -> Result<C, Error> + 'static,
     {
         let check: Check = Box::new(move |layered, config, env| {
-            let settings: S = deserialize_at(layered, &config.path, config.settings.clone())?;
-            check(&settings, env).map_err(|e| setting_error(layered, config, e))?;
+            let settings: S = deserialize_all_at(layered, &config.path, config.settings.clone())?;
+            check(&settings, env).map_err(|e| vec![setting_error(layered, config, e)])?;
             Ok(serde_json::to_value(&settings).unwrap_or(Value::Null))
         });
         let build: Build = Box::new(move |layered, config, env| {
@@ -174,10 +174,10 @@ impl Registry {
 
     /// Checks one configured cog's settings without building it (nothing
     /// is opened, created or locked); its effective settings.
-    pub fn check(&self, layered: &Layered, config: &CogConfig, env: &BuildEnv) -> Result<Value, ConfigError> {
+    pub fn check(&self, layered: &Layered, config: &CogConfig, env: &BuildEnv) -> Result<Value, Vec<ConfigError>> {
         match self.kinds.get(config.kind.as_str()) {
             Some(k) => (k.check)(layered, config, env),
-            None => Err(self.unknown(layered, config)),
+            None => Err(vec![self.unknown(layered, config)]),
         }
     }
 
@@ -186,8 +186,10 @@ impl Registry {
             origin: Some(layered.origin(&config.path)),
             path: config.path.key("kind").to_string(),
             message: format!(
-                "unknown cog kind `{}` (known kinds: {})",
+                "unknown cog kind `{}`{} (known kinds: {})",
                 config.kind,
+                crate::config::nearest(&config.kind, self.kinds())
+                    .map_or(String::new(), |k| format!(": did you mean `{k}`?")),
                 self.kinds().join(", ")
             ),
         }

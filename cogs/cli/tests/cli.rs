@@ -117,8 +117,8 @@ fn an_unknown_key_names_its_full_path_and_the_expected_ones() {
     assert_eq!(code, 1);
     assert_eq!(
         err,
-        "tourbillon: the configuration has 1 error:\n  file c.toml: trains.t.cogs[1].fsnyc: unknown field `fsnyc`, \
-         expected one of `path`, `buffer_bytes`, `fsync`, `create_dirs`, `retry_interval_ms`\n"
+        "tourbillon: the configuration has 1 error:\n  file c.toml: trains.t.cogs[1].fsnyc: unknown field `fsnyc`: \
+         did you mean `fsync`? (expected one of `path`, `buffer_bytes`, `fsync`, `create_dirs`, `retry_interval_ms`)\n"
     );
 }
 
@@ -148,7 +148,7 @@ fn an_unknown_cog_kind_lists_the_known_ones() {
         err,
         format!(
             "tourbillon: the configuration has 1 error:\n  file c.toml: trains.t.cogs[1].kind: unknown cog kind \
-             `sdtout` (known kinds: {kinds})\n"
+             `sdtout`: did you mean `stdout`? (known kinds: {kinds})\n"
         )
     );
 }
@@ -429,4 +429,32 @@ fn every_readme_configuration_checks() {
         checked += 1;
     }
     assert!(checked >= 9, "only {checked} configurations found in the README");
+}
+
+/// Every error of a cog is listed, not only its first, each with the
+/// nearest known name where one is near; a text or a table where a list
+/// belongs says so.
+#[test]
+fn every_error_is_listed_with_the_name_it_was_likely_meant_to_be() {
+    let (code, err) = check(
+        "[deamon]\nuser = \"x\"\n\
+         [trains.web]\ncogs = [\n  { kind = \"tail\", inlcude = [\"/x\"], checkpoint_dri = \"/tmp/s\", poll_interval_ms = \"fast\" },\n  \
+         { kind = \"file\", path = \"o\" },\n]\n\
+         [trains.out]\ninputs = [\"wbe\"]\ncogs = [{ kind = \"stdout\" }]\n\
+         [trains.t3]\ncogs = [{ kind = \"tail\", include = \"/var/log/x.log\", exclude = { a = 1 } }, { kind = \"stdout\" }]\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    for want in [
+        "deamon: unknown section: did you mean `daemon`?",
+        "trains.web.cogs[0].inlcude: unknown field `inlcude`: did you mean `include`?",
+        "trains.web.cogs[0].checkpoint_dri: unknown field `checkpoint_dri`: did you mean `checkpoint_dir`?",
+        "trains.web.cogs[0].poll_interval_ms: invalid type: string \"fast\", expected u64",
+        "trains.out.inputs[0]: no train is named `wbe`: did you mean `web`?",
+        "trains.t3.cogs[0].include: a text where a list belongs: write [\"/var/log/x.log\"]",
+        "trains.t3.cogs[0].exclude: a table where a list belongs: write [ ... ], not { ... }",
+    ] {
+        assert!(err.contains(want), "no `{want}` in:\n{err}");
+    }
+    assert!(err.starts_with("tourbillon: the configuration has 7 errors:"), "{err}");
 }

@@ -171,8 +171,12 @@ fn a_trace_continued_in_the_file_rotated_away_joins_its_beginning() {
     // rename goes to the rotated file, then it opens a new one.
     let mut held = fs::OpenOptions::new().append(true).open(&input).unwrap();
     use std::io::Write;
-    held.write_all((TRACE.join("\n") + "\n").as_bytes()).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    held.write_all(("2026-11-30 12:00:00 INFO before\n".to_owned() + &TRACE.join("\n") + "\n").as_bytes())
+        .unwrap();
+    // `INFO before` goes out once the trace's first line is read: the
+    // tail follows the file before it is renamed.
+    wait_for("INFO before", 10, || records(&out).len() == 1);
+    std::thread::sleep(Duration::from_millis(100));
     fs::rename(&input, d.join("app.log.1")).unwrap();
     held.write_all((REST.join("\n") + "\n").as_bytes()).unwrap();
     drop(held);
@@ -182,7 +186,11 @@ fn a_trace_continued_in_the_file_rotated_away_joins_its_beginning() {
     stop(child);
     assert_eq!(
         records(&out),
-        vec![whole, "2026-11-30 12:00:03 INFO after the rotation".to_owned()]
+        vec![
+            "2026-11-30 12:00:00 INFO before".to_owned(),
+            whole,
+            "2026-11-30 12:00:03 INFO after the rotation".to_owned()
+        ]
     );
 }
 
@@ -193,7 +201,7 @@ fn two_files_never_mix_and_a_timeout_sends_a_trace_with_no_next_line() {
     let (a, b, out) = (d.join("a.log"), d.join("b.log"), d.join("out.log"));
     fs::write(&a, "").unwrap();
     fs::write(&b, "").unwrap();
-    let config = config(d, &[&a, &b], "start = '^\\d{4}-', timeout_ms = 300", &out);
+    let config = config(d, &[&a, &b], "start = '^\\d{4}-', timeout_ms = 1000", &out);
     let child = run(d, &config);
     // Written in turn, a line to each file, slowly enough that the tail
     // reads them in that order: one stream would interleave them.

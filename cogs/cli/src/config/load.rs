@@ -248,10 +248,44 @@ pub fn load(sources: &Sources) -> Result<Layered, ConfigErrors> {
             Err(e) => errors.extend(e),
         }
     }
-    let env: Vec<_> = sources
+    let ours = |k: &String| k.starts_with(&format!("{ENV_PREFIX}__"));
+    // A list or a table (`["a", "b"]`, `{ x = 1 }`) is read as `--set`
+    // reads its value; the config crate would take it for a string.
+    let (structured, plain): (Vec<_>, Vec<_>) = sources
         .env
         .iter()
-        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .filter(|(k, _)| ours(k))
+        .partition(|(_, v)| v.trim_start().starts_with(['[', '{']));
+    for (k, v) in structured {
+        let path = env_key_path(k);
+        let parsed = match parse_toml(&format!("v = {v}")) {
+            Ok(Value::Object(mut m)) => Ok((path.clone(), m.remove("v").unwrap_or(Value::Null))),
+            Ok(_) => Err(format!("`{v}` is not a value")),
+            Err(e) => Err(format!(
+                "`{v}` begins like a list or a table but does not read as one: {e}"
+            )),
+        };
+        match parsed {
+            Ok((path, value)) => {
+                let mut tree = value;
+                for seg in path.0.iter().rev() {
+                    tree = match seg {
+                        Seg::Key(k) => Value::Object(Map::from_iter([(k.clone(), tree)])),
+                        Seg::Index(i) => Value::Object(Map::from_iter([(i.to_string(), tree)])),
+                    };
+                }
+                let o = Origin::Env(k.clone());
+                merge(&mut layered, tree, KeyPath::default(), &|_| o.clone(), &mut errors)
+            }
+            Err(message) => errors.push(ConfigError {
+                origin: Some(Origin::Env(k.clone())),
+                path: path.to_string(),
+                message,
+            }),
+        }
+    }
+    let env: Vec<_> = plain
+        .into_iter()
         .filter(|(k, v)| match unfit_env_number(v) {
             Some(message) => {
                 errors.push(ConfigError {
@@ -485,5 +519,28 @@ mod tests {
             text.contains("trains.a.cogs: `3` is not a position in this list of 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_environment_variable_takes_a_list_as_set_does() {
+        let sources = Sources {
+            embedded: Some("[trains.a]\ncogs = [{ kind = \"tail\", include = [\"x\"] }]\n".into()),
+            env: vec![(
+                "TOURBILLON__TRAINS__A__COGS__0__INCLUDE".into(),
+                "[\"/var/log/a.log\", \"/var/log/b.log\"]".into(),
+            )],
+            ..Sources::default()
+        };
+        let layered = load(&sources).unwrap();
+        assert_eq!(
+            layered.value["trains"]["a"]["cogs"][0]["include"],
+            serde_json::json!(["/var/log/a.log", "/var/log/b.log"])
+        );
+        let bad = Sources {
+            env: vec![("TOURBILLON__LOG__X".into(), "[1, ".into())],
+            ..Sources::default()
+        };
+        let e = load(&bad).unwrap_err().to_string();
+        assert!(e.contains("env TOURBILLON__LOG__X"), "{e}");
     }
 }

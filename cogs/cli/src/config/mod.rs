@@ -100,8 +100,115 @@ pub fn deserialize_at<T: DeserializeOwned>(layered: &Layered, path: &KeyPath, v:
                 serde_path_to_error::Segment::Unknown => {}
             }
         }
-        layered.error(&p, e.into_inner().to_string())
+        layered.error(&p, plainly(&e.into_inner().to_string()))
     })
+}
+
+/// The top-level sections of a configuration.
+pub const SECTIONS: &[&str] = &["log", "daemon", "trains"];
+
+/// Like [`deserialize_at`], but finds every wrong key of a table, not
+/// only the first: each key is tried alone over the defaults. Errors
+/// that only a combination of keys makes (none alone is wrong) are
+/// reported as [`deserialize_at`] reports them.
+pub fn deserialize_all_at<T: DeserializeOwned + Serialize + Default>(
+    layered: &Layered,
+    path: &KeyPath,
+    v: Value,
+) -> Result<T, Vec<ConfigError>> {
+    let first = match deserialize_at::<T>(layered, path, v.clone()) {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    let (Value::Object(given), Ok(Value::Object(defaults))) = (&v, serde_json::to_value(T::default())) else {
+        return Err(vec![first]);
+    };
+    let mut errors = Vec::new();
+    for (key, value) in given {
+        let mut alone = defaults.clone();
+        alone.insert(key.clone(), value.clone());
+        if let Err(e) = deserialize_at::<T>(layered, path, Value::Object(alone)) {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        errors.push(first);
+    }
+    Err(errors)
+}
+
+/// Serde's messages, said so that a person can act on them: an unknown
+/// key names the nearest known one; a table or a text where a list
+/// belongs says so.
+pub fn plainly(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let word = rest.split('`').next().unwrap_or_default();
+        let known: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
+        if let Some(near) = nearest(word, known.iter().copied()) {
+            return format!(
+                "unknown field `{word}`: did you mean `{near}`?{}",
+                message
+                    .split_once(", expected")
+                    .map_or(String::new(), |(_, e)| format!(" (expected{e})"))
+            );
+        }
+        return message.to_owned();
+    }
+    for (what, plain) in [
+        (
+            "invalid type: map, expected a sequence",
+            "a table where a list belongs: write [ ... ], not { ... }",
+        ),
+        (
+            "invalid type: sequence, expected a map",
+            "a list where a table belongs: write { key = value, ... }, not [ ... ]",
+        ),
+    ] {
+        if message.starts_with(what) {
+            return plain.to_owned();
+        }
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: string ") {
+        if rest.ends_with("expected a sequence") {
+            let text = rest.trim_end_matches(", expected a sequence");
+            return format!("a text where a list belongs: write [{text}]");
+        }
+    }
+    message.to_owned()
+}
+
+/// The word of `known` nearest to `word`, if it is near enough to be a
+/// slip of the keyboard (one edit in short words, two in longer ones).
+pub fn nearest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let most = if word.chars().count() < 5 { 1 } else { 2 };
+    known
+        .into_iter()
+        .map(|k| (edits(word, k), k))
+        .filter(|&(d, k)| d <= most && k != word)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, with a swap of two neighbours counting once.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 impl Config {
@@ -171,9 +278,12 @@ impl Config {
         }
         let trains_v = top.remove("trains").unwrap_or(Value::Object(Map::new()));
         for (k, _) in top {
+            let near =
+                nearest(&k, SECTIONS.iter().copied()).map_or(String::new(), |n| format!(": did you mean `{n}`?"));
+            let all: Vec<String> = SECTIONS.iter().map(|s| format!("`{s}`")).collect();
             errors.push(layered.error(
                 &root.key(&k),
-                "unknown section (expected one of `log`, `daemon`, `trains`)".to_owned(),
+                format!("unknown section{near} (expected one of {})", all.join(", ")),
             ));
         }
         let mut trains = Vec::new();
@@ -279,7 +389,11 @@ fn train_config(
             Some(Value::String(k)) => {
                 errors.push(layered.error(
                     &path.key("kind"),
-                    format!("unknown cog kind `{k}` (known kinds: {})", known.join(", ")),
+                    format!(
+                        "unknown cog kind `{k}`{} (known kinds: {})",
+                        nearest(&k, known.iter().copied()).map_or(String::new(), |n| format!(": did you mean `{n}`?")),
+                        known.join(", ")
+                    ),
                 ));
                 continue;
             }
@@ -378,3 +492,33 @@ pub fn describe_settings(layered: &Layered, cog: &CogConfig, effective: &Value) 
 /// Settings that carry their own defaults: what a registry entry needs.
 pub trait CogSettings: Serialize + DeserializeOwned + Default + 'static {}
 impl<T: Serialize + DeserializeOwned + Default + 'static> CogSettings for T {}
+
+#[cfg(test)]
+mod plain_tests {
+    use super::{nearest, plainly};
+
+    #[test]
+    fn a_slip_finds_its_word_and_a_stranger_finds_none() {
+        let keys = ["include", "exclude", "checkpoint_dir", "batch"];
+        assert_eq!(nearest("inlcude", keys), Some("include"));
+        assert_eq!(nearest("checkpoint_dri", keys), Some("checkpoint_dir"));
+        assert_eq!(nearest("bacth", keys), Some("batch"));
+        assert_eq!(nearest("colour", keys), None);
+    }
+
+    #[test]
+    fn serde_messages_are_said_plainly() {
+        assert_eq!(
+            plainly("unknown field `fsnyc`, expected one of `path`, `fsync`"),
+            "unknown field `fsnyc`: did you mean `fsync`? (expected one of `path`, `fsync`)"
+        );
+        assert_eq!(
+            plainly("unknown field `zzz`, expected `a` or `b`"),
+            "unknown field `zzz`, expected `a` or `b`"
+        );
+        assert_eq!(
+            plainly("invalid type: string \"x\", expected a sequence"),
+            "a text where a list belongs: write [\"x\"]"
+        );
+    }
+}
