@@ -430,3 +430,40 @@ proptest! {
         }
     }
 }
+
+/// Text of what logfmt reads, and every kind of whitespace around it.
+fn logfmt_like() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(" "),
+            Just("  "),
+            Just("\t"),
+            Just("\u{0B}"),
+            Just("\u{A0}"),
+            Just("\u{3000}"),
+            Just("\""),
+            Just("\\"),
+            Just("\\\""),
+            Just("\\n"),
+            Just("="),
+            Just("k"),
+            Just("é"),
+            Just("v1"),
+        ],
+        0..30,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// logfmt has its own fast reader: it reads every line as `kv` with
+    /// the default separators and quote does, errors included.
+    #[test]
+    fn logfmt_reads_what_kv_with_its_defaults_reads(text in logfmt_like()) {
+        let logfmt = Parser::new(&settings(json!({"format": "logfmt"}))).unwrap();
+        let kv = Parser::new(&settings(json!({"format": "kv"}))).unwrap();
+        prop_assert_eq!(logfmt.parse(&text), kv.parse(&text), "{:?}", text);
+    }
+}

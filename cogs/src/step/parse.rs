@@ -420,7 +420,7 @@ impl Parser {
                 Ok(fields)
             }
             Parser::Access { ident, combined } => access_log(line, *ident, *combined),
-            Parser::Logfmt => kv(line, &LOGFMT),
+            Parser::Logfmt => logfmt(line),
             Parser::Kv(k) => kv(line, k),
             Parser::Csv(columns, delimiter) => csv_record(line, columns, *delimiter),
             Parser::Syslog => crate::step::syslog::parse(line),
@@ -614,34 +614,9 @@ fn request_fields(fields: &mut Fields, request: &str) {
     fields.insert("request".into(), Value::String(request));
 }
 
-/// logfmt: space-separated, `=`, double quotes.
-static LOGFMT: Kv = Kv {
-    field_split: String::new(),
-    value_split: String::new(),
-    quote: Some('"'),
-};
-
-impl Kv {
-    fn field_split(&self) -> &str {
-        if self.field_split.is_empty() {
-            " "
-        } else {
-            &self.field_split
-        }
-    }
-
-    fn value_split(&self) -> &str {
-        if self.value_split.is_empty() {
-            "="
-        } else {
-            &self.value_split
-        }
-    }
-}
-
-/// Key-value pairs (logfmt is `kv` with its defaults).
+/// Key-value pairs (logfmt is `kv` with its defaults, read by [`logfmt`]).
 fn kv(line: &str, k: &Kv) -> Result<Fields, String> {
-    let (fs, vs) = (k.field_split(), k.value_split());
+    let (fs, vs) = (k.field_split.as_str(), k.value_split.as_str());
     let blank_split = fs.trim().is_empty();
     let mut fields = Map::new();
     let mut rest = line;
@@ -702,6 +677,70 @@ fn kv(line: &str, k: &Kv) -> Result<Fields, String> {
                 let v = &after[..end];
                 (if blank_split { v } else { v.trim_end_matches(' ') }).to_owned()
             }
+        };
+        fields.insert(key.to_owned(), Value::String(value));
+    }
+    if fields.is_empty() {
+        return Err("no key=value pair".into());
+    }
+    Ok(fields)
+}
+
+/// logfmt: what [`kv`] reads with its default separators and quote, in
+/// one pass over the bytes, each key and value copied once (the bytes it
+/// looks for are ASCII, so every cut falls between characters).
+fn logfmt(line: &str) -> Result<Fields, String> {
+    let mut fields = Map::new();
+    let mut rest = line;
+    loop {
+        // As `kv` does: any whitespace (`trim_start`) before a key.
+        let start = rest.bytes().position(|b| b != b' ').unwrap_or(rest.len());
+        rest = &rest[start..];
+        if rest.as_bytes().first().is_some_and(|&b| b >= 0x80 || char::from(b).is_whitespace()) {
+            rest = rest.trim_start();
+        }
+        if rest.is_empty() {
+            break;
+        }
+        let b = rest.as_bytes();
+        let mut key_end = 0;
+        let mut quote_in_key = false;
+        while let Some(&c) = b.get(key_end) {
+            if c == b'=' || c == b' ' {
+                break;
+            }
+            quote_in_key |= c == b'"';
+            key_end += 1;
+        }
+        let key = &rest[..key_end];
+        if key.is_empty() {
+            return Err(format!("a value with no key at `{}`", excerpt(rest)));
+        }
+        if quote_in_key {
+            return Err(format!("a quote in the key `{}`", excerpt(key)));
+        }
+        if b.get(key_end) != Some(&b'=') {
+            rest = &rest[key_end..];
+            fields.insert(key.to_owned(), Value::Bool(true));
+            continue;
+        }
+        let after = &rest[key_end + 1..];
+        let value = if let Some(quoted) = after.strip_prefix('"') {
+            let q = quoted.as_bytes();
+            let (value, r) = match q.iter().position(|&c| c == b'"' || c == b'\\') {
+                Some(end) if q[end] == b'"' => (quoted[..end].to_owned(), &quoted[end + 1..]),
+                _ => quoted_value(quoted, '"')
+                    .ok_or_else(|| format!("the value of `{}` has no closing quote", excerpt(key)))?,
+            };
+            if !(r.is_empty() || r.starts_with(' ')) {
+                return Err(format!("text after the closing quote of `{}`", excerpt(key)));
+            }
+            rest = r;
+            value
+        } else {
+            let end = after.bytes().position(|c| c == b' ').unwrap_or(after.len());
+            rest = &after[end..];
+            after[..end].to_owned()
         };
         fields.insert(key.to_owned(), Value::String(value));
     }
