@@ -3,12 +3,14 @@
 //! becomes of a line that does not parse.
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tourbillon::{Cog, Context, Escapement, Event, EventId, Exit, Fired, Next, Role, Train};
 use tourbillon_cogs::meter::Metered;
 use tourbillon_cogs::step::parse::{Format, OnError, Parse, ParseSettings, Parser};
+use tourbillon_cogs::time::Time;
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -284,6 +286,51 @@ fn regex_with_typed_fields_keeps_a_value_that_does_not_convert() {
     assert_eq!(data[2]["error"], json!("does not match the pattern"));
     assert_eq!((r.count("unconverted"), r.count("unparsed")), (1, 1));
     assert_eq!(r.meter.errors, 2);
+}
+
+#[test]
+fn timestamp_type_reads_the_known_formats_and_keeps_what_it_cannot_read() {
+    let events = [
+        "1 2000-10-10T13:55:36.5-07:00",
+        "2 10/Oct/2000:13:55:36 -0700",
+        "3 Nov 30 20:13:01",
+        "4 971186136",
+        "5 971186136.25",
+        "6 yesterday",
+        "7 2000-02-30T00:00:00Z",
+    ];
+    let s = settings(json!({
+        "format": "regex",
+        "pattern": r"^(?P<n>\d+) (?P<ts>.+)$",
+        "types": {"ts": "timestamp", "n": "int"},
+    }));
+    let r = run(s, events.iter().map(|l| l.as_bytes().to_vec()).collect());
+    let ts: Vec<Value> = r.data().iter().map(|d| d["ts"].clone()).collect();
+    assert_eq!(ts[0], json!("2000-10-10T20:55:36.500Z"));
+    assert_eq!(ts[1], json!("2000-10-10T20:55:36Z"));
+    // RFC 3164 has no year: this one or the last, never in the future.
+    let now = Time::from_system(SystemTime::now()).rfc3339(0);
+    let this_year: i64 = now[..4].parse().unwrap();
+    let bsd = ts[2].as_str().unwrap();
+    assert!(bsd.ends_with("-11-30T20:13:01Z"), "{bsd}");
+    let year: i64 = bsd[..4].parse().unwrap();
+    assert!(year == this_year || year == this_year - 1, "{bsd}");
+    assert!(bsd <= now.as_str() || year == this_year - 1, "{bsd} after {now}");
+    assert_eq!(ts[3], json!("2000-10-10T13:55:36Z"));
+    assert_eq!(ts[4], json!("2000-10-10T13:55:36.250Z"));
+    assert_eq!(ts[5], json!("yesterday"), "kept as it was");
+    assert_eq!(ts[6], json!("2000-02-30T00:00:00Z"), "no such day: kept as it was");
+    assert_eq!(r.data()[0]["n"], json!(1));
+    assert_eq!((r.count("unconverted"), r.count("unparsed")), (2, 0));
+}
+
+#[test]
+fn nginx_time_typed_as_timestamp() {
+    let line = r#"192.0.2.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.1" 200 3 "-" "-""#;
+    let s = settings(json!({"format": "nginx_combined", "types": {"time": "timestamp"}}));
+    let r = run(s, lines(line));
+    assert_eq!(r.data()[0]["time"], json!("2000-10-10T20:55:36Z"));
+    assert_eq!(r.count("unconverted"), 0);
 }
 
 #[test]

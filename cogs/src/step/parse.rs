@@ -57,11 +57,20 @@
 //!
 //! # Types
 //!
-//! `types = { duration = "float", bytes = "int", ok = "bool" }` converts
-//! string fields after parsing: `int` (a 64-bit integer), `float` (finite),
-//! `bool` (`true`/`false`, `1`/`0`, `yes`/`no`, any case), `string` (a
-//! number or bool written as text). A value that does not convert is kept
-//! as it was, counted (`unconverted`) and logged (throttled), never changed.
+//! `types = { duration = "float", bytes = "int", ok = "bool", ts = "timestamp" }`
+//! converts string fields after parsing:
+//!
+//! | type | reads | writes |
+//! |---|---|---|
+//! | `int` | a 64-bit integer | a JSON integer |
+//! | `float` | a finite number | a JSON number |
+//! | `bool` | `true`/`false`, `1`/`0`, `yes`/`no`, any case | `true` or `false` |
+//! | `string` | a number or bool | it as text |
+//! | `timestamp` | the first of: RFC 3339 (`2000-10-10T13:55:36.5-07:00`), the access logs' `10/Oct/2000:13:55:36 -0700`, RFC 3164 (`Oct 10 13:55:36`: UTC, the year inferred against the clock so that late-December lines read in January stay last year's), epoch seconds (a number or numeric text, fractions allowed) | RFC 3339 in UTC, as the [`timestamp`](crate::step::timestamp) step writes by default: `2000-10-10T20:55:36.500Z`, with the fraction digits the time needs (none, 3, 6 or 9) |
+//!
+//! A value that does not convert is kept as it was, counted
+//! (`unconverted`) and logged (throttled), never changed. For other time
+//! formats or a time zone, use a `timestamp` step after `parse`.
 //!
 //! # Lines that do not parse
 //!
@@ -78,7 +87,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -89,6 +98,7 @@ use crate::access::check_path;
 use crate::meter::{Meter, Metered};
 use crate::step::json::{event_bytes, message_of, IdText};
 use crate::step::route::check_output_name;
+use crate::time::{self, Format as TimeFormat, Time, Zone};
 use crate::{Error, LogThrottle, Summary, Verdict};
 
 /// The fields a line parses into.
@@ -127,7 +137,7 @@ pub struct ParseSettings {
     /// With `format = "kv"`: the one character that quotes a value, or
     /// `""` for none. Default `"\""`.
     pub quote: String,
-    /// Conversions of fields by name: `int`, `float`, `bool`, `string`.
+    /// Conversions of fields by name: `int`, `float`, `bool`, `string`, `timestamp`.
     pub types: BTreeMap<String, String>,
     /// Where the text is: `"raw"`, the raw bytes (the default), or a field
     /// path whose string value holds it.
@@ -228,6 +238,18 @@ enum Type {
     Float,
     Bool,
     Str,
+    Timestamp,
+}
+
+/// The ways `timestamp` reads a time, in the order tried.
+const TIME_FORMATS: [&str; 4] = ["rfc3339", "%d/%b/%Y:%H:%M:%S %z", "rfc3164", "epoch_secs"];
+
+/// The [`TIME_FORMATS`], compiled once per cog.
+fn time_formats() -> Vec<TimeFormat> {
+    TIME_FORMATS
+        .iter()
+        .map(|f| time::format_of(f).expect("the built-in time formats compile"))
+        .collect()
 }
 
 impl Type {
@@ -237,23 +259,27 @@ impl Type {
             "float" => Type::Float,
             "bool" => Type::Bool,
             "string" => Type::Str,
-            "timestamp" => {
-                return Err(Error::setting(
-                    key,
-                    "`timestamp` is not a type here: add a `timestamp` step after parse for the field",
-                ))
-            }
+            "timestamp" => Type::Timestamp,
             _ => {
                 return Err(Error::setting(
                     key,
-                    format!("unknown type `{name}`: int, float, bool or string"),
+                    format!("unknown type `{name}`: int, float, bool, string or timestamp"),
                 ))
             }
         })
     }
 
-    /// The value converted, or `None` if it does not convert.
-    fn convert(self, v: &Value) -> Option<Value> {
+    /// The value converted, or `None` if it does not convert; a time is
+    /// read by the first of `times` that reads it.
+    fn convert(self, v: &Value, times: &[TimeFormat]) -> Option<Value> {
+        if self == Type::Timestamp {
+            let now = || Time::from_system(SystemTime::now());
+            let zone = Zone::default();
+            return times
+                .iter()
+                .find_map(|f| f.parse(v, &zone, now))
+                .map(|t| Value::String(t.rfc3339_auto()));
+        }
         let text = match v {
             Value::String(s) => s.trim(),
             other if self == Type::Str => return Some(Value::String(other.to_string())),
@@ -278,7 +304,7 @@ impl Type {
                 "false" | "0" | "no" => Some(Value::Bool(false)),
                 _ => None,
             },
-            Type::Str => Some(v.clone()),
+            Type::Str | Type::Timestamp => Some(v.clone()),
         }
     }
 
@@ -288,6 +314,7 @@ impl Type {
             Type::Float => "float",
             Type::Bool => "bool",
             Type::Str => "string",
+            Type::Timestamp => "timestamp",
         }
     }
 }
@@ -853,6 +880,8 @@ pub struct Parse<D = Event> {
     parser: Parser,
     /// The conversions of `types`.
     types: Vec<(String, Type)>,
+    /// How a `timestamp` type reads a time.
+    times: Vec<TimeFormat>,
     source: Getter<D, [u8]>,
     /// Whether the source is the raw bytes: unparsed data then get the text as `message`.
     raw_source: bool,
@@ -957,6 +986,11 @@ impl<D: 'static> Parse<D> {
         Ok(Parse {
             raw_source: settings.source == "raw",
             parser,
+            times: if types.iter().any(|(_, t)| *t == Type::Timestamp) {
+                time_formats()
+            } else {
+                Vec::new()
+            },
             types,
             source,
             target,
@@ -982,7 +1016,7 @@ impl<D: 'static> Parse<D> {
     fn convert<N: Next<D> + ?Sized>(&mut self, fields: &mut Fields, datum: &D, ctx: &mut Context<'_, D, N>) {
         for (name, t) in &self.types {
             let Some(v) = fields.get_mut(name) else { continue };
-            match t.convert(v) {
+            match t.convert(v, &self.times) {
                 Some(c) => *v = c,
                 None => {
                     self.meter.count(UNCONVERTED);
