@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use tourbillon::train::split_input;
 use tourbillon::Role;
+use tourbillon_cogs::net::Framing;
 
 use crate::app::PlannedTrain;
 use crate::config::{ConfigError, KeyPath, Layered};
@@ -332,6 +333,7 @@ const KEY_SETTINGS: &[&str] = &[
     "include",
     "listen",
     "connect",
+    "framing",
     "path",
     "field",
     "fields",
@@ -350,6 +352,11 @@ fn key_settings(settings: &Value, width: usize) -> Vec<String> {
     let mut out = Vec::new();
     for &k in KEY_SETTINGS {
         let Some(v) = settings.get(k) else { continue };
+        // Every stream is newline-framed unless it says otherwise: only
+        // another framing tells the reader something.
+        if k == "framing" && v.as_str() == Some(&Framing::default().to_string()) {
+            continue;
+        }
         let shown = match v {
             Value::Null => continue,
             Value::Array(a) if a.is_empty() => continue,

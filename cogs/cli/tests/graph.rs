@@ -518,3 +518,25 @@ fn a_captured_graph_replays_and_is_compared_drain_by_drain() {
     assert!(lines[1].contains("2 vs 2 data; first at datum 1:"), "{out}");
     assert_eq!(lines[2], "different: 1 of 2 drains got other data");
 }
+
+#[test]
+fn a_listen_shows_its_framing_when_it_is_not_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "c.toml",
+        "[trains.tcp]\ncogs = [{ kind = \"listen\", listen = \"127.0.0.1:5514\", framing = \"octet_counting\" }, \
+         { kind = \"file\", path = \"a.log\" }]\n\
+         [trains.lines]\ncogs = [{ kind = \"listen\", listen = \"127.0.0.1:5170\" }, { kind = \"file\", path = \"b.log\" }]\n",
+    );
+    let out = tourbillon(dir.path(), &["train", "c.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    let drawing = listing.split("\n\n").next().unwrap();
+    assert!(
+        drawing.contains("│ listen  listen 127.0.0.1:5514; framing octet_counting │"),
+        "{drawing}"
+    );
+    assert!(drawing.contains("│ listen  listen 127.0.0.1:5170 │"), "{drawing}");
+    assert!(!drawing.contains("newline"), "{drawing}");
+}
