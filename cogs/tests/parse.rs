@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use proptest::prelude::*;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tourbillon::{Cog, Context, Escapement, Event, EventId, Exit, Fired, Next, Role, Train};
 use tourbillon_cogs::meter::Metered;
 use tourbillon_cogs::step::parse::{Format, OnError, Parse, ParseSettings, Parser};
@@ -503,7 +503,7 @@ fn logfmt_like() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
 
     /// logfmt has its own fast reader: it reads every line as `kv` with
     /// the default separators and quote does, errors included.
@@ -512,5 +512,68 @@ proptest! {
         let logfmt = Parser::new(&settings(json!({"format": "logfmt"}))).unwrap();
         let kv = Parser::new(&settings(json!({"format": "kv"}))).unwrap();
         prop_assert_eq!(logfmt.parse(&text), kv.parse(&text), "{:?}", text);
+    }
+}
+
+/// One record as the `csv` crate's own `Reader` reads it, one reader per
+/// line: what the reused reader of the `csv` format must match.
+fn csv_reference(line: &str, columns: &[&str]) -> Result<Map<String, Value>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(line.as_bytes());
+    let mut record = csv::StringRecord::new();
+    if !reader.read_record(&mut record).map_err(|e| e.to_string())? {
+        return Err("no record".into());
+    }
+    if reader.read_record(&mut csv::StringRecord::new()).map_err(|e| e.to_string())? {
+        return Err("more than one record (a newline outside quotes)".into());
+    }
+    if record.len() != columns.len() {
+        return Err(format!("{} fields, {} columns", record.len(), columns.len()));
+    }
+    Ok(columns
+        .iter()
+        .zip(record.iter())
+        .map(|(c, v)| (c.to_string(), Value::String(v.to_owned())))
+        .collect())
+}
+
+fn csv_like() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(","),
+            Just("\""),
+            Just("\"\""),
+            Just("a"),
+            Just("é"),
+            Just(" "),
+            Just("\n"),
+            Just("\r"),
+            Just("\r\n"),
+            Just("\u{feff}"),
+        ],
+        0..24,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    /// The `csv` format reuses one reader for every line: each line reads
+    /// as a fresh `csv::Reader` reads it, whatever the lines before it
+    /// left behind (an unclosed quote is refused before either reads).
+    #[test]
+    fn csv_reads_each_line_as_a_fresh_csv_reader_does(lines in proptest::collection::vec(csv_like(), 1..6)) {
+        let columns = ["a", "b", "c"];
+        let parser = Parser::new(&settings(json!({"format": "csv", "columns": columns}))).unwrap();
+        for line in &lines {
+            let got = parser.parse(line);
+            if got.as_ref().is_err_and(|e| e.contains("not closed")) {
+                continue;
+            }
+            prop_assert_eq!(got, csv_reference(line, &columns), "{:?}", line);
+        }
     }
 }

@@ -33,7 +33,7 @@
 //! | `regex` | `pattern`: each named capture group is a field (a group that took no part in the match is left out) | the group names |
 //! | `logfmt` | `key=value key="quoted \"value\"" bare`: a bare key is `true`, `key=` an empty string | the keys |
 //! | `kv` | like `logfmt`, with the separators and the quote by setting: `field_split`, `value_split`, `quote` | the keys |
-//! | `csv` | one RFC 4180 record (the `csv` crate), `delimiter` by setting | `columns`, in order |
+//! | `csv` | one RFC 4180 record (the `csv` crate's reader, `csv-core`), `delimiter` by setting | `columns`, in order |
 //! | `syslog` | an RFC 5424 or RFC 3164 message, told apart per line (see [`syslog`](crate::step::syslog)) | `priority`, `facility`, `severity`, `timestamp`, `host`, `app`, `procid`, `msgid`, `structured_data`, `message` |
 //!
 //! Notes per format:
@@ -85,6 +85,7 @@
 //! Adding a format: a [`Format`] variant, its name in [`Format::NAMES`], and
 //! an arm in [`Parser::parse`] calling a function from `&str` to a field map.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -336,7 +337,7 @@ pub enum Parser {
     /// Key-value pairs.
     Kv(Kv),
     /// CSV with these columns and this delimiter.
-    Csv(Vec<String>, u8),
+    Csv(Csv),
     /// Syslog, either RFC.
     Syslog,
 }
@@ -427,7 +428,7 @@ impl Parser {
                 if delimiter == b'"' || delimiter == b'\n' || delimiter == b'\r' {
                     return Err(Error::setting("delimiter", "not a quote or a newline"));
                 }
-                Parser::Csv(s.columns.clone(), delimiter)
+                Parser::Csv(Csv::new(s.columns.clone(), delimiter))
             }
             Format::Syslog => Parser::Syslog,
         })
@@ -449,7 +450,7 @@ impl Parser {
             Parser::Access { ident, combined } => access_log(line, *ident, *combined),
             Parser::Logfmt => logfmt(line),
             Parser::Kv(k) => kv(line, k),
-            Parser::Csv(columns, delimiter) => csv_record(line, columns, *delimiter),
+            Parser::Csv(c) => c.record(line),
             Parser::Syslog => crate::step::syslog::parse(line),
         }
     }
@@ -804,38 +805,91 @@ fn quoted_value(s: &str, q: char) -> Option<(String, &str)> {
     None
 }
 
-/// One CSV record with these column names.
-fn csv_record(line: &str, columns: &[String], delimiter: u8) -> Result<Fields, String> {
-    check_quotes(line.as_bytes(), delimiter)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .buffer_capacity(line.len().max(64))
-        .from_reader(line.as_bytes());
-    let mut record = csv::StringRecord::new();
-    match reader.read_record(&mut record) {
-        Ok(true) => {}
-        Ok(false) => return Err("no record".into()),
-        Err(e) => return Err(e.to_string()),
-    }
-    if reader
-        .read_record(&mut csv::StringRecord::new())
-        .map_err(|e| e.to_string())?
-    {
-        return Err("more than one record (a newline outside quotes)".into());
-    }
-    if record.len() != columns.len() {
-        return Err(format!("{} fields, {} columns", record.len(), columns.len()));
-    }
-    Ok(columns
-        .iter()
-        .zip(record.iter())
-        .map(|(c, v)| (c.clone(), Value::String(v.to_owned())))
-        .collect())
+/// The `csv` format: its columns, and the reader and buffers every line
+/// reuses (building a reader compiles its state machine).
+#[derive(Debug)]
+pub struct Csv {
+    columns: Vec<String>,
+    delimiter: u8,
+    scratch: RefCell<CsvScratch>,
 }
 
-/// Refuses a quoted field that is not closed (the csv crate reads one to
+#[derive(Debug)]
+struct CsvScratch {
+    reader: csv_core::Reader,
+    /// The unquoted bytes of the fields, one after the other.
+    out: Vec<u8>,
+    /// Where each field ends in `out`.
+    ends: Vec<usize>,
+}
+
+impl Csv {
+    fn new(columns: Vec<String>, delimiter: u8) -> Csv {
+        let reader = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+        let ends = vec![0; columns.len() + 1];
+        Csv {
+            columns,
+            delimiter,
+            scratch: RefCell::new(CsvScratch {
+                reader,
+                out: Vec::new(),
+                ends,
+            }),
+        }
+    }
+
+    /// One RFC 4180 record, its fields named by the columns.
+    fn record(&self, line: &str) -> Result<Fields, String> {
+        check_quotes(line.as_bytes(), self.delimiter)?;
+        let mut scratch = self.scratch.borrow_mut();
+        let CsvScratch { reader, out, ends } = &mut *scratch;
+        reader.reset();
+        // Unquoting only shortens: the fields fit in the line's length.
+        out.resize(line.len().max(1), 0);
+        let mut input = line.as_bytes();
+        let (mut nout, mut nend) = (0, 0);
+        loop {
+            let (res, nin, o, e) = reader.read_record(input, &mut out[nout..], &mut ends[nend..]);
+            input = &input[nin..];
+            nout += o;
+            nend += e;
+            match res {
+                // An empty input tells the reader the line is over.
+                csv_core::ReadRecordResult::InputEmpty => {}
+                csv_core::ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
+                csv_core::ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+                csv_core::ReadRecordResult::Record => break,
+                csv_core::ReadRecordResult::End => return Err("no record".into()),
+            }
+        }
+        // What follows the record: only blank lines, which the reader skips.
+        let (mut o, mut e) = ([0u8; 16], [0usize; 4]);
+        loop {
+            let last = input.is_empty();
+            let (res, nin, ..) = reader.read_record(input, &mut o, &mut e);
+            input = &input[nin..];
+            match res {
+                csv_core::ReadRecordResult::End => break,
+                csv_core::ReadRecordResult::InputEmpty if !last => {}
+                _ => return Err("more than one record (a newline outside quotes)".into()),
+            }
+        }
+        if nend != self.columns.len() {
+            return Err(format!("{nend} fields, {} columns", self.columns.len()));
+        }
+        let mut fields = Map::new();
+        let mut start = 0;
+        for (column, &end) in self.columns.iter().zip(&ends[..nend]) {
+            // The line is UTF-8 and the reader cuts only at ASCII bytes.
+            let value = std::str::from_utf8(&out[start..end]).map_err(|e| e.to_string())?;
+            fields.insert(column.clone(), Value::String(value.to_owned()));
+            start = end;
+        }
+        Ok(fields)
+    }
+}
+
+/// Refuses a quoted field that is not closed (the csv reader reads one to
 /// the end of its input without a word, which would hide a record cut at
 /// a newline inside quotes).
 fn check_quotes(line: &[u8], delimiter: u8) -> Result<(), String> {
