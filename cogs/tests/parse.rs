@@ -526,7 +526,10 @@ fn csv_reference(line: &str, columns: &[&str]) -> Result<Map<String, Value>, Str
     if !reader.read_record(&mut record).map_err(|e| e.to_string())? {
         return Err("no record".into());
     }
-    if reader.read_record(&mut csv::StringRecord::new()).map_err(|e| e.to_string())? {
+    if reader
+        .read_record(&mut csv::StringRecord::new())
+        .map_err(|e| e.to_string())?
+    {
         return Err("more than one record (a newline outside quotes)".into());
     }
     if record.len() != columns.len() {

@@ -87,7 +87,14 @@ fn start_nginx(bin: &Path, d: &Path, port: u16, v6: bool) -> Nginx {
     )
     .unwrap();
     let child = Command::new(bin)
-        .args(["-p", &format!("{p}/"), "-c", &format!("{p}/nginx.conf"), "-g", "daemon off;"])
+        .args([
+            "-p",
+            &format!("{p}/"),
+            "-c",
+            &format!("{p}/nginx.conf"),
+            "-g",
+            "daemon off;",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

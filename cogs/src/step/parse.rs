@@ -85,9 +85,9 @@
 //! Adding a format: a [`Format`] variant, its name in [`Format::NAMES`], and
 //! an arm in [`Parser::parse`] calling a function from `&str` to a field map.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -337,7 +337,7 @@ pub enum Parser {
     /// Key-value pairs.
     Kv(Kv),
     /// CSV with these columns and this delimiter.
-    Csv(Csv),
+    Csv(Box<Csv>),
     /// Syslog, either RFC.
     Syslog,
 }
@@ -428,7 +428,7 @@ impl Parser {
                 if delimiter == b'"' || delimiter == b'\n' || delimiter == b'\r' {
                     return Err(Error::setting("delimiter", "not a quote or a newline"));
                 }
-                Parser::Csv(Csv::new(s.columns.clone(), delimiter))
+                Parser::Csv(Box::new(Csv::new(s.columns.clone(), delimiter)))
             }
             Format::Syslog => Parser::Syslog,
         })
@@ -724,7 +724,11 @@ fn logfmt(line: &str) -> Result<Fields, String> {
         // As `kv` does: any whitespace (`trim_start`) before a key.
         let start = rest.bytes().position(|b| b != b' ').unwrap_or(rest.len());
         rest = &rest[start..];
-        if rest.as_bytes().first().is_some_and(|&b| b >= 0x80 || char::from(b).is_whitespace()) {
+        if rest
+            .as_bytes()
+            .first()
+            .is_some_and(|&b| b >= 0x80 || char::from(b).is_whitespace())
+        {
             rest = rest.trim_start();
         }
         if rest.is_empty() {
@@ -811,7 +815,8 @@ fn quoted_value(s: &str, q: char) -> Option<(String, &str)> {
 pub struct Csv {
     columns: Vec<String>,
     delimiter: u8,
-    scratch: RefCell<CsvScratch>,
+    /// Behind a lock so that a [`Parser`] stays `Sync`; a cog never waits on it.
+    scratch: Mutex<CsvScratch>,
 }
 
 #[derive(Debug)]
@@ -830,7 +835,7 @@ impl Csv {
         Csv {
             columns,
             delimiter,
-            scratch: RefCell::new(CsvScratch {
+            scratch: Mutex::new(CsvScratch {
                 reader,
                 out: Vec::new(),
                 ends,
@@ -841,7 +846,8 @@ impl Csv {
     /// One RFC 4180 record, its fields named by the columns.
     fn record(&self, line: &str) -> Result<Fields, String> {
         check_quotes(line.as_bytes(), self.delimiter)?;
-        let mut scratch = self.scratch.borrow_mut();
+        // A panic while it was held left nothing that `reset` does not clear.
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let CsvScratch { reader, out, ends } = &mut *scratch;
         reader.reset();
         // Unquoting only shortens: the fields fit in the line's length.
