@@ -25,6 +25,49 @@ use crate::token::{Key, Slab};
 
 pub(crate) type Callback = Box<dyn FnMut(&mut Core, Fired)>;
 
+/// What the loop tells about itself, readable from any thread while it
+/// runs (a metrics endpoint, a watchdog): clones share the counts, the loop
+/// is the only writer.
+#[derive(Clone, Debug, Default)]
+pub struct LoopGauges(std::sync::Arc<GaugeCells>);
+
+#[derive(Debug, Default)]
+struct GaugeCells {
+    turns: std::sync::atomic::AtomicU64,
+    idle_nanos: std::sync::atomic::AtomicU64,
+    finishing: std::sync::atomic::AtomicBool,
+}
+
+impl LoopGauges {
+    /// How many times the loop has polled.
+    pub fn turns(&self) -> u64 {
+        self.0.turns.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The time the loop spent waiting in poll, in all: the rest of its
+    /// life it was busy.
+    pub fn idle(&self) -> Duration {
+        Duration::from_nanos(self.0.idle_nanos.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Whether the finish began (the loop no longer takes new data in).
+    pub fn finishing(&self) -> bool {
+        self.0.finishing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn polled(&self, turns: u64, idle: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.turns.store(turns, Relaxed);
+        // One writer: a load and a store, no locked instruction.
+        let nanos = self.0.idle_nanos.load(Relaxed).wrapping_add(idle.as_nanos() as u64);
+        self.0.idle_nanos.store(nanos, Relaxed);
+    }
+
+    pub(crate) fn finish_began(&self) {
+        self.0.finishing.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Work another thread hands in through a [`Remote`](crate::Remote).
 pub(crate) type Task = Box<dyn FnOnce(&mut Core) + Send>;
 
@@ -150,6 +193,8 @@ pub struct Core {
     /// What the wall clock read when the loop's clock read the instant, in
     /// a run that is captured or replayed ([`Core::wall_now`]).
     pub(crate) wall_anchor: Option<(Instant, SystemTime)>,
+    /// Turns, idle time and phase, for other threads.
+    pub(crate) gauges: LoopGauges,
 }
 
 /// What [`Core::replace_trains`] asked: the trains to finish, and what to
@@ -207,6 +252,7 @@ impl Core {
             graph: Graph::default(),
             replacements: VecDeque::new(),
             wall_anchor: None,
+            gauges: LoopGauges::default(),
         }
     }
 
@@ -215,6 +261,11 @@ impl Core {
     /// Where the loop is in its life.
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// The loop's turns, idle time and phase, readable from other threads.
+    pub fn gauges(&self) -> LoopGauges {
+        self.gauges.clone()
     }
 
     /// The input queues of trains that read other trains: how full each is.

@@ -111,7 +111,7 @@ pub mod train;
 pub use crate::accessor::{Getter, IdGetter, IdSetter, Setter};
 pub use crate::cog::{from_iter, named, Cog, FilterFn, Finish, FlatMap, FromIter, Map, Named};
 pub use crate::context::{Context, Next};
-pub use crate::core::{Core, Phase};
+pub use crate::core::{Core, LoopGauges, Phase};
 pub use crate::error::Error;
 pub use crate::escapement::{Builder, Escapement, Exit};
 pub use crate::event::{Event, EventId};

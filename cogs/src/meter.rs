@@ -91,9 +91,22 @@ impl Meter {
         bump(&self.0.bytes, bytes as u64);
     }
 
+    /// Counts in bulk: `input` data in, `output` out, `bytes` bytes in (a
+    /// supply counts lines and the bytes it read apart).
+    pub fn counted(&self, input: u64, output: u64, bytes: u64) {
+        bump(&self.0.input, input);
+        bump(&self.0.output, output);
+        bump(&self.0.bytes, bytes);
+    }
+
     /// One datum out.
     pub fn emitted(&self) {
         bump(&self.0.output, 1);
+    }
+
+    /// `n` data out (a drain's batch written).
+    pub fn emitted_n(&self, n: u64) {
+        bump(&self.0.output, n);
     }
 
     /// One datum dropped.
@@ -169,6 +182,75 @@ impl fmt::Display for Counts {
 pub trait Metered {
     /// A handle on the cog's counters.
     fn meter(&self) -> Meter;
+
+    /// What the cog tells beyond its meter (a tail's files and lag, a
+    /// drain's writes), if anything.
+    fn probe(&self) -> Option<Arc<dyn Probe>> {
+        None
+    }
+}
+
+/// Whether a [`Figure`] only grows or goes up and down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FigureKind {
+    /// Only grows (a count since the start); its name ends in `_total`.
+    Counter,
+    /// Goes up and down (files open now, bytes behind).
+    Gauge,
+}
+
+/// One figure a [`Probe`] reads: a metric's name (without the
+/// `tourbillon_` prefix), what it means, and its value, with at most one
+/// label of its own (a tail's `file`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figure {
+    /// `tail_rotations_total`.
+    pub name: &'static str,
+    /// What it counts, one line.
+    pub help: &'static str,
+    /// Counter or gauge.
+    pub kind: FigureKind,
+    /// A label of its own, as name and value.
+    pub label: Option<(&'static str, String)>,
+    /// The value now.
+    pub value: f64,
+}
+
+impl Figure {
+    /// A counter.
+    pub fn counter(name: &'static str, help: &'static str, value: u64) -> Figure {
+        Figure {
+            name,
+            help,
+            kind: FigureKind::Counter,
+            label: None,
+            value: value as f64,
+        }
+    }
+
+    /// A gauge.
+    pub fn gauge(name: &'static str, help: &'static str, value: f64) -> Figure {
+        Figure {
+            name,
+            help,
+            kind: FigureKind::Gauge,
+            label: None,
+            value,
+        }
+    }
+
+    /// The same figure with a label of its own.
+    pub fn with_label(mut self, name: &'static str, value: impl Into<String>) -> Figure {
+        self.label = Some((name, value.into()));
+        self
+    }
+}
+
+/// Figures a cog keeps beyond its [`Meter`], read from any thread while
+/// it runs: whatever it reads must be shared (atomics, a short lock).
+pub trait Probe: Send + Sync + fmt::Debug {
+    /// Appends the figures now to `out`.
+    fn read(&self, out: &mut Vec<Figure>);
 }
 
 /// One meter on a [`Board`].
@@ -182,6 +264,8 @@ pub struct Entry {
     pub kind: String,
     /// Its counters.
     pub meter: Meter,
+    /// What it tells beyond them, if anything.
+    pub probe: Option<Arc<dyn Probe>>,
 }
 
 /// The meters of a process's cogs, by train and position; clones share it.
@@ -192,11 +276,17 @@ impl Board {
     /// Puts the meter of cog `index` of `train` on the board, replacing the
     /// one there (a train built again).
     pub fn put(&self, train: &str, index: usize, kind: &str, meter: Meter) {
+        self.put_probed(train, index, kind, meter, None)
+    }
+
+    /// Like [`put`](Self::put), with the cog's [`Probe`].
+    pub fn put_probed(&self, train: &str, index: usize, kind: &str, meter: Meter, probe: Option<Arc<dyn Probe>>) {
         let entry = Entry {
             train: train.to_owned(),
             index,
             kind: kind.to_owned(),
             meter,
+            probe,
         };
         self.lock().insert((train.to_owned(), index), entry);
     }
@@ -228,6 +318,10 @@ impl Counter {
 
     pub(crate) fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sub(&self, n: u64) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
     }
 
     pub(crate) fn set(&self, n: u64) {

@@ -27,6 +27,7 @@ impl Escapement {
     /// The loop begins to finish: tells the recorder, and sets the deadline.
     pub(super) fn begin_finish(&mut self) {
         self.core.phase = Phase::Finishing;
+        self.core.gauges.finish_began();
         self.core.finish_requested = false;
         self.finish_by = Some(later(Instant::now(), self.core.finish_deadline));
         if let Some(recorder) = &mut self.core.recorder {

@@ -308,9 +308,13 @@ impl Escapement {
 
     fn poll(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
         self.turns += 1;
+        let began = Instant::now();
         loop {
             match self.poll.poll(&mut self.events, timeout) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.core.gauges.polled(self.turns, began.elapsed());
+                    break;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(source) => {
                     return Err(Error::Io {

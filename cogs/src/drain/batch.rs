@@ -6,6 +6,8 @@
 //! retry timer writes, and a full buffer makes the drain congested. What
 //! a write is, and what a failure means, stays with each drain.
 
+use crate::drain::DrainGauges;
+use crate::meter::Meter;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
@@ -198,6 +200,8 @@ pub(crate) struct Driver {
     /// Since when writes fail, if they do.
     failing: Option<Instant>,
     congested: bool,
+    pub(crate) meter: Meter,
+    pub(crate) gauges: DrainGauges,
 }
 
 impl Driver {
@@ -210,6 +214,8 @@ impl Driver {
             buffer_bytes,
             failing: None,
             congested: false,
+            meter: Meter::default(),
+            gauges: DrainGauges::default(),
         }
     }
 
@@ -223,6 +229,8 @@ impl Driver {
         ctx: &mut Context<'_, D, N>,
     ) -> bool {
         self.batch.push(bytes, id);
+        self.meter.took(bytes.len());
+        self.gauges.buffered.set(self.batch.len() as u64);
         if self.batch.len() >= self.buffer_bytes {
             if self.failing.is_some() {
                 self.congested = true;
@@ -243,11 +251,16 @@ impl Driver {
     /// timer and resumes the train if it was congested. Since when writes
     /// had failed, if they had (for the drain's "writing again" line).
     pub(crate) fn written<D, N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) -> Option<Instant> {
+        let lines = self.batch.lines() as u64;
+        self.gauges.written.add(lines);
+        self.meter.emitted_n(lines);
+        self.gauges.buffered.set(0);
         for id in self.batch.take_ids() {
             ctx.event_done(id);
         }
         let since = self.failing.take();
         if since.is_some() {
+            self.gauges.retries.add(1);
             self.schedule.park(ctx);
         }
         if self.congested {
@@ -261,6 +274,11 @@ impl Driver {
     /// succeeded. The drain sets the retry timer.
     pub(crate) fn failed(&mut self, now: Instant) -> bool {
         let first = self.failing.is_none();
+        self.meter.error();
+        self.gauges.write_errors.add(1);
+        if !first {
+            self.gauges.retries.add(1);
+        }
         self.failing.get_or_insert(now);
         first
     }

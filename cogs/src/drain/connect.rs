@@ -16,6 +16,8 @@ use mio::net::{TcpStream, UnixStream};
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, EventId, FdId, Finish, Fired, Getter, Interest, Next, Role, TimerId};
 
+use crate::drain::DrainGauges;
+use crate::meter::{Meter, Metered, Probe};
 use crate::net::{Address, Framing};
 use crate::{Counter, Error};
 
@@ -160,6 +162,8 @@ pub struct NetDrain<D = Event> {
     /// A write at the end of this burst of data is queued.
     flush_queued: bool,
     stats: NetDrainStats,
+    meter: Meter,
+    gauges: DrainGauges,
 }
 
 impl<D> fmt::Debug for NetDrain<D> {
@@ -225,6 +229,8 @@ impl<D: 'static> NetDrain<D> {
             finishing: false,
             flush_queued: false,
             stats: NetDrainStats::default(),
+            meter: Meter::default(),
+            gauges: DrainGauges::default(),
         })
     }
 
@@ -273,6 +279,10 @@ impl<D: 'static> NetDrain<D> {
 
     fn failed<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>, why: &str) {
         self.stats.failures.add(1);
+        self.meter.error();
+        self.gauges.write_errors.add(1);
+        // Each failure schedules a reconnect that writes again.
+        self.gauges.retries.add(1);
         if let Some(fd) = self.fd.take() {
             ctx.unregister(fd);
         }
@@ -321,6 +331,8 @@ impl<D: 'static> NetDrain<D> {
                 break;
             }
             self.pending.pop_front();
+            self.meter.emitted();
+            self.gauges.written.add(1);
             done_to = Some(end);
             if let Some(id) = id {
                 ctx.event_done(id);
@@ -330,6 +342,7 @@ impl<D: 'static> NetDrain<D> {
             let cut = (end - self.base) as usize;
             self.buf.drain(..cut);
             self.base = end;
+            self.gauges.buffered.set(self.buf.len() as u64);
         }
     }
 
@@ -380,6 +393,19 @@ impl<D: 'static> NetDrain<D> {
     }
 }
 
+/// In: data taken, with their bytes; out: data written and reported
+/// done; dropped: `when_full = "drop_newest"`; errors: connections lost or
+/// refused.
+impl<D: 'static> Metered for NetDrain<D> {
+    fn meter(&self) -> Meter {
+        self.meter.clone()
+    }
+
+    fn probe(&self) -> Option<std::sync::Arc<dyn Probe>> {
+        Some(std::sync::Arc::new(self.gauges.clone()))
+    }
+}
+
 impl<D: 'static> Cog<D> for NetDrain<D> {
     fn role(&self) -> Role {
         Role::Drain
@@ -397,9 +423,10 @@ impl<D: 'static> Cog<D> for NetDrain<D> {
     }
 
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+        self.meter.took(self.bytes.get(&datum).map_or(0, <[u8]>::len));
         if self.buf.len() >= self.settings.buffer_bytes && self.settings.when_full == WhenFull::DropNewest {
             self.stats.dropped.add(1);
-            ctx.discard(&datum);
+            self.meter.discard(&datum, ctx);
             return;
         }
         // Framed straight into the buffer the socket writes from.
@@ -407,6 +434,7 @@ impl<D: 'static> Cog<D> for NetDrain<D> {
         framing.frame(self.bytes.get(&datum).unwrap_or_default(), &mut self.buf);
         let id = ctx.id_of(&datum);
         self.pending.push_back((self.end(), id));
+        self.gauges.buffered.set(self.buf.len() as u64);
         if self.buf.len() as u64 > self.stats.peak_buffered.get() {
             self.stats.peak_buffered.set(self.buf.len() as u64);
         }

@@ -507,6 +507,18 @@ fn fragment(file: &File, len: u64) -> io::Result<(u64, bool)> {
     Ok((len - floor, floor > 0))
 }
 
+/// In: data taken, with their bytes; out: lines written and reported
+/// done; errors: failed writes.
+impl<D: 'static> crate::meter::Metered for FileDrain<D> {
+    fn meter(&self) -> crate::meter::Meter {
+        self.driver.meter.clone()
+    }
+
+    fn probe(&self) -> Option<std::sync::Arc<dyn crate::meter::Probe>> {
+        Some(std::sync::Arc::new(self.driver.gauges.clone()))
+    }
+}
+
 impl<D: 'static> Cog<D> for FileDrain<D> {
     fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
         let path = self.path().to_string();

@@ -198,6 +198,18 @@ impl<D: 'static> StdoutDrain<D> {
     }
 }
 
+/// In: data taken, with their bytes; out: lines written and reported
+/// done; errors: failed writes.
+impl<D: 'static> crate::meter::Metered for StdoutDrain<D> {
+    fn meter(&self) -> crate::meter::Meter {
+        self.driver.meter.clone()
+    }
+
+    fn probe(&self) -> Option<std::sync::Arc<dyn crate::meter::Probe>> {
+        Some(std::sync::Arc::new(self.driver.gauges.clone()))
+    }
+}
+
 impl<D: 'static> Cog<D> for StdoutDrain<D> {
     fn start<N: Next<D> + ?Sized>(&mut self, ctx: &mut Context<'_, D, N>) {
         let name = self.name();

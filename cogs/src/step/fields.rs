@@ -67,6 +67,7 @@ pub struct SetFields<D = Event> {
     place: Box<dyn Fn(&D) -> String>,
     kept: crate::Counter,
     kept_log: crate::LogThrottle,
+    meter: Meter,
 }
 
 impl<D> fmt::Debug for SetFields<D> {
@@ -127,6 +128,7 @@ impl<D: Json> SetFields<D> {
             place: Box::new(|_| "-".into()),
             kept: crate::Counter::default(),
             kept_log: crate::LogThrottle::new(std::time::Duration::from_secs(10)),
+            meter: Meter::default(),
         })
     }
 
@@ -176,11 +178,20 @@ fn make_room(mut v: &mut Value, path: &Path) -> Option<String> {
     found
 }
 
+/// In and out: data set (no bytes: its data are values).
+impl<D: 'static> Metered for SetFields<D> {
+    fn meter(&self) -> Meter {
+        self.meter.clone()
+    }
+}
+
 impl<D: Json> Cog<D> for SetFields<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, mut datum: D, ctx: &mut Context<'_, D, N>) {
         let overwrite = self.settings.overwrite;
         let now = ctx.now();
         let wall = ctx.wall_now();
+        // Its data are values: no bytes to count.
+        self.meter.took(0);
         let SetFields {
             fixed,
             host,
@@ -218,7 +229,7 @@ impl<D: Json> Cog<D> for SetFields<D> {
         if let Some(f) = received_at {
             datum = put(datum, f, Value::String(rfc3339(wall)));
         }
-        ctx.emit(datum)
+        self.meter.emit(datum, ctx)
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -28,6 +28,7 @@ use tourbillon::accessor::{Getter, Path, Setter};
 use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Next, Output as TrainOutput, Role, TimerId};
 
 use crate::access::kind_name;
+use crate::meter::{Meter, Metered};
 use crate::step::route::check_output_name;
 use crate::{Counter, Error, LogThrottle, Summary, Verdict};
 
@@ -175,6 +176,7 @@ pub struct JsonDecode<D = Event> {
     wrapped: Counter,
     to_error_output: Counter,
     wrap_log: LogThrottle,
+    meter: Meter,
 }
 
 impl<D> fmt::Debug for JsonDecode<D> {
@@ -293,6 +295,7 @@ impl<D: 'static> JsonDecode<D> {
             malformed: Counter::default(),
             wrapped: Counter::default(),
             to_error_output: Counter::default(),
+            meter: Meter::default(),
         }
     }
 
@@ -366,6 +369,7 @@ impl<D: 'static> JsonDecode<D> {
 
     fn reject<N: Next<D> + ?Sized>(&mut self, datum: D, err: DecodeError, ctx: &mut Context<'_, D, N>) {
         self.malformed.add(1);
+        self.meter.error();
         match self.throttle.hit(ctx.now()) {
             Verdict::Log { held } => {
                 if let Some(s) = held {
@@ -400,7 +404,7 @@ impl<D: 'static> JsonDecode<D> {
         }
         let datum = match (self.output, self.settings.on_error) {
             (Some(_), _) | (None, OnError::Wrap) => self.wrap_malformed(datum),
-            (None, OnError::Drop) => return ctx.discard(&datum),
+            (None, OnError::Drop) => return self.meter.discard(&datum, ctx),
             (None, OnError::Pass) => datum,
         };
         let datum = match &self.error_field {
@@ -410,9 +414,10 @@ impl<D: 'static> JsonDecode<D> {
         match self.output {
             Some(out) => {
                 self.to_error_output.add(1);
+                self.meter.emitted();
                 ctx.emit_to(out, datum)
             }
-            None => ctx.emit(datum),
+            None => self.meter.emit(datum, ctx),
         }
     }
 
@@ -457,16 +462,22 @@ impl fmt::Display for IdText {
 impl<D: 'static> Cog<D> for JsonDecode<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         let parsed = match self.source.get(&datum) {
-            Some(bytes) => serde_json::from_slice::<Value>(bytes).map_err(DecodeError::Json),
-            None => Err(DecodeError::Missing(self.source.to_string())),
+            Some(bytes) => {
+                self.meter.took(bytes.len());
+                serde_json::from_slice::<Value>(bytes).map_err(DecodeError::Json)
+            }
+            None => {
+                self.meter.took(0);
+                Err(DecodeError::Missing(self.source.to_string()))
+            }
         };
         match parsed {
             Ok(value) if value.is_object() || self.settings.non_object == NonObject::Keep => {
-                ctx.emit(self.target.set(datum, value))
+                self.meter.emit(self.target.set(datum, value), ctx)
             }
             Ok(value) if self.settings.non_object == NonObject::Wrap => {
                 let value = self.wrap(&datum, value, ctx.now());
-                ctx.emit(self.target.set(datum, value))
+                self.meter.emit(self.target.set(datum, value), ctx)
             }
             Ok(value) => self.reject(datum, DecodeError::NotObject(kind_name(&value)), ctx),
             Err(err) => self.reject(datum, err, ctx),
@@ -576,6 +587,7 @@ pub struct JsonEncode<D = Event> {
     /// stays empty).
     keep_undecoded: bool,
     undecoded: Counter,
+    meter: Meter,
 }
 
 impl<D> fmt::Debug for JsonEncode<D> {
@@ -608,6 +620,7 @@ impl<D: 'static> JsonEncode<D> {
             },
             keep_undecoded: false,
             undecoded: Counter::default(),
+            meter: Meter::default(),
         }
     }
 
@@ -618,6 +631,7 @@ impl<D: 'static> JsonEncode<D> {
             output: Output::Setter { target, size: 64 },
             keep_undecoded: false,
             undecoded: Counter::default(),
+            meter: Meter::default(),
         }
     }
 
@@ -645,21 +659,24 @@ impl<D: 'static> Cog<D> for JsonEncode<D> {
                         );
                     }
                     self.undecoded.add(1);
-                    return ctx.emit(datum);
+                    self.meter.took(buffer(&mut datum).len());
+                    return self.meter.emit(datum, ctx);
                 }
                 let mut buf = std::mem::take(buffer(&mut datum));
                 buf.clear();
                 encode(self.source.get(&datum), &mut buf);
+                self.meter.took(buf.len());
                 *buffer(&mut datum) = buf;
             }
             Output::Setter { target, size } => {
                 let mut buf = Vec::with_capacity(*size);
                 encode(self.source.get(&datum), &mut buf);
                 *size = buf.len();
+                self.meter.took(buf.len());
                 datum = target.set(datum, buf);
             }
         }
-        ctx.emit(datum)
+        self.meter.emit(datum, ctx)
     }
 
     fn finish<N: Next<D> + ?Sized>(&mut self, _: &mut Context<'_, D, N>) -> Finish {
@@ -682,5 +699,22 @@ impl<D: 'static> Cog<D> for JsonEncode<D> {
             Output::InPlace { what, .. } => f.write_str(what),
             Output::Setter { target, .. } => write!(f, "{target}"),
         }
+    }
+}
+
+/// In: data decoded, with the bytes of their text; out: data sent on
+/// (wrapped ones too); dropped: malformed data dropped by `on_error`;
+/// errors: data that could not be decoded.
+impl<D: 'static> Metered for JsonDecode<D> {
+    fn meter(&self) -> Meter {
+        self.meter.clone()
+    }
+}
+
+/// In and out: data encoded; bytes: the JSON text written (the data in
+/// are values, not bytes).
+impl<D: 'static> Metered for JsonEncode<D> {
+    fn meter(&self) -> Meter {
+        self.meter.clone()
     }
 }

@@ -9,6 +9,7 @@ use tourbillon::accessor::Getter;
 use tourbillon::{Cog, Context, Event, EventId, Finish, Next, Role};
 
 use crate::ledger::{Ledger, Ticket};
+use crate::meter::{Meter, Metered};
 use crate::splitter::{CutLog, LineFlags, LineSplitter, LinesSettings};
 use crate::{Counter, Error};
 
@@ -56,6 +57,7 @@ pub struct Lines<D = Event> {
     stats: LinesStats,
     place: Place<D>,
     cuts: CutLog,
+    meter: Meter,
 }
 
 type Place<D> = Box<dyn Fn(&D, u64) -> String>;
@@ -123,6 +125,7 @@ impl<D: 'static> Lines<D> {
             stats: LinesStats::default(),
             place: Box::new(|_, n| format!("line {n}")),
             cuts: CutLog::new(Duration::from_secs(10), settings.max_line_bytes),
+            meter: Meter::default(),
         })
     }
 
@@ -158,12 +161,14 @@ impl<D: 'static> Cog<D> for Lines<D> {
             acks,
             place,
             cuts,
+            meter,
             ..
         } = self;
         // Held while splitting, so lines finished meanwhile cannot
         // finish the parent before all its lines are out.
         let ticket = parent.map(|p| acks.hold(p));
         let chunk = bytes.get(&datum).unwrap_or_default();
+        meter.took(chunk.len());
         // The first line out continues what earlier data left held.
         let mut continues = splitter.partial_len() > 0;
         let mut number = splitter.lines();
@@ -185,7 +190,7 @@ impl<D: 'static> Cog<D> for Lines<D> {
             if let Some(t) = ticket {
                 acks.line(id, t, std::mem::take(&mut continues));
             }
-            ctx.emit(child);
+            meter.emit(child, ctx);
         });
         let contributes = !chunk.is_empty() && splitter.partial_len() > 0;
         if let Some(t) = ticket {
@@ -218,6 +223,7 @@ impl<D: 'static> Cog<D> for Lines<D> {
             make,
             acks,
             template,
+            meter,
             ..
         } = self;
         if let Some(parent) = template.take() {
@@ -234,7 +240,7 @@ impl<D: 'static> Cog<D> for Lines<D> {
                     },
                 );
                 acks.held_line(id);
-                ctx.emit(child);
+                meter.emit(child, ctx);
             });
         }
         self.cuts.flush(ctx.now());
@@ -306,5 +312,12 @@ impl Acks {
     /// Line `old` lives on as `new` (merged into it, or renamed).
     fn rename(&mut self, old: EventId, new: EventId) {
         self.ledger.rename(old, new);
+    }
+}
+
+/// In: chunks, with their bytes; out: lines.
+impl<D: 'static> Metered for Lines<D> {
+    fn meter(&self) -> Meter {
+        self.meter.clone()
     }
 }

@@ -11,6 +11,7 @@ use mio::net::UdpSocket;
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, FdId, Finish, Fired, Interest, Next, Role, TimerId};
 
+use crate::meter::{Figure, Meter, Metered, Probe};
 use crate::net::server::{ClientCounters, Clients, Listener, ACCEPT_AGAIN, CLIENT, LISTEN, SWEEP};
 use crate::net::{Address, BadFrame, Deframer, Framing};
 use crate::{Counter, Error, LogThrottle, Verdict};
@@ -82,6 +83,45 @@ pub struct NetSupplyStats {
     /// Failed `accept` calls (out of descriptors or memory, mostly), each
     /// followed by a pause in accepting.
     pub accept_failed: Counter,
+    /// Frames in and out, with their bytes: the supply's meter.
+    pub meter: Meter,
+}
+
+impl Probe for NetSupplyStats {
+    fn read(&self, out: &mut Vec<Figure>) {
+        out.push(Figure::gauge(
+            "listen_clients",
+            "Clients connected to a listen supply now.",
+            self.accepted.get().saturating_sub(self.closed.get()) as f64,
+        ));
+        out.push(Figure::counter(
+            "listen_clients_accepted_total",
+            "Clients a listen supply accepted.",
+            self.accepted.get(),
+        ));
+        out.push(Figure::counter(
+            "listen_refusals_total",
+            "Accepts a listen supply could not make (out of descriptors or memory), each followed by a pause.",
+            self.accept_failed.get(),
+        ));
+        out.push(Figure::counter(
+            "listen_clients_cut_total",
+            "Clients a listen supply closed for an oversized frame or a bad length.",
+            self.oversized.get() + self.bad_length.get(),
+        ));
+    }
+}
+
+/// In and out: frames emitted, with their bytes; dropped: datagrams dropped
+/// while the train was congested.
+impl Metered for NetSupply {
+    fn meter(&self) -> Meter {
+        self.stats.meter.clone()
+    }
+
+    fn probe(&self) -> Option<Arc<dyn Probe>> {
+        Some(Arc::new(self.stats.clone()))
+    }
 }
 
 /// What the slab keeps of a client.
@@ -204,6 +244,7 @@ impl NetSupply {
     ) {
         c.frames += 1;
         stats.frames.add(1);
+        stats.meter.counted(1, 1, frame.len() as u64);
         let id = ctx.next_event_id();
         ctx.emit(Event::from_raw(id, frame, Some(Arc::clone(peer)), c.frames));
     }
@@ -301,6 +342,7 @@ impl NetSupply {
                     budget = budget.saturating_sub(n.max(1));
                     if ctx.congested() {
                         self.stats.dropped.add(1);
+                        self.stats.meter.dropped();
                         if let Verdict::Log { held } = self.throttle.hit(ctx.now()) {
                             let before = held.map_or(0, |h| h.count);
                             log::warn!(
@@ -329,6 +371,7 @@ impl NetSupply {
                             continue;
                         }
                         self.stats.frames.add(1);
+                        self.stats.meter.counted(1, 1, f.len() as u64);
                         let id = ctx.next_event_id();
                         ctx.emit(Event::from_raw(id, f.to_vec(), Some(Arc::clone(&peer)), i as u64 + 1));
                     }

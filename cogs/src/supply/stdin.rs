@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tourbillon::{Cog, Context, Event, Finish, Fired, Interest, Next, Role};
 
+use crate::meter::{Meter, Metered};
 use crate::splitter::{CutLog, LineFlags, LineSplitter, LinesSettings, Utf8};
 use crate::Error;
 
@@ -69,6 +70,7 @@ pub struct StdinSupply {
     polled: bool,
     eof: bool,
     waiting: bool,
+    meter: Meter,
 }
 
 impl fmt::Debug for StdinSupply {
@@ -105,6 +107,7 @@ impl StdinSupply {
             polled: false,
             eof: false,
             waiting: false,
+            meter: Meter::default(),
         })
     }
 
@@ -115,6 +118,8 @@ impl StdinSupply {
             self.cuts.note(place, bytes.len(), flags, ctx.now());
         }
         let id = ctx.next_event_id();
+        self.meter.took(bytes.len());
+        self.meter.emitted();
         ctx.emit(Event::from_raw(
             id,
             bytes.to_vec(),
@@ -196,6 +201,13 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// In and out: lines read and emitted, with their bytes.
+impl Metered for StdinSupply {
+    fn meter(&self) -> Meter {
+        self.meter.clone()
+    }
 }
 
 impl Cog<Event> for StdinSupply {

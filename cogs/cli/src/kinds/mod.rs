@@ -25,28 +25,28 @@ impl Registry {
             "supply: lines from standard input, until its end",
             Role::Supply,
             by_building(supply::stdin::StdinSupply::new),
-            |s, _| supply::stdin::StdinSupply::new(s),
+            metered(&board, "stdin", |s, _| supply::stdin::StdinSupply::new(s)),
         );
         r.add(
             "tail",
             "supply: follow files and globs through rotation, with checkpoints",
             Role::Supply,
             check_tail,
-            |s, _| Tail::new(s),
+            metered(&board, "tail", |s, _| Tail::new(s)),
         );
         r.add(
             "listen",
             "supply: frames from TCP or Unix-socket clients, or UDP datagrams",
             Role::Supply,
             by_building(supply::listen::NetSupply::new),
-            |s, _| supply::listen::NetSupply::new(s),
+            metered(&board, "listen", |s, _| supply::listen::NetSupply::new(s)),
         );
         r.add(
             "connect",
             "drain: frames to a TCP or Unix-socket peer, reconnecting",
             Role::Drain,
             by_building(drain::connect::NetDrain::new),
-            |s, _| drain::connect::NetDrain::new(s),
+            metered(&board, "connect", |s, _| drain::connect::NetDrain::new(s)),
         );
         r.add(
             "reverse_dns",
@@ -62,14 +62,14 @@ impl Registry {
             "split byte chunks into lines",
             Role::Step,
             by_building(step::lines::Lines::new),
-            |s, _| step::lines::Lines::new(s),
+            metered(&board, "lines", |s, _| step::lines::Lines::new(s)),
         );
         r.add(
             "json_decode",
             "parse JSON text into the event's data",
             Role::Step,
             by_building(step::json::JsonDecode::new),
-            |s, _| step::json::JsonDecode::new(s),
+            metered(&board, "json_decode", |s, _| step::json::JsonDecode::new(s)),
         );
         r.add(
             "multiline",
@@ -90,14 +90,16 @@ impl Registry {
             "render the event's data as JSON text",
             Role::Step,
             by_building(step::json::JsonEncode::new),
-            |s, _| step::json::JsonEncode::new(s),
+            metered(&board, "json_encode", |s, _| step::json::JsonEncode::new(s)),
         );
         r.add(
             "set",
             "write fixed values, the host name, the receive time into fields",
             Role::Step,
             by_building(step::fields::SetFields::<Event>::new),
-            |s, _| step::fields::SetFields::new(s).map(|c| c.place(Event::place)),
+            metered(&board, "set", |s, _| {
+                step::fields::SetFields::new(s).map(|c| c.place(Event::place))
+            }),
         );
         r.add(
             "rename",
@@ -181,14 +183,14 @@ impl Registry {
             "drain: append lines to a file (reopened on SIGHUP)",
             Role::Drain,
             by_building(drain::file::FileDrain::new),
-            |s, _| drain::file::FileDrain::new(s),
+            metered(&board, "file", |s, _| drain::file::FileDrain::new(s)),
         );
         r.add(
             "stdout",
             "drain: write lines to standard output",
             Role::Drain,
             by_building(drain::stdout::StdoutDrain::new),
-            |s, _| drain::stdout::StdoutDrain::new(s),
+            metered(&board, "stdout", |s, _| drain::stdout::StdoutDrain::new(s)),
         );
         program::register(&mut r, Functions::standard());
         r
@@ -218,7 +220,7 @@ where
     let board = board.clone();
     move |settings, env| {
         let cog = build(settings, env)?;
-        board.put(&env.train, env.index, kind, cog.meter());
+        board.put_probed(&env.train, env.index, kind, cog.meter(), cog.probe());
         Ok(cog)
     }
 }

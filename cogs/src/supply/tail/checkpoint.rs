@@ -46,12 +46,13 @@ pub(crate) struct Checkpoint {
     /// Likewise for the last checkpoint (compaction).
     checkpoint_failing: bool,
     saves: Counter,
+    last_save_ms: Counter,
 }
 
 impl Checkpoint {
     /// Opens the store in `dir` and reads its positions; without a
     /// directory nothing is kept.
-    pub(crate) fn open(dir: Option<&Path>, saves: Counter) -> Result<Checkpoint, Error> {
+    pub(crate) fn open(dir: Option<&Path>, saves: Counter, last_save_ms: Counter) -> Result<Checkpoint, Error> {
         let (store, saved) = match dir {
             Some(dir) => {
                 let store = Store::open(dir, StoreOptions::new().fsync(FsyncPolicy::Always))?;
@@ -68,6 +69,7 @@ impl Checkpoint {
             store_failing: false,
             checkpoint_failing: false,
             saves,
+            last_save_ms,
         })
     }
 
@@ -165,6 +167,9 @@ impl Checkpoint {
                      tried again at every save"
                 ),
             }
+        }
+        if logged {
+            self.last_save_ms.set(super::stats::unix_ms());
         }
         logged
     }

@@ -452,6 +452,8 @@ impl Files {
         self.by_serial.insert(file.serial, slot);
         let after = file.after;
         let serial = file.serial;
+        self.stats.files.put(serial, file.read.clone());
+        self.stats.followed.add(1);
         self.slots[slot as usize] = Some(file);
         if let Some(s) = after {
             self.waiters.entry(s).or_default().push(slot);
@@ -717,6 +719,8 @@ impl Files {
         }
         self.by_inode.remove(&file.key());
         self.by_serial.remove(&file.serial);
+        self.stats.files.remove(file.serial);
+        self.stats.followed.sub(1);
         self.wake_waiters(file.serial, ctx);
         self.free.push(slot);
         if file.file.is_some() {

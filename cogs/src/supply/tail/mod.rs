@@ -221,7 +221,11 @@ impl<D: 'static> Tail<D> {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let discovery = Discovery::new(&settings, &cwd)?;
         let stats = TailStats::default();
-        let checkpoint = Checkpoint::open(settings.checkpoint_dir.as_deref(), stats.saves.clone())?;
+        let checkpoint = Checkpoint::open(
+            settings.checkpoint_dir.as_deref(),
+            stats.saves.clone(),
+            stats.last_save_ms.clone(),
+        )?;
         Ok(Tail {
             discovery,
             rescan: Rescan::new(RESCAN),
@@ -479,6 +483,19 @@ impl<D: 'static> Tail<D> {
             self.checkpoint.forget(key);
             self.serve(ctx);
         }
+    }
+}
+
+/// In and out: lines read and emitted; bytes: bytes read. Its probe
+/// ([`TailStats`]) tells files followed, rotations, lag per file and the
+/// age of the last save.
+impl<D: 'static> crate::meter::Metered for Tail<D> {
+    fn meter(&self) -> crate::meter::Meter {
+        self.stats.meter.clone()
+    }
+
+    fn probe(&self) -> Option<std::sync::Arc<dyn crate::meter::Probe>> {
+        Some(std::sync::Arc::new(self.stats.clone()))
     }
 }
 

@@ -251,7 +251,9 @@ impl<D: 'static> Reader<D> {
         let mut start = file.pos;
         file.consumed(start, data, self.fingerprint);
         file.pos += n as u64;
+        file.read.at(file.pos);
         self.stats.bytes.add(n as u64);
+        self.stats.meter.counted(0, 0, n as u64);
         if std::mem::take(&mut file.skip_newline) && data.first() == Some(&b'\n') {
             data = &data[1..];
             start += 1;
@@ -287,6 +289,7 @@ impl<D: 'static> Reader<D> {
             file.splitter.push(rest, |bytes, flags| emit.line(bytes, flags));
         }
         self.stats.lines.add(file.line - before);
+        self.stats.meter.counted(file.line - before, file.line - before, 0);
         file.partial_since = (file.splitter.partial_len() > 0).then(Instant::now);
         if file.partial_since.is_some() && self.partial_idle_ms > 0 {
             self.arm_idle(ctx);
@@ -358,6 +361,7 @@ impl<D: 'static> Reader<D> {
         if had {
             file.skip_newline = idle;
             self.stats.lines.add(1);
+            self.stats.meter.counted(1, 1, 0);
             let mark = Mark {
                 pos: file.pos,
                 line: *emit.file_line,

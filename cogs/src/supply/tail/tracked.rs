@@ -39,6 +39,8 @@ pub(crate) struct Tracked {
     pub(crate) ino: u64,
     /// The path it was first found under: the origin of its lines.
     pub(crate) origin: Arc<str>,
+    /// Where it is read up to, for the lag figure.
+    pub(crate) read: Arc<super::stats::FileRead>,
     /// The paths that match it now (hardlinks: more than one); none once it
     /// was rotated away or deleted.
     pub(crate) paths: Vec<PathBuf>,
@@ -127,6 +129,10 @@ impl Tracked {
             dev: meta.dev(),
             ino: meta.ino(),
             origin: Arc::from(path.to_string_lossy().as_ref()),
+            read: Arc::new(super::stats::FileRead::new(
+                Arc::from(path.to_string_lossy().as_ref()),
+                (meta.dev(), meta.ino()),
+            )),
             paths: vec![path.to_path_buf()],
             real,
             pos: 0,
@@ -159,6 +165,7 @@ impl Tracked {
     /// Starts reading at `mark`.
     pub(crate) fn start_at(&mut self, mark: Mark) {
         self.pos = mark.pos;
+        self.read.at(self.pos);
         self.line = mark.line;
         self.committed = mark;
         self.skip_newline = mark.open;
@@ -238,6 +245,7 @@ impl Tracked {
         self.splitter.reset();
         self.epoch += 1;
         self.pos = 0;
+        self.read.at(0);
         self.line = 0;
         self.committed = Mark::default();
         self.dirty = true;
