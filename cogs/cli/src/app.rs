@@ -156,6 +156,16 @@ pub enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Show the metrics of a running `tourbillon` (its `[api] listen`
+    /// address) in the terminal, refreshed every second: rates per cog and
+    /// the tail's lag.
+    Top {
+        /// The address of its `[api]`: `HOST:PORT`.
+        addr: String,
+        /// Print one table (two scrapes a second apart) and exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Run PROGRAM on a program server and print the response; the exit
     /// status follows its `status`: ok 0, failed 1, compensated 3,
     /// compensation_failed 4, rejected 5, no answer 6.
@@ -569,6 +579,7 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
             id,
             timeout,
         } => crate::program::call_command(&addr, &program, &data, &id, timeout),
+        Command::Top { addr, once } => crate::metrics::top(&addr, once),
     }
 }
 
@@ -814,6 +825,9 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
         }
     }) {
         return fail(&mut ready, format!("tourbillon: SIGHUP: {e}"));
+    }
+    if let Err(e) = crate::metrics::start(&config.api, registry, esc.core()) {
+        return fail(&mut ready, format!("tourbillon: api: {e}"));
     }
     if let Some(id) = identity {
         // On the first turn, after every cog has started (and bound what

@@ -11,6 +11,8 @@
 //! - [`graph`]: which train reads which (`inputs`), checked, drawn in
 //!   text and as Graphviz `dot`.
 //! - [`daemon`]: detaching, the pidfile, dropping privileges.
+//! - [`metrics`]: `[api]`, `/metrics` and `/health` over HTTP, and
+//!   `tourbillon top`.
 //! - [`program`]: `tourbillon call` and the configuration `tourbillon serve`
 //!   runs.
 //!
@@ -31,6 +33,7 @@ pub mod config;
 pub mod daemon;
 pub mod graph;
 pub mod kinds;
+pub mod metrics;
 pub mod program;
 pub mod registry;
 pub mod reload;

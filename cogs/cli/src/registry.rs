@@ -27,6 +27,7 @@ use std::rc::Rc;
 
 use serde_json::Value;
 use tourbillon::{Cog, DynCog, Event, Role};
+use tourbillon_cogs::meter::Board;
 use tourbillon_cogs::Error;
 
 use crate::config::{deserialize_all_at, deserialize_at, CogConfig, CogSettings, ConfigError, Layered};
@@ -73,6 +74,7 @@ struct Kind {
 #[derive(Clone)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Rc<Kind>>,
+    board: Board,
 }
 
 impl fmt::Debug for Registry {
@@ -113,7 +115,16 @@ fn setting_error(layered: &Layered, config: &CogConfig, error: Error) -> ConfigE
 impl Registry {
     /// A registry with no kinds.
     pub fn empty() -> Registry {
-        Registry { kinds: BTreeMap::new() }
+        Registry {
+            kinds: BTreeMap::new(),
+            board: Board::default(),
+        }
+    }
+
+    /// The board the metered cogs it builds put their meters on: what
+    /// `stats` logs and `/metrics` serves.
+    pub fn board(&self) -> &Board {
+        &self.board
     }
 
     /// Adds (or replaces) a kind: its name, a line about it, its role, a

@@ -48,6 +48,8 @@ pub struct Config {
     pub log: LogSettings,
     /// `[daemon]`.
     pub daemon: DaemonSettings,
+    /// `[api]`.
+    pub api: crate::metrics::ApiSettings,
     /// The trains, by name, in name order.
     pub trains: Vec<TrainConfig>,
     /// The layers it was read from.
@@ -105,7 +107,7 @@ pub fn deserialize_at<T: DeserializeOwned>(layered: &Layered, path: &KeyPath, v:
 }
 
 /// The top-level sections of a configuration.
-pub const SECTIONS: &[&str] = &["log", "daemon", "trains"];
+pub const SECTIONS: &[&str] = &["log", "daemon", "api", "trains"];
 
 /// Like [`deserialize_at`], but finds every wrong key of a table, not
 /// only the first: each key is tried alone over the defaults. Errors
@@ -276,6 +278,15 @@ impl Config {
                 errors.push(layered.error(&root.key("daemon").key("umask"), message));
             }
         }
+        let api: Option<crate::metrics::ApiSettings> = take(
+            &layered,
+            &root.key("api"),
+            top.remove("api").unwrap_or_default(),
+            &mut errors,
+        );
+        if let Some(Err(message)) = api.as_ref().map(|a| a.addr()) {
+            errors.push(layered.error(&root.key("api").key("listen"), message));
+        }
         let trains_v = top.remove("trains").unwrap_or(Value::Object(Map::new()));
         for (k, _) in top {
             let near =
@@ -305,6 +316,7 @@ impl Config {
         let config = Config {
             log: log.unwrap_or_default(),
             daemon: daemon.unwrap_or_default(),
+            api: api.unwrap_or_default(),
             trains,
             layered,
             warnings: Vec::new(),

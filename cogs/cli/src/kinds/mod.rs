@@ -19,7 +19,7 @@ impl Registry {
     /// Every cog kind of `tourbillon-cogs`.
     pub fn standard() -> Registry {
         let mut r = Registry::empty();
-        let board = Board::default();
+        let board = r.board().clone();
         r.add(
             "stdin",
             "supply: lines from standard input, until its end",
