@@ -281,7 +281,7 @@ impl Config {
         let api: Option<crate::metrics::ApiSettings> = take(
             &layered,
             &root.key("api"),
-            top.remove("api").unwrap_or_default(),
+            top.remove("api").unwrap_or_else(|| Value::Object(Map::new())),
             &mut errors,
         );
         if let Some(Err(message)) = api.as_ref().map(|a| a.addr()) {
