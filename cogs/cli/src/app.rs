@@ -841,6 +841,9 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
             }
         });
     }
+    if let Err(e) = crate::systemd::install(esc.core()) {
+        return fail(&mut ready, format!("tourbillon: systemd: {e}"));
+    }
     if let Some(span) = progress {
         // A progress line on the terminal, from a thread that asks the loop
         // for its (virtual) clock: nothing of it is bound on the loop.

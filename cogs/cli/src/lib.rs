@@ -13,6 +13,8 @@
 //! - [`daemon`]: detaching, the pidfile, dropping privileges.
 //! - [`metrics`]: `[api]`, `/metrics` and `/health` over HTTP, and
 //!   `tourbillon top`.
+//! - [`systemd`]: `Type=notify` readiness, stopping, reload and watchdog
+//!   notifications.
 //! - [`program`]: `tourbillon call` and the configuration `tourbillon serve`
 //!   runs.
 //!
@@ -37,3 +39,4 @@ pub mod metrics;
 pub mod program;
 pub mod registry;
 pub mod reload;
+pub mod systemd;
