@@ -741,7 +741,7 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
     // anything happens, while errors still reach the terminal.
     // Nothing is opened, created or locked yet: the cogs are built once,
     // below, in the process that runs them.
-    let (config, mut plan) = match load_and_plan(&sources, registry) {
+    let (mut config, mut plan) = match load_and_plan(&sources, registry) {
         Ok(p) => p,
         Err(e) => {
             report(&e);
@@ -754,6 +754,15 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
             return 1;
         }
         eprintln!("replay: file drains write into {}", dir.display());
+    }
+    // Before any chdir (`daemon.workdir`, `detach`): relative paths name
+    // what they named where the command was typed.
+    match std::env::current_dir() {
+        Ok(start) => crate::paths::resolve(&mut config, &mut plan, &start),
+        Err(e) => {
+            eprintln!("tourbillon: the current directory: {e}");
+            return 1;
+        }
     }
     let identity = match daemon::identity(&config.daemon) {
         Ok(i) => i,
@@ -789,8 +798,7 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
         Ok(p) => p,
         Err(e) => return fail(&mut ready, format!("tourbillon: {e}")),
     };
-    // Built after the fork and in the working directory: cogs may hold
-    // fds and locks, and relative paths are taken from `daemon.workdir`.
+    // Built after the fork: cogs may hold fds and locks.
     let trains: Vec<String> = plan.iter().map(|t| t.config.name.clone()).collect();
     let reloadable = mode.capture.is_none() && mode.replay.is_none();
     let running = reload::Running::new(sources.clone(), registry.clone(), config.clone(), plan.clone());

@@ -17,6 +17,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The `[daemon]` section.
+///
+/// Relative paths, here and in the cogs' settings, are taken from the
+/// directory `tourbillon` was started in, before `workdir` or `detach`
+/// change it (see [`paths::resolve`](crate::paths::resolve)).
+///
+/// Under systemd's `User=` (the shipped `dist/tourbillon.service`), set
+/// neither `user` nor `detach`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonSettings {
@@ -31,7 +38,8 @@ pub struct DaemonSettings {
     pub pidfile: Option<PathBuf>,
     /// The file mode creation mask, in octal (`"027"`). Default: unchanged.
     pub umask: Option<String>,
-    /// Change to this directory. Default: unchanged (`/` when detached).
+    /// Change to this directory, once the relative paths of the
+    /// configuration are resolved. Default: unchanged (`/` when detached).
     #[serde(deserialize_with = "tourbillon_cogs::setting::optional_path")]
     pub workdir: Option<PathBuf>,
     /// Run as this user (name or uid) once what needs root is open. Default: unchanged.

@@ -15,6 +15,8 @@
 //!   `tourbillon top`.
 //! - [`systemd`]: `Type=notify` readiness, stopping, reload and watchdog
 //!   notifications.
+//! - [`paths`]: the files a configuration names, resolved against the
+//!   start directory, prepared and checked.
 //! - [`program`]: `tourbillon call` and the configuration `tourbillon serve`
 //!   runs.
 //!
@@ -36,6 +38,7 @@ pub mod daemon;
 pub mod graph;
 pub mod kinds;
 pub mod metrics;
+pub mod paths;
 pub mod program;
 pub mod registry;
 pub mod reload;

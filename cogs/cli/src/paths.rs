@@ -1,0 +1,200 @@
+//! The files and directories a configuration names, each with its key
+//! path and what is done with it: what `run` resolves against the
+//! directory it was started in (before `daemon.workdir` or `detach`
+//! change it), prepares for the user it drops to, and what `check` finds
+//! missing, unwritable or unreadable before anything starts.
+//!
+//! The kinds are those of [`Registry::standard`](crate::registry::Registry::standard);
+//! a kind a binary adds itself has its paths taken as they are.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::app::PlannedTrain;
+use crate::config::{Config, KeyPath};
+
+/// What a configured path is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// A file that is read (a key, credentials, a spec).
+    Reads,
+    /// A file that is created or appended to: its directory must be writable.
+    WritesFile,
+    /// A directory that is created if missing, and written in.
+    WritesDir,
+    /// Glob patterns of files to read (a list).
+    Globs,
+}
+
+/// The path settings of the standard kinds: kind, key (dotted below the
+/// cog), use.
+const SETTINGS: &[(&str, &str, Use)] = &[
+    ("tail", "include", Use::Globs),
+    ("tail", "exclude", Use::Globs),
+    ("tail", "checkpoint_dir", Use::WritesDir),
+    ("file", "path", Use::WritesFile),
+    ("anonymize", "key_file", Use::Reads),
+    ("program", "spec", Use::Reads),
+    ("program", "state_dir", Use::WritesDir),
+    ("program_server", "spec", Use::Reads),
+    ("program_server", "state_dir", Use::WritesDir),
+    ("jetstream_consume", "auth.credentials_file", Use::Reads),
+    ("jetstream_consume", "auth.token_file", Use::Reads),
+    ("jetstream_consume", "auth.nkey_file", Use::Reads),
+    ("jetstream_consume", "auth.password_file", Use::Reads),
+    ("jetstream_consume", "auth.tls_ca_file", Use::Reads),
+    ("jetstream_consume", "auth.tls_cert_file", Use::Reads),
+    ("jetstream_consume", "auth.tls_key_file", Use::Reads),
+    ("jetstream_publish", "auth.credentials_file", Use::Reads),
+    ("jetstream_publish", "auth.token_file", Use::Reads),
+    ("jetstream_publish", "auth.nkey_file", Use::Reads),
+    ("jetstream_publish", "auth.password_file", Use::Reads),
+    ("jetstream_publish", "auth.tls_ca_file", Use::Reads),
+    ("jetstream_publish", "auth.tls_cert_file", Use::Reads),
+    ("jetstream_publish", "auth.tls_key_file", Use::Reads),
+];
+
+/// One path a configuration names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigPath {
+    /// Its key path (`trains.web.cogs[3].path`).
+    pub key: KeyPath,
+    /// The cog kind, or the section (`daemon`, `log`).
+    pub kind: String,
+    /// The path (for [`Use::Globs`], one pattern).
+    pub path: PathBuf,
+    /// What it is for.
+    pub used: Use,
+}
+
+fn walk<'a>(mut v: &'a mut Value, key: &str) -> Option<&'a mut Value> {
+    for part in key.split('.') {
+        v = v.get_mut(part)?;
+    }
+    Some(v)
+}
+
+/// Calls `f` on every path value (each pattern of a list) of the cogs'
+/// settings as configured, with its key path.
+fn each_cog_path(plan: &mut [PlannedTrain], mut f: impl FnMut(KeyPath, &str, &str, Use, &mut String)) {
+    for t in plan {
+        for c in &mut t.config.cogs {
+            for (kind, key, used) in SETTINGS {
+                if *kind != c.kind {
+                    continue;
+                }
+                let mut p = c.path.clone();
+                for part in key.split('.') {
+                    p = p.key(part);
+                }
+                match walk(&mut c.settings, key) {
+                    Some(Value::String(s)) => f(p, kind, key, *used, s),
+                    Some(Value::Array(list)) => {
+                        for (i, v) in list.iter_mut().enumerate() {
+                            if let Value::String(s) = v {
+                                f(p.index(i), kind, key, *used, s);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Every path the configuration names, cogs' (as configured: a default
+/// names none) and `daemon.pidfile`, `log.file`.
+pub fn list(config: &Config, plan: &mut [PlannedTrain]) -> Vec<ConfigPath> {
+    let mut out = Vec::new();
+    let root = KeyPath::default();
+    if let Some(p) = &config.daemon.pidfile {
+        out.push(ConfigPath {
+            key: root.key("daemon").key("pidfile"),
+            kind: "daemon".into(),
+            path: p.clone(),
+            used: Use::WritesFile,
+        });
+    }
+    if let Some(p) = &config.log.file {
+        out.push(ConfigPath {
+            key: root.key("log").key("file"),
+            kind: "log".into(),
+            path: p.clone(),
+            used: Use::WritesFile,
+        });
+    }
+    each_cog_path(plan, |key, kind, _, used, s| {
+        out.push(ConfigPath {
+            key,
+            kind: kind.into(),
+            path: PathBuf::from(&*s),
+            used,
+        })
+    });
+    out
+}
+
+/// Makes every relative path of the configuration absolute against
+/// `start` (the directory `tourbillon` was started in), so that
+/// `daemon.workdir` and `detach` (which change to `/`) do not change what
+/// they name: the cogs' paths and globs, `daemon.pidfile`,
+/// `daemon.workdir`, `log.file`.
+pub fn resolve(config: &mut Config, plan: &mut [PlannedTrain], start: &Path) {
+    for p in [
+        &mut config.daemon.pidfile,
+        &mut config.daemon.workdir,
+        &mut config.log.file,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if p.is_relative() {
+            *p = start.join(&*p);
+        }
+    }
+    each_cog_path(plan, |_, _, key, used, s| {
+        if s.is_empty() || Path::new(s.as_str()).is_absolute() {
+            return;
+        }
+        if used != Use::Globs {
+            *s = start.join(&*s).to_string_lossy().into_owned();
+        } else if key == "include" || s.contains('/') {
+            // An exclude without a `/` matches file names anywhere: it stays.
+            *s = format!("{}/{s}", escape_glob(&start.to_string_lossy()));
+        }
+    });
+}
+
+/// `text` as a glob pattern that matches it literally (the tail's globs
+/// escape with `\`).
+fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The nearest existing ancestor of `path` (itself if it exists); none
+/// past a `..` (what it names depends on directories not there yet).
+pub fn existing_ancestor(path: &Path) -> Option<&Path> {
+    let mut p = Some(path);
+    while let Some(q) = p {
+        if q.as_os_str().is_empty() {
+            return Some(Path::new("."));
+        }
+        if q.exists() {
+            return Some(q);
+        }
+        if matches!(q.components().next_back(), Some(Component::ParentDir)) {
+            return None;
+        }
+        p = q.parent();
+    }
+    None
+}
