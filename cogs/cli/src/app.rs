@@ -794,6 +794,13 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
         Ok(h) => h,
         Err(e) => return fail(&mut ready, format!("tourbillon: log: {e}")),
     };
+    // Still root: what the cogs will write must be the user's after the drop.
+    let written = identity.map(|_| crate::paths::list(&config, &mut plan));
+    if let (Some(id), Some(written)) = (identity, &written) {
+        if let Err(e) = crate::paths::prepare(written, id) {
+            return fail(&mut ready, format!("tourbillon: {e}"));
+        }
+    }
     let _pidfile = match config.daemon.pidfile.clone().map(|p| Pidfile::create(&p)).transpose() {
         Ok(p) => p,
         Err(e) => return fail(&mut ready, format!("tourbillon: {e}")),
@@ -806,6 +813,13 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
         Ok(t) => t,
         Err(e) => return fail(&mut ready, e.to_string()),
     };
+    if let (Some(id), Some(written)) = (identity, written) {
+        // What the cogs just created as root in their directories (a
+        // checkpoint store) is the user's too.
+        if let Err(e) = crate::paths::prepare(&written, id) {
+            return fail(&mut ready, format!("tourbillon: {e}"));
+        }
+    }
     let mut builder = Escapement::builder().finish_deadline(Duration::from_secs(config.daemon.finish_deadline_secs));
     if let Some(c) = mode.capture {
         builder = builder.capture(c);

@@ -232,7 +232,32 @@ pub fn identity(settings: &DaemonSettings) -> Result<Option<Identity>, DaemonErr
         Some(g) => lookup_group(g)?,
         None => primary,
     };
-    Ok(Some(Identity { uid, gid }))
+    // SAFETY: these have no failure mode.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if euid == 0 {
+        return Ok(Some(Identity { uid, gid }));
+    }
+    // Not root (systemd's User=, a user's shell): nothing can be dropped
+    // to, and nothing needs to be if it is who we are already.
+    if uid != euid {
+        return Err(DaemonError::Setting {
+            key: "user",
+            message: format!(
+                "`{user}` is set but the process already runs as uid {euid} (systemd's User=?): \
+                 drop daemon.user, or run as root"
+            ),
+        });
+    }
+    if gid != egid {
+        return Err(DaemonError::Setting {
+            key: "group",
+            message: format!(
+                "gid {gid} is asked but the process already runs as gid {egid} (systemd's Group=?): \
+                 drop daemon.group, or run as root"
+            ),
+        });
+    }
+    Ok(None)
 }
 
 fn lookup_user(user: &str) -> Result<(libc::uid_t, libc::gid_t), DaemonError> {
@@ -468,6 +493,15 @@ mod tests {
             group: Some("0".into()),
             ..DaemonSettings::default()
         };
-        assert_eq!(identity(&s).unwrap(), Some(Identity { uid: 0, gid: 0 }));
+        // SAFETY: geteuid has no failure mode.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(identity(&s).unwrap(), Some(Identity { uid: 0, gid: 0 }));
+        } else {
+            let e = identity(&s).unwrap_err().to_string();
+            assert!(
+                e.starts_with("daemon.user: `root` is set but the process already runs as uid"),
+                "{e}"
+            );
+        }
     }
 }

@@ -7,12 +7,15 @@
 //! The kinds are those of [`Registry::standard`](crate::registry::Registry::standard);
 //! a kind a binary adds itself has its paths taken as they are.
 
+use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::app::PlannedTrain;
 use crate::config::{Config, KeyPath};
+use crate::daemon::Identity;
 
 /// What a configured path is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,4 +200,65 @@ pub fn existing_ancestor(path: &Path) -> Option<&Path> {
         p = q.parent();
     }
     None
+}
+
+/// Makes the directories the cogs will write belong to `id` before the
+/// privilege drop (run as root): a `checkpoint_dir` (or program
+/// `state_dir`) is created with its missing parents, and it and what is
+/// in it are given to `id`; the missing directory of an output file or
+/// of the pidfile is created when its parent exists, and given to `id`.
+/// A directory that was there already and holds other things (`/var/log`)
+/// is left as it is: `check` says when `id` cannot write it.
+pub fn prepare(paths: &[ConfigPath], id: Identity) -> Result<(), String> {
+    for p in paths {
+        let fail = |what: &str, path: &Path, e: io::Error| format!("{}: {what} {}: {e}", p.key, path.display());
+        match p.used {
+            Use::WritesDir => {
+                let mut missing = Vec::new();
+                let mut q = p.path.as_path();
+                while !q.as_os_str().is_empty() && !q.exists() {
+                    missing.push(q.to_owned());
+                    match q.parent() {
+                        Some(up) => q = up,
+                        None => break,
+                    }
+                }
+                std::fs::create_dir_all(&p.path).map_err(|e| fail("cannot create", &p.path, e))?;
+                for dir in missing.iter().rev() {
+                    chown(dir, id).map_err(|e| fail("cannot chown", dir, e))?;
+                }
+                chown(&p.path, id).map_err(|e| fail("cannot chown", &p.path, e))?;
+                let entries = std::fs::read_dir(&p.path).map_err(|e| fail("cannot list", &p.path, e))?;
+                for entry in entries.flatten() {
+                    chown(&entry.path(), id).map_err(|e| fail("cannot chown", &entry.path(), e))?;
+                }
+            }
+            Use::WritesFile => {
+                let Some(dir) = p.path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+                    continue;
+                };
+                if dir.exists() || !dir.parent().is_some_and(Path::exists) {
+                    continue;
+                }
+                match std::fs::create_dir(dir) {
+                    Ok(()) => chown(dir, id).map_err(|e| fail("cannot chown", dir, e))?,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(fail("cannot create", dir, e)),
+                }
+            }
+            Use::Reads | Use::Globs => {}
+        }
+    }
+    Ok(())
+}
+
+fn chown(path: &Path, id: Identity) -> io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: lchown on a NUL-terminated path; a symlink itself is given,
+    // not what it points to.
+    if unsafe { libc::lchown(c.as_ptr(), id.uid, id.gid) } < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }

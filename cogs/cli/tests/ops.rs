@@ -103,3 +103,52 @@ fn the_readme_quotes_the_shipped_unit_as_it_is() {
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID\n"));
     assert!(unit.contains("WatchdogSec=30\n"));
 }
+
+#[test]
+fn as_root_with_daemon_user_the_written_directories_are_the_user_s_and_checkpoints_survive() {
+    // SAFETY: geteuid has no failure mode.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("as_root_with_daemon_user_...: skipped: not running as root (cannot drop to nobody)");
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // nobody may go through, not write: only what tourbillon gives it.
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    append(&d.join("in.log"), "a\nb\n");
+    std::fs::set_permissions(d.join("in.log"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(
+        d.join("t.toml"),
+        "[daemon]\nuser = \"nobody\"\npidfile = \"run/t.pid\"\n\n[trains.t]\ncogs = [\n  \
+         { kind = \"tail\", include = [\"in.log\"], checkpoint_dir = \"state/ckpt\", checkpoint_interval_ms = 50 },\n  \
+         { kind = \"file\", path = \"out/lines.txt\" },\n]\n",
+    )
+    .unwrap();
+    let start = || {
+        Reap(
+            tourbillon(d, &["run", "t.toml"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let out = d.join("out/lines.txt");
+    let mut child = start();
+    wait_for("the two lines", || read(&out) == "a\nb\n");
+    std::thread::sleep(Duration::from_millis(200));
+    sigterm(&mut child);
+    // SAFETY: getpwnam's result is read at once.
+    let nobody = unsafe { (*libc::getpwnam(c"nobody".as_ptr())).pw_uid };
+    for sub in ["state", "state/ckpt", "out", "run"] {
+        let owner = std::fs::metadata(d.join(sub)).unwrap().uid();
+        assert_eq!(owner, nobody, "{sub} belongs to nobody");
+    }
+    append(&d.join("in.log"), "c\n");
+    let mut child = start();
+    wait_for("the third line", || read(&out).ends_with("c\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm(&mut child);
+    assert_eq!(read(&out), "a\nb\nc\n", "the restart went on from the checkpoint");
+}
