@@ -471,7 +471,14 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
         }
         Command::Check { config, overrides } => {
             let s = sources(Some(config.clone()), &[], false, overrides);
-            match load_and_plan(&s, registry) {
+            let checked = load_and_plan(&s, registry).and_then(|(c, mut trains)| {
+                // What would fail at start: users, directories, files.
+                match crate::paths::check(&c, &mut trains) {
+                    errors if errors.is_empty() => Ok((c, trains)),
+                    errors => Err(ConfigErrors(errors)),
+                }
+            });
+            match checked {
                 Ok((c, trains)) => {
                     for w in &c.warnings {
                         eprintln!("tourbillon: warning: {w}");

@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::Value;
 
 use crate::app::PlannedTrain;
-use crate::config::{Config, KeyPath};
+use crate::config::{Config, ConfigError, KeyPath};
 use crate::daemon::Identity;
 
 /// What a configured path is for.
@@ -261,4 +261,171 @@ fn chown(path: &Path, id: Identity) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Who writes after the start: the user dropped to, or the current one.
+struct Writer {
+    uid: libc::uid_t,
+    gids: Vec<libc::gid_t>,
+    /// The user dropped to (its name), if any.
+    name: Option<String>,
+}
+
+impl Writer {
+    fn who(&self) -> String {
+        match &self.name {
+            Some(n) => format!("user `{n}` (uid {})", self.uid),
+            None => format!("the current user (uid {})", self.uid),
+        }
+    }
+
+    /// Whether this user may create entries in the directory `dir`.
+    fn may_write(&self, dir: &Path) -> bool {
+        if self.name.is_none() {
+            return access(dir, libc::W_OK | libc::X_OK);
+        }
+        use std::os::unix::fs::MetadataExt;
+        let Ok(m) = std::fs::metadata(dir) else { return false };
+        let mode = m.mode();
+        let bits = if self.uid == 0 {
+            return true;
+        } else if m.uid() == self.uid {
+            mode >> 6
+        } else if self.gids.contains(&m.gid()) {
+            mode >> 3
+        } else {
+            mode
+        };
+        bits & 0o3 == 0o3
+    }
+}
+
+fn access(path: &Path, mode: libc::c_int) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access on a NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), mode) == 0 }
+}
+
+/// The groups of user `name` (primary `gid`).
+fn groups_of(name: &str, gid: libc::gid_t) -> Vec<libc::gid_t> {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return vec![gid];
+    };
+    let mut n: libc::c_int = 64;
+    loop {
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let before = n;
+        // SAFETY: the buffer holds `n` gids; getgrouplist says how many it needs.
+        if unsafe { libc::getgrouplist(c.as_ptr(), gid, groups.as_mut_ptr(), &mut n) } >= 0 {
+            groups.truncate(n as usize);
+            return groups;
+        }
+        if n <= before {
+            return vec![gid];
+        }
+    }
+}
+
+/// What would fail at start for want of a user, a group, a directory or a
+/// readable file, each with its key path: what `tourbillon check` adds to
+/// the settings' own checks. Creates, changes and locks nothing.
+pub fn check(config: &Config, plan: &mut [PlannedTrain]) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let daemon = KeyPath::default().key("daemon");
+    // SAFETY: these have no failure mode.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let identity = match crate::daemon::identity(&config.daemon) {
+        Ok(i) => i,
+        Err(crate::daemon::DaemonError::Setting { key, message }) => {
+            errors.push(config.layered.error(&daemon.key(key), message));
+            return errors;
+        }
+        Err(e) => {
+            errors.push(config.layered.error(&daemon, e.to_string()));
+            return errors;
+        }
+    };
+    let writer = match (identity, &config.daemon.user) {
+        (Some(id), Some(name)) => Writer {
+            uid: id.uid,
+            gids: groups_of(name, id.gid).into_iter().chain([id.gid]).collect(),
+            name: Some(name.clone()),
+        },
+        _ => Writer {
+            uid: euid,
+            gids: vec![egid],
+            name: None,
+        },
+    };
+    // Root with a user to drop to gives the user what it will write (prepare).
+    let prepared = identity.is_some();
+    for p in list(config, plan) {
+        let file_dir = |path: &Path| path.parent().filter(|d| !d.as_os_str().is_empty()).map(Path::to_owned);
+        let (dir, created_by_cog) = match p.used {
+            Use::Reads => {
+                if let Err(e) = std::fs::File::open(&p.path) {
+                    errors.push(
+                        config
+                            .layered
+                            .error(&p.key, format!("cannot read {}: {e}", p.path.display())),
+                    );
+                }
+                continue;
+            }
+            Use::Globs => continue,
+            _ if p.kind == "log" => continue,
+            Use::WritesDir => (p.path.clone(), true),
+            Use::WritesFile => {
+                let create_dirs = p.kind == "file" && create_dirs_of(plan, &p.key);
+                (file_dir(&p.path).unwrap_or_else(|| PathBuf::from(".")), create_dirs)
+            }
+        };
+        if dir.is_dir() {
+            let given = prepared && p.used == Use::WritesDir;
+            if !given && !writer.may_write(&dir) {
+                errors.push(config.layered.error(
+                    &p.key,
+                    format!("the directory {} is not writable by {}", dir.display(), writer.who()),
+                ));
+            }
+            continue;
+        }
+        let by_prepare = prepared && dir.parent().is_some_and(Path::is_dir);
+        if !(created_by_cog || by_prepare) {
+            errors.push(
+                config
+                    .layered
+                    .error(&p.key, format!("the directory {} does not exist", dir.display())),
+            );
+            continue;
+        }
+        // Created at start, before the drop: by the current user.
+        match existing_ancestor(&dir) {
+            Some(up) if up.is_dir() && access(up, libc::W_OK | libc::X_OK) => {}
+            Some(up) => errors.push(config.layered.error(
+                &p.key,
+                format!(
+                    "the directory {} cannot be created: {} is not a writable directory",
+                    dir.display(),
+                    up.display()
+                ),
+            )),
+            None => errors.push(
+                config
+                    .layered
+                    .error(&p.key, format!("the directory {} cannot be created", dir.display())),
+            ),
+        }
+    }
+    errors
+}
+
+/// Whether the `file` cog at `key` (its `path`) creates missing directories.
+fn create_dirs_of(plan: &[PlannedTrain], key: &KeyPath) -> bool {
+    plan.iter()
+        .flat_map(|t| t.config.cogs.iter().zip(&t.cogs))
+        .find(|(c, _)| c.path.key("path") == *key)
+        .is_some_and(|(_, planned)| planned.settings.get("create_dirs") == Some(&Value::Bool(true)))
 }

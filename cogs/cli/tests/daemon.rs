@@ -368,10 +368,10 @@ fn check_and_train_work_on_the_config_of_a_running_instance_and_create_nothing()
 }
 
 #[test]
-fn run_builds_its_cogs_once_in_the_working_directory() {
-    // Relative directories are taken from `daemon.workdir`; a build before
-    // the working directory is set (the configuration's check, say) would
-    // create them, with their lock and log, where `run` was started.
+fn run_builds_its_cogs_once_with_paths_from_the_start_directory() {
+    // Relative directories are taken from the directory `run` was started
+    // in (issue 16), not from `daemon.workdir`: the cogs are built once,
+    // and nothing lands in the working directory.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (caller, work) = (d.join("caller"), d.join("work"));
@@ -392,13 +392,9 @@ fn run_builds_its_cogs_once_in_the_working_directory() {
         .unwrap();
     let mut child = Reap(child);
     wait_for("the first line to be written", || read(&d.join("out.jsonl")) == "one\n");
-    assert!(work.join("ck").join("lock").exists(), "{:?}", tree(&work));
-    assert!(work.join("state").exists(), "{:?}", tree(&work));
+    assert!(caller.join("ck").join("lock").exists(), "{:?}", tree(&caller));
+    assert!(caller.join("state").exists(), "{:?}", tree(&caller));
     signal(child.0.id() as i32, libc::SIGTERM);
     assert_eq!(child.0.wait().unwrap().code(), Some(0));
-    assert_eq!(
-        tree(&caller),
-        [],
-        "nothing is built in the directory run was started from"
-    );
+    assert_eq!(tree(&work), [], "nothing is built in the working directory");
 }

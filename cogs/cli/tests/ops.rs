@@ -152,3 +152,143 @@ fn as_root_with_daemon_user_the_written_directories_are_the_user_s_and_checkpoin
     sigterm(&mut child);
     assert_eq!(read(&out), "a\nb\nc\n", "the restart went on from the checkpoint");
 }
+
+/// `tourbillon check t.toml` in `d`: its exit code and standard error.
+fn check(d: &Path, config: &str) -> (Option<i32>, String) {
+    std::fs::write(d.join("t.toml"), config).unwrap();
+    let out = tourbillon(d, &["check", "t.toml"]).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn check_finds_users_and_groups_that_do_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let train = "[trains.t]\ncogs = [{ kind = \"stdin\" }, { kind = \"stdout\" }]\n";
+    let (code, err) = check(d, &format!("[daemon]\nuser = \"no-such-user-tb\"\n{train}"));
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        "tourbillon: the configuration has 1 error:\n  file t.toml: daemon.user: no such user `no-such-user-tb`\n"
+    );
+    let (code, err) = check(
+        d,
+        &format!("[daemon]\nuser = \"root\"\ngroup = \"no-such-group-tb\"\n{train}"),
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        "tourbillon: the configuration has 1 error:\n  file t.toml: daemon.group: no such group `no-such-group-tb`\n"
+    );
+}
+
+#[test]
+fn check_finds_missing_directories_and_unreadable_credentials_without_creating_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let publish = if cfg!(feature = "nats") {
+        "\n[trains.v]\ncogs = [{ kind = \"stdin\" }, { kind = \"jetstream_publish\", subject = \"s\", \
+         auth = { credentials_file = \"none.creds\" } }]\n"
+    } else {
+        ""
+    };
+    let config = format!(
+        "[daemon]\npidfile = \"run/t.pid\"\n\n[trains.t]\ncogs = [\n  \
+         {{ kind = \"tail\", include = [\"in.log\"], checkpoint_dir = \"a/b/ckpt\" }},\n  \
+         {{ kind = \"file\", path = \"out/x.jsonl\" }},\n]\n\n[trains.u]\ncogs = [\n  {{ kind = \"stdin\" }},\n  \
+         {{ kind = \"file\", path = \"made/x.jsonl\", create_dirs = true }}\n]\n{publish}"
+    );
+    let (code, err) = check(d, &config);
+    assert_eq!(code, Some(1), "{err}");
+    let mut expected = vec![
+        "  file t.toml: daemon.pidfile: the directory run does not exist".to_owned(),
+        "  file t.toml: trains.t.cogs[1].path: the directory out does not exist".to_owned(),
+    ];
+    if cfg!(feature = "nats") {
+        expected.push(
+            "  file t.toml: trains.v.cogs[1].auth.credentials_file: cannot read none.creds: No such file or directory (os error 2)"
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        err,
+        format!(
+            "tourbillon: the configuration has {} errors:\n{}\n",
+            expected.len(),
+            expected.join("\n")
+        )
+    );
+    let made: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(made, ["t.toml"], "check created nothing");
+}
+
+#[test]
+fn check_and_run_refuse_daemon_user_when_already_another_user() {
+    // SAFETY: geteuid has no failure mode.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("check_and_run_refuse_daemon_user_...: skipped: not root (cannot start the binary as nobody)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        d.join("t.toml"),
+        "[daemon]\nuser = \"root\"\n\n[trains.t]\ncogs = [{ kind = \"stdin\" }, { kind = \"stdout\" }]\n",
+    )
+    .unwrap();
+    // SAFETY: getpwnam's result is read at once.
+    let (uid, gid) = unsafe {
+        let pw = libc::getpwnam(c"nobody".as_ptr());
+        ((*pw).pw_uid, (*pw).pw_gid)
+    };
+    // As systemd's User= starts it.
+    let said = |cmd: &str| {
+        let out = tourbillon(d, &[cmd, "t.toml"])
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let message = format!(
+        "daemon.user: `root` is set but the process already runs as uid {uid} (systemd's User=?): drop daemon.user, or run as root"
+    );
+    assert_eq!(
+        said("check"),
+        (
+            Some(1),
+            format!("tourbillon: the configuration has 1 error:\n  file t.toml: {message}\n")
+        )
+    );
+    assert_eq!(said("run"), (Some(1), format!("tourbillon: {message}\n")));
+}
+
+#[test]
+fn check_finds_an_output_directory_the_user_cannot_write() {
+    // SAFETY: geteuid has no failure mode.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("check_finds_an_output_directory_...: skipped: not root (daemon.user needs root)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = unsafe { (*libc::getpwnam(c"nobody".as_ptr())).pw_uid };
+    let (code, err) = check(
+        d,
+        "[daemon]\nuser = \"nobody\"\n\n[trains.t]\ncogs = [{ kind = \"stdin\" }, { kind = \"file\", path = \"x.jsonl\" }]\n",
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        format!(
+            "tourbillon: the configuration has 1 error:\n  file t.toml: trains.t.cogs[1].path: the directory . is not \
+             writable by user `nobody` (uid {nobody})\n"
+        )
+    );
+}
