@@ -217,10 +217,13 @@ cogs = [
       create_stream = true, subjects = ["logs.>"], start_time = "2026-01-02T03:04:05Z" },
     { kind = "json_decode", on_error = "pass", error_field = "decode_error" },
     { kind = "jetstream_reject", field = "decode_error" },
-    { kind = "jetstream_publish", subject = "logs.clean", auth = { token_file = "/etc/nats/token" } },
+    { kind = "jetstream_publish", subject = "logs.clean", auth = { token_file = "TOKEN" } },
 ]
 "#;
-    assert_eq!(check(good), (0, String::new()));
+    // `check` reads the credential files: this one must be there.
+    let token = tempfile::NamedTempFile::new().unwrap();
+    let good = good.replace("TOKEN", &token.path().display().to_string());
+    assert_eq!(check(&good), (0, String::new()));
     let bad = r#"
 [trains.work]
 cogs = [
