@@ -35,6 +35,7 @@ pub enum Use {
 const SETTINGS: &[(&str, &str, Use)] = &[
     ("tail", "include", Use::Globs),
     ("tail", "exclude", Use::Globs),
+    ("tail", "rotated_paths", Use::Globs),
     ("tail", "checkpoint_dir", Use::WritesDir),
     ("file", "path", Use::WritesFile),
     ("anonymize", "key_file", Use::Reads),
@@ -163,7 +164,7 @@ pub fn resolve(config: &mut Config, plan: &mut [PlannedTrain], start: &Path) {
         }
         if used != Use::Globs {
             *s = start.join(&*s).to_string_lossy().into_owned();
-        } else if key == "include" || s.contains('/') {
+        } else if key != "exclude" || s.contains('/') {
             // An exclude without a `/` matches file names anywhere: it stays.
             *s = format!("{}/{s}", escape_glob(&start.to_string_lossy()));
         }
