@@ -279,6 +279,11 @@ impl Board {
         self.put_probed(train, index, kind, meter, None)
     }
 
+    /// Takes the meters of `train` off the board (a train retired).
+    pub fn forget(&self, train: &str) {
+        self.lock().retain(|(t, _), _| t != train);
+    }
+
     /// Like [`put`](Self::put), with the cog's [`Probe`].
     pub fn put_probed(&self, train: &str, index: usize, kind: &str, meter: Meter, probe: Option<Arc<dyn Probe>>) {
         let entry = Entry {

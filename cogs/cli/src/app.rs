@@ -764,13 +764,14 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
     }
     // Before any chdir (`daemon.workdir`, `detach`): relative paths name
     // what they named where the command was typed.
-    match std::env::current_dir() {
-        Ok(start) => crate::paths::resolve(&mut config, &mut plan, &start),
+    let start = match std::env::current_dir() {
+        Ok(start) => start,
         Err(e) => {
             eprintln!("tourbillon: the current directory: {e}");
             return 1;
         }
-    }
+    };
+    crate::paths::resolve(&mut config, &mut plan, &start);
     let identity = match daemon::identity(&config.daemon) {
         Ok(i) => i,
         Err(e) => {
@@ -815,7 +816,7 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
     // Built after the fork: cogs may hold fds and locks.
     let trains: Vec<String> = plan.iter().map(|t| t.config.name.clone()).collect();
     let reloadable = mode.capture.is_none() && mode.replay.is_none();
-    let running = reload::Running::new(sources.clone(), registry.clone(), config.clone(), plan.clone());
+    let running = reload::Running::new(&start, sources.clone(), registry.clone(), config.clone(), plan.clone());
     let built = match build(&config, plan, registry) {
         Ok(t) => t,
         Err(e) => return fail(&mut ready, e.to_string()),

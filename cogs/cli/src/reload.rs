@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use serde_json::{json, Value};
@@ -26,9 +27,12 @@ use tourbillon::{Core, Escapement};
 use crate::app::{build, load_and_plan, place, PlannedTrain};
 use crate::config::{Config, Sources};
 use crate::registry::Registry;
+use crate::systemd;
 
 /// What runs: the configuration and the plan the running trains were built from.
 pub struct Running {
+    /// Where `tourbillon` was started: what relative paths are taken from.
+    start: PathBuf,
     sources: Sources,
     registry: Registry,
     config: Config,
@@ -36,9 +40,18 @@ pub struct Running {
 }
 
 impl Running {
-    /// What `run` started with.
-    pub fn new(sources: Sources, registry: Registry, config: Config, plan: Vec<PlannedTrain>) -> Rc<RefCell<Running>> {
+    /// What `run` started with, in the directory `start`.
+    pub fn new(
+        start: &Path,
+        mut sources: Sources,
+        registry: Registry,
+        config: Config,
+        plan: Vec<PlannedTrain>,
+    ) -> Rc<RefCell<Running>> {
+        // Read again after a chdir (`daemon.workdir`, `detach`).
+        sources.file = sources.file.map(|f| start.join(f));
         Rc::new(RefCell::new(Running {
+            start: start.to_path_buf(),
             sources,
             registry,
             config,
@@ -138,10 +151,14 @@ fn placeable(plan: &[PlannedTrain], names: &BTreeSet<String>) -> Vec<PlannedTrai
 /// Re-reads the configuration and replaces the trains that changed; see
 /// the [module docs](self).
 pub fn reload(core: &mut Core, running: &Rc<RefCell<Running>>) {
+    systemd::reloading();
     let (config, plan) = {
         let r = running.borrow();
         match load_and_plan(&r.sources, &r.registry) {
-            Ok(p) => p,
+            Ok((mut config, mut plan)) => {
+                crate::paths::resolve(&mut config, &mut plan, &r.start);
+                (config, plan)
+            }
             Err(errors) => {
                 log::error!(
                     "reload: the configuration has {} error{}; the trains run on as they were:",
@@ -151,6 +168,7 @@ pub fn reload(core: &mut Core, running: &Rc<RefCell<Running>>) {
                 for e in &errors.0 {
                     log::error!("reload: {e}");
                 }
+                systemd::ready();
                 return;
             }
         }
@@ -162,9 +180,13 @@ pub fn reload(core: &mut Core, running: &Rc<RefCell<Running>>) {
     if config.log != r.config.log {
         log::warn!("reload: [log] changed: it takes effect at the next start");
     }
+    if serde_json::to_value(&config.api).ok() != serde_json::to_value(&r.config.api).ok() {
+        log::warn!("reload: [api] changed: it takes effect at the next start");
+    }
     let set = affected(&r.plan, &plan);
     if set.is_empty() {
         log::info!("reload: no train changed");
+        systemd::ready();
         return;
     }
     let retire: Vec<String> = r
@@ -183,6 +205,10 @@ pub fn reload(core: &mut Core, running: &Rc<RefCell<Running>>) {
         let mut names = set;
         names.extend(retired.iter().cloned());
         let mut r = running.borrow_mut();
+        // Their meters go with them; the new trains put theirs.
+        for n in retired {
+            r.registry.board().forget(n);
+        }
         let wanted = placeable(&plan, &names);
         match build(&config, wanted, &r.registry) {
             Ok(built) => {
@@ -200,9 +226,11 @@ pub fn reload(core: &mut Core, running: &Rc<RefCell<Running>>) {
                 restore(esc, &r, &names);
             }
         }
+        systemd::ready();
     });
     if let Err(e) = asked {
         log::warn!("reload: {e}; not reloaded");
+        systemd::ready();
     }
 }
 

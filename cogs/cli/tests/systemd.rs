@@ -27,7 +27,7 @@ fn next(sock: &UnixDatagram) -> String {
 }
 
 #[test]
-fn ready_after_the_trains_started_then_watchdog_pings_then_stopping() {
+fn ready_after_the_trains_started_then_watchdog_pings_reloading_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let notify = d.join("notify.sock");
@@ -66,6 +66,27 @@ fn ready_after_the_trains_started_then_watchdog_pings_then_stopping() {
     // Five pings at 100 ms: not much faster (a busy loop) nor far slower.
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(350), "5 pings in {took:?}");
+    // A reload that changes the train: RELOADING=1, then READY=1 once
+    // the train runs again (pings may come between).
+    std::fs::write(
+        &cfg,
+        format!(
+            "[trains.t]\ncogs = [{{ kind = \"listen\", listen = \"tcp:127.0.0.1:{port}\" }}, {{ kind = \"json_encode\" }}, {{ kind = \"stdout\" }}]\n"
+        ),
+    )
+    .unwrap();
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) }, 0);
+    let after = |want: &str| loop {
+        let n = next(&sock);
+        if n == want {
+            break;
+        }
+        assert_eq!(n, "WATCHDOG=1", "waiting for {want}");
+    };
+    after("RELOADING=1");
+    after("READY=1");
+    TcpStream::connect(("127.0.0.1", port)).expect("the replaced listen cog accepts once READY=1 is sent");
     // SAFETY: a signal to the child this test started.
     assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
     let mut seen = Vec::new();
