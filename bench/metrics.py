@@ -182,8 +182,7 @@ def main():
     subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "tourbillon-cli"], cwd=ROOT)
     with tempfile.TemporaryDirectory() as work:
         data = os.path.join(work, "events.jsonl")
-        with open(data, "w") as f:
-            subprocess.check_call([sys.executable, GEN, str(n)], stdout=f)
+        subprocess.check_call([sys.executable, GEN, str(n), data], stderr=subprocess.DEVNULL)
         cpu = {"plain": [], "api": []}
         for _ in range(runs):
             for kind in ("plain", "api"):
@@ -194,8 +193,7 @@ def main():
         print("  plain %.3fs   api+scrape/100ms %.3fs   ratio %.3f" % (p, a, a / p))
         if subprocess.run(["sh", "-c", "command -v valgrind"], stdout=subprocess.DEVNULL).returncode == 0:
             small = os.path.join(work, "small.jsonl")
-            with open(small, "w") as f:
-                subprocess.check_call([sys.executable, GEN, "100000"], stdout=f)
+            subprocess.check_call([sys.executable, GEN, "100000", small], stderr=subprocess.DEVNULL)
             ip = instructions(*config(work, small, False))
             ia = instructions(*config(work, small, True))
             print("  instructions on 100,000 lines: plain %d   api %d   ratio %.4f" % (ip, ia, ia / ip))
