@@ -25,14 +25,15 @@ args.n = { type = "int", required = true }
 args.ms = { type = "int", default = 2 }
 outputs.n = { type = "int", required = true }
 [programs.boom]
+outputs = {}
 hooks = ["copy", "fail"]
 args.n = { type = "int", required = true }
 [hooks.wait]
 reference = "sleep"
-args = { ms = "${ms}" }
+params = { ms = "${ms}" }
 [hooks.copy]
 reference = "set"
-args = { n = "${n}" }
+params = { n = "${n}" }
 rectifiers = ["undo"]
 [hooks.undo]
 reference = "set"

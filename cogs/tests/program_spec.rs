@@ -27,29 +27,30 @@ args.note = { type = "string", default = "" }
 outputs.receipt = { type = "string" }
 
 [programs.audit]
+outputs = {}
 hooks = ["log"]
 args.level = { type = "string", default = "info" }
 args.receipt = { type = "string", required = true }
 
 [hooks.debit]
 reference = "set"
-args = { debited = "${amount}" }
+params = { debited = "${amount}" }
 outputs = ["debited"]
 rectifiers = ["undo"]
 
 [hooks.credit]
 reference = "set"
 dependencies = ["debit"]
-args = { receipt = "${from} paid ${debited}" }
+params = { receipt = "${from} paid ${debited}" }
 outputs = ["receipt"]
 
 [hooks.undo]
 reference = "remove_file"
-args = { path = "/nonexistent/${from}" }
+params = { path = "/nonexistent/${from}" }
 
 [hooks.log]
 reference = "append_file"
-args = { path = "/dev/null", line = "${level}: ${receipt}" }
+params = { path = "/dev/null", line = "${level}: ${receipt}" }
 "#;
 
 #[test]
@@ -115,7 +116,7 @@ outputs.o = { type = "bool", default = 1 }
 reference = "teleport"
 rectifiers = ["missing"]
 dependencies = ["programs.p"]
-args = { x = "${unknown_name}" }
+params = { x = "${unknown_name}" }
 retries = -1
 "#,
         Format::Toml,
@@ -148,8 +149,10 @@ fn dependency_and_program_cycles_are_refused_with_the_cycle_spelled_out() {
         r#"
 name = "loops"
 [programs.outer]
+outputs = {}
 hooks = ["programs.inner"]
 [programs.inner]
+outputs = {}
 hooks = ["x", "programs.outer"]
 [hooks.x]
 reference = "set"

@@ -177,6 +177,7 @@ fn a_failing_rectifier_is_reported_and_the_other_rectifiers_still_run() {
     let spec = r#"
 name = "r"
 [programs.p]
+outputs = {}
 hooks = ["a", "b", "c"]
 [hooks.a]
 reference = "set"
@@ -190,7 +191,7 @@ reference = "fail"
 reference = "set"
 [hooks.undo_b]
 reference = "fail"
-args = { message = "cannot undo b" }
+params = { message = "cannot undo b" }
 "#;
     let got = run(spec, Functions::standard(), vec![request("1", "p", json!({}))]);
     let r = &got["1"];
@@ -220,7 +221,7 @@ reference = "maybe"
 rectifiers = ["ub"]
 [hooks.c]
 reference = "maybe"
-args = { tag = "${tag}" }
+params = { tag = "${tag}" }
 rectifiers = ["uc"]
 [hooks.d]
 reference = "maybe"
@@ -299,6 +300,7 @@ fn dependencies_run_just_before_the_hook_that_needs_them_and_only_once() {
     let spec = r#"
 name = "deps"
 [programs.p]
+outputs = {}
 hooks = ["c", "b", "e"]
 [hooks.a]
 reference = "set"
@@ -327,10 +329,10 @@ hooks = ["timer", "thread", "fd"]
 outputs.line = { type = "string", required = true }
 [hooks.timer]
 reference = "sleep"
-args = { ms = 5 }
+params = { ms = 5 }
 [hooks.thread]
 reference = "sleep"
-args = { ms = 5, thread = true }
+params = { ms = 5, thread = true }
 [hooks.fd]
 reference = "read_socket"
 "#;
@@ -367,8 +369,10 @@ fn a_step_that_times_out_is_retried_then_fails_and_one_that_recovers_succeeds() 
     let spec = r#"
 name = "retry"
 [programs.slow]
+outputs = {}
 hooks = ["first", "slow"]
 [programs.flaky]
+outputs = {}
 hooks = ["flaky"]
 [hooks.first]
 reference = "set"
@@ -377,12 +381,12 @@ rectifiers = ["undo"]
 reference = "set"
 [hooks.slow]
 reference = "sleep"
-args = { ms = 60000 }
+params = { ms = 60000 }
 timeout_ms = 10
 retries = 1
 [hooks.flaky]
 reference = "fail"
-args = { attempts = 2 }
+params = { attempts = 2 }
 retries = 3
 retry_delay_ms = 1
 "#;
@@ -406,15 +410,16 @@ fn runs_with_the_same_key_wait_for_each_other_and_other_keys_do_not() {
     let spec = r#"
 name = "lock"
 [programs.p]
+outputs = {}
 hooks = ["enter", "leave"]
 lock = "account"
 args.account = { type = "string", required = true }
 [hooks.enter]
 reference = "mark"
-args = { what = "enter ${account}" }
+params = { what = "enter ${account}" }
 [hooks.leave]
 reference = "mark"
-args = { what = "leave ${account}" }
+params = { what = "leave ${account}" }
 "#;
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut f = Functions::standard();
@@ -456,10 +461,10 @@ args.n = { type = "int", required = true }
 outputs.n = { type = "int", required = true }
 [hooks.wait]
 reference = "sleep"
-args = { ms = 20 }
+params = { ms = 20 }
 [hooks.echo]
 reference = "set"
-args = { n = "${n}" }
+params = { n = "${n}" }
 "#;
     let inside = Arc::new(Mutex::new((0usize, 0usize)));
     let mut f = Functions::standard();
@@ -493,6 +498,7 @@ fn invalid_requests_are_rejected_and_run_nothing() {
     let spec = r#"
 name = "inputs"
 [programs.p]
+outputs = {}
 hooks = ["mark"]
 args.n = { type = "int", required = true }
 args.tags = { type = "list" }
@@ -577,6 +583,7 @@ fn a_step_that_panics_fails_and_the_run_is_compensated() {
     let spec = r#"
 name = "panic"
 [programs.p]
+outputs = {}
 hooks = ["a", "boom"]
 [hooks.a]
 reference = "set"
@@ -602,21 +609,22 @@ reference = "boom"
 const CUT_SHORT: &str = r#"
 name = "finish"
 [programs.p]
+outputs = {}
 hooks = ["a", "w1", "w2"]
 args.ledger = { type = "string", required = true }
 [hooks.a]
 reference = "append_file"
-args = { path = "${ledger}", line = "a" }
+params = { path = "${ledger}", line = "a" }
 rectifiers = ["undo_a"]
 [hooks.undo_a]
 reference = "append_file"
-args = { path = "${ledger}", line = "undo a" }
+params = { path = "${ledger}", line = "undo a" }
 [hooks.w1]
 reference = "sleep"
-args = { ms = 5 }
+params = { ms = 5 }
 [hooks.w2]
 reference = "sleep"
-args = { ms = 5 }
+params = { ms = 5 }
 "#;
 
 /// Runs CUT_SHORT until finish leaves its run in the journal, then starts

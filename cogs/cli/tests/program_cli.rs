@@ -21,18 +21,18 @@ args.fail = { type = "bool", default = false }
 outputs.done = { type = "bool", required = true }
 [hooks.debit]
 reference = "append_file"
-args = { path = "${from}", line = "debit" }
+params = { path = "${from}", line = "debit" }
 rectifiers = ["undo_debit"]
 [hooks.undo_debit]
 reference = "append_file"
-args = { path = "${from}", line = "undo debit" }
+params = { path = "${from}", line = "undo debit" }
 [hooks.credit]
 reference = "fail"
-args = { when = "${fail}", message = "credit refused" }
+params = { when = "${fail}", message = "credit refused" }
 dependencies = ["mark"]
 [hooks.mark]
 reference = "set"
-args = { done = true }
+params = { done = true }
 "#;
 
 /// Kills the server when the test ends, however it ends.

@@ -21,37 +21,39 @@ use tourbillon_cogs::program::{Call, Flow, Functions};
 const SPEC: &str = r#"
 name = "crash"
 [programs.undo]
+outputs = {}
 hooks = ["debit", "hold"]
 args.dir = { type = "string", required = true }
 [programs.finish]
+outputs = {}
 hooks = ["one", "hold_b", "two"]
 recovery = "complete"
 args.dir = { type = "string", required = true }
 
 [hooks.debit]
 reference = "append_file"
-args = { path = "${dir}/a.ledger", line = "debit" }
+params = { path = "${dir}/a.ledger", line = "debit" }
 rectifiers = ["undo_debit"]
 [hooks.undo_debit]
 reference = "append_file"
-args = { path = "${dir}/a.ledger", line = "undo debit" }
+params = { path = "${dir}/a.ledger", line = "undo debit" }
 [hooks.hold]
 reference = "wait_for"
-args = { path = "${dir}/never", mark = "${dir}/a.ledger" }
+params = { path = "${dir}/never", mark = "${dir}/a.ledger" }
 rectifiers = ["undo_hold"]
 [hooks.undo_hold]
 reference = "append_file"
-args = { path = "${dir}/a.ledger", line = "undo hold" }
+params = { path = "${dir}/a.ledger", line = "undo hold" }
 
 [hooks.one]
 reference = "append_file"
-args = { path = "${dir}/b.ledger", line = "one" }
+params = { path = "${dir}/b.ledger", line = "one" }
 [hooks.hold_b]
 reference = "wait_for"
-args = { path = "${dir}/go", mark = "${dir}/b.ledger" }
+params = { path = "${dir}/go", mark = "${dir}/b.ledger" }
 [hooks.two]
 reference = "append_file"
-args = { path = "${dir}/b.ledger", line = "two" }
+params = { path = "${dir}/b.ledger", line = "two" }
 "#;
 
 /// A step that appends "waiting" to `mark`, then waits (on timers, never

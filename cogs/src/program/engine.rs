@@ -190,6 +190,7 @@ impl Engine {
             request: logged.request,
             lock: None,
             pool: logged.pool,
+            metadata: logged.metadata,
             trace: vec![json!({ "restart": true })],
             next: 0,
             done: logged.done,
@@ -272,6 +273,7 @@ impl Engine {
             program: program.name.clone(),
             request: request.id.clone(),
             pool: pool.clone(),
+            metadata: request.metadata.clone(),
             plan: program.plan.iter().map(|s| s.hook.clone()).collect(),
         });
         let run = Run {
@@ -281,6 +283,7 @@ impl Engine {
             lock: lock_key(&program, &pool),
             program,
             pool,
+            metadata: request.metadata,
             trace: Vec::new(),
             next: 0,
             done: Vec::new(),
@@ -477,7 +480,12 @@ impl Engine {
         hook: Arc<HookSpec>,
         ctx: &mut Context<'_, D, N>,
     ) {
-        let (args, result) = match resolve(&hook.args, &run.pool) {
+        // What the hook requires of the pool is checked now: after its
+        // dependencies ran (they are earlier steps of the plan), before
+        // its function. Hook args have no defaults, so the pool is not changed.
+        let checked = super::spec::apply_args(&hook.args, &mut run.pool)
+            .map_err(|errors| format!("the data pool does not meet hooks.{}.args: {}", hook.name, errors.join("; ")));
+        let (args, result) = match checked.and_then(|()| resolve(&hook.params, &run.pool, &run.metadata)) {
             Ok(args) => (args, None),
             Err(e) => (Map::new(), Some(Err(e))),
         };
@@ -507,7 +515,7 @@ impl Engine {
 
     /// Calls the hook's function (or what it resumes with) and follows its answer.
     fn invoke<D, N: Next<D> + ?Sized>(&mut self, run: &mut Run, ctx: &mut Context<'_, D, N>) {
-        let Run { exec, pool, .. } = run;
+        let Run { exec, pool, metadata, .. } = run;
         let Some(exec) = exec.as_mut() else { return };
         let mut token = None;
         let flow = {
@@ -522,6 +530,7 @@ impl Engine {
                 hook: &exec.hook.name,
                 args: &exec.args,
                 pool,
+                metadata,
                 attempt: exec.attempt,
                 reply: &mut reply,
             };

@@ -125,6 +125,7 @@ pub struct Call<'a> {
     pub(crate) hook: &'a str,
     pub(crate) args: &'a Map<String, Value>,
     pub(crate) pool: &'a Map<String, Value>,
+    pub(crate) metadata: &'a Value,
     pub(crate) attempt: u32,
     pub(crate) reply: &'a mut dyn FnMut() -> Reply,
 }
@@ -145,7 +146,7 @@ impl Call<'_> {
         self.hook
     }
 
-    /// The hook's arguments, `${...}` references resolved.
+    /// The hook's `params`, `${...}` references resolved.
     pub fn args(&self) -> &Map<String, Value> {
         self.args
     }
@@ -186,6 +187,11 @@ impl Call<'_> {
     /// The run's data pool.
     pub fn pool(&self) -> &Map<String, Value> {
         self.pool
+    }
+
+    /// The request's `metadata` (a dict, or `null` when it had none).
+    pub fn metadata(&self) -> &Value {
+        self.metadata
     }
 
     /// Which attempt this is, from 1.

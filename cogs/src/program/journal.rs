@@ -17,6 +17,9 @@ pub(crate) enum Delta {
         program: String,
         request: Value,
         pool: Map<String, Value>,
+        /// The request's metadata, which the hooks' `params` may read.
+        #[serde(default)]
+        metadata: Value,
         /// The hooks of the plan, so a restart with a changed spec still
         /// undoes what was done.
         #[serde(default)]
@@ -45,6 +48,8 @@ pub(crate) struct Logged {
     pub(crate) request: Value,
     pub(crate) pool: Map<String, Value>,
     #[serde(default)]
+    pub(crate) metadata: Value,
+    #[serde(default)]
     pub(crate) plan: Vec<String>,
     pub(crate) done: Vec<usize>,
     pub(crate) in_flight: Option<usize>,
@@ -63,6 +68,7 @@ pub(crate) fn apply(runs: &mut Runs, delta: Delta) {
             program,
             request,
             pool,
+            metadata,
             plan,
         } => {
             runs.0.insert(
@@ -71,6 +77,7 @@ pub(crate) fn apply(runs: &mut Runs, delta: Delta) {
                     program,
                     request,
                     pool,
+                    metadata,
                     plan,
                     ..Logged::default()
                 },

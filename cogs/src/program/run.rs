@@ -46,6 +46,8 @@ pub(super) struct Run {
     pub(super) request: Value,
     pub(super) program: Arc<ProgramSpec>,
     pub(super) pool: Map<String, Value>,
+    /// The request's metadata (a dict, or `null`).
+    pub(super) metadata: Value,
     pub(super) trace: Vec<Value>,
     pub(super) lock: Option<String>,
     pub(super) next: usize,

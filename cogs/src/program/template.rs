@@ -48,9 +48,12 @@ fn pieces(s: &str) -> Vec<Piece<'_>> {
     out
 }
 
-fn lookup<'v>(pool: &'v Map<String, Value>, path: &str) -> Option<&'v Value> {
+/// The value `path` names: `metadata.…` in the request's metadata, any
+/// other in the data pool.
+fn lookup<'v>(pool: &'v Map<String, Value>, metadata: &'v Value, path: &str) -> Option<&'v Value> {
     let mut parts = path.split('.');
-    let mut v = pool.get(parts.next()?)?;
+    let head = parts.next()?;
+    let mut v = if head == "metadata" { metadata } else { pool.get(head)? };
     for p in parts {
         v = match v {
             Value::Object(m) => m.get(p)?,
@@ -64,13 +67,19 @@ fn lookup<'v>(pool: &'v Map<String, Value>, path: &str) -> Option<&'v Value> {
 /// Resolves the `${name}` references of hook arguments against the data
 /// pool: a string that is one reference takes the referenced value as it
 /// is (an int stays an int); references within text are rendered into it.
-pub(super) fn resolve(args: &Map<String, Value>, pool: &Map<String, Value>) -> Result<Map<String, Value>, String> {
-    fn one(v: &Value, pool: &Map<String, Value>) -> Result<Value, String> {
+/// `${metadata.NAME}` reads the request's metadata.
+pub(super) fn resolve(
+    args: &Map<String, Value>,
+    pool: &Map<String, Value>,
+    metadata: &Value,
+) -> Result<Map<String, Value>, String> {
+    let pool = (pool, metadata);
+    fn one(v: &Value, pool: (&Map<String, Value>, &Value)) -> Result<Value, String> {
         match v {
             Value::String(s) if s.contains("${") => {
                 let pieces = pieces(s);
                 if let [Piece::Ref(r)] = pieces.as_slice() {
-                    return lookup(pool, r)
+                    return lookup(pool.0, pool.1, r)
                         .cloned()
                         .ok_or_else(|| format!("`${{{r}}}` is not in the data pool"));
                 }
@@ -78,7 +87,7 @@ pub(super) fn resolve(args: &Map<String, Value>, pool: &Map<String, Value>) -> R
                 for p in pieces {
                     match p {
                         Piece::Text(t) => out.push_str(t),
-                        Piece::Ref(r) => match lookup(pool, r) {
+                        Piece::Ref(r) => match lookup(pool.0, pool.1, r) {
                             Some(Value::String(s)) => out.push_str(s),
                             Some(v) => out.push_str(&v.to_string()),
                             None => return Err(format!("`${{{r}}}` is not in the data pool")),
@@ -119,13 +128,21 @@ mod tests {
         let pool = json!({"n": 5, "who": "ann", "d": {"x": [1, 2]}});
         let pool = pool.as_object().unwrap();
         let args = json!({"a": "${n}", "b": "to ${who}: ${n}", "c": ["${d.x.1}"], "e": "$${who}"});
-        let got = resolve(args.as_object().unwrap(), pool).unwrap();
+        let got = resolve(args.as_object().unwrap(), pool, &Value::Null).unwrap();
         assert_eq!(
             Value::Object(got),
             json!({"a": 5, "b": "to ann: 5", "c": [2], "e": "${who}"})
         );
+        let meta = json!({"user": "bo", "tags": ["x"]});
+        let with_meta = json!({"u": "${metadata.user}", "t": "by ${metadata.user} ${metadata.tags.0}"});
+        let got = resolve(with_meta.as_object().unwrap(), pool, &meta).unwrap();
+        assert_eq!(Value::Object(got), json!({"u": "bo", "t": "by bo x"}));
+        let absent = json!({"u": "${metadata.user}"});
+        assert!(resolve(absent.as_object().unwrap(), pool, &Value::Null)
+            .unwrap_err()
+            .contains("metadata.user"));
         let missing = json!({"a": "${nope}"});
-        assert!(resolve(missing.as_object().unwrap(), pool)
+        assert!(resolve(missing.as_object().unwrap(), pool, &Value::Null)
             .unwrap_err()
             .contains("nope"));
     }

@@ -1,6 +1,7 @@
-//! The wire protocol of programs: a request is one JSON line
-//! (`{"id": ANY, "program": NAME, "data": {...}}`), a response is one JSON
-//! line with a status, the outputs, the error and the trace.
+//! The wire protocol of programs: a request is one JSON line (ryuso's
+//! body: `{"program": NAME, "data_pool": {...}, "metadata": {...}}`, with an
+//! optional `id`), a response is one JSON line with a status, the outputs,
+//! the error and the trace.
 
 use serde_json::{json, Value};
 
@@ -18,7 +19,9 @@ pub mod status {
     pub const REJECTED: &str = "rejected";
 }
 
-/// A request to run a program: `{"id": ANY, "program": NAME, "data": {...}}`.
+/// A request to run a program: `{"id": ANY, "program": NAME, "data_pool":
+/// {...}, "metadata": {...}}`; `id` and `metadata` may be left out, and
+/// `data` is another name for `data_pool`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     /// Echoed in the response (`null` when absent).
@@ -27,6 +30,9 @@ pub struct Request {
     pub program: String,
     /// The data pool the run starts from, checked against the program's `args`.
     pub data: Value,
+    /// The request's metadata (a dict, or `null`): the hooks read it as
+    /// `${metadata.NAME}` in their `params`, and through `Call::metadata`.
+    pub metadata: Value,
 }
 
 impl Request {
@@ -44,16 +50,38 @@ impl Request {
             return Err((Value::Null, "request must be a JSON object".into()));
         };
         let id = m.remove("id").unwrap_or(Value::Null);
-        if let Some(k) = m.keys().find(|k| !matches!(k.as_str(), "program" | "data")) {
-            return Err((id, format!("unknown request field `{k}` (fields: id, program, data)")));
+        if let Some(k) = m
+            .keys()
+            .find(|k| !matches!(k.as_str(), "program" | "data_pool" | "data" | "metadata"))
+        {
+            return Err((
+                id,
+                format!("unknown request field `{k}` (fields: id, program, data_pool, metadata; data for data_pool)"),
+            ));
         }
         let program = match m.remove("program") {
             Some(Value::String(p)) => p,
             Some(_) => return Err((id, "`program` must be a string".into())),
             None => return Err((id, "`program` is required".into())),
         };
-        let data = m.remove("data").unwrap_or(Value::Null);
-        Ok(Request { id, program, data })
+        let data = match (m.remove("data_pool"), m.remove("data")) {
+            (Some(_), Some(_)) => {
+                return Err((id, "give `data_pool` or `data` (its other name), not both".into()));
+            }
+            (Some(d), None) | (None, Some(d)) => d,
+            (None, None) => Value::Null,
+        };
+        let metadata = m.remove("metadata").unwrap_or(Value::Null);
+        if !matches!(metadata, Value::Object(_) | Value::Null) {
+            let what = super::spec::type_of(&metadata);
+            return Err((id, format!("`metadata` must be a dict, not {what}")));
+        }
+        Ok(Request {
+            id,
+            program,
+            data,
+            metadata,
+        })
     }
 }
 

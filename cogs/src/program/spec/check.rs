@@ -119,10 +119,44 @@ impl Check<'_> {
         }
     }
 
-    fn args(&mut self, path: &str, node: &Node) -> BTreeMap<String, ArgSpec> {
+    /// References to hooks (`hooks.NAME`, or a bare `NAME`) and, in a
+    /// program's hook list, to programs (`programs.NAME`): hook references
+    /// come back bare, program references as written.
+    fn refs(&mut self, path: &str, node: &Node) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let Node::List(items) = node else {
+            self.err(path, format!("must be a list of strings, not {}", node.kind()));
+            return out;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let Some(s) = self.string(&p, item) else { continue };
+            let r = s.strip_prefix(HOOK_REF).unwrap_or(&s).to_owned();
+            if out.contains(&r) {
+                self.err(p, format!("duplicate name `{s}`"));
+            } else {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// A table of arguments (`{type, required, description}`, and
+    /// `default` where `defaults`): a program's args and outputs, or what a
+    /// hook requires of the data pool.
+    fn args(&mut self, path: &str, node: &Node, defaults: bool) -> BTreeMap<String, ArgSpec> {
         let mut out = BTreeMap::new();
+        let keys: &[&str] = if defaults {
+            &["type", "required", "default", "description"]
+        } else {
+            &["type", "required", "description"]
+        };
         for (name, def) in self.entries(path, node, None) {
             let p = join(path, name);
+            if name == METADATA {
+                self.err(&p, "`metadata` is reserved: `${metadata.NAME}` refers to the request's metadata");
+                continue;
+            }
             let mut arg = ArgSpec {
                 kind: ArgType::String,
                 required: false,
@@ -131,7 +165,7 @@ impl Check<'_> {
             };
             let mut kind = None;
             let mut default = None;
-            for (k, v) in self.entries(&p, def, Some(&["type", "required", "default", "description"])) {
+            for (k, v) in self.entries(&p, def, Some(keys)) {
                 let kp = join(&p, k);
                 match k {
                     "type" => {
@@ -181,6 +215,14 @@ fn join(path: &str, key: &str) -> String {
 }
 
 const PROGRAM_REF: &str = "programs.";
+const HOOK_REF: &str = "hooks.";
+/// The name `${metadata.NAME}` templates read the request's metadata by.
+const METADATA: &str = "metadata";
+
+/// ryuso's rule for a spec's name: letters, digits, spaces, `_` and `-`.
+fn valid_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.chars().all(|c| c.is_alphanumeric() || matches!(c, ' ' | '_' | '-'))
+}
 
 impl Check<'_> {
     fn spec(&mut self, root: &Node) -> Spec {
@@ -199,6 +241,15 @@ impl Check<'_> {
             match k {
                 "name" => {
                     spec.name = self.string(k, v).unwrap_or_default();
+                    if matches!(v, Node::Str(_)) && !valid_name(&spec.name) {
+                        self.err(
+                            k,
+                            format!(
+                                "`{}`: a name holds letters, digits, spaces, `_` and `-` only (and is not empty)",
+                                spec.name
+                            ),
+                        );
+                    }
                     named = true;
                 }
                 "version" => match v {
@@ -257,6 +308,7 @@ impl Check<'_> {
         let known = [
             "reference",
             "args",
+            "params",
             "dependencies",
             "rectifiers",
             "outputs",
@@ -268,7 +320,8 @@ impl Check<'_> {
         let mut hook = HookSpec {
             name: name.to_owned(),
             reference: String::new(),
-            args: Map::new(),
+            args: BTreeMap::new(),
+            params: Map::new(),
             dependencies: Vec::new(),
             rectifiers: Vec::new(),
             outputs: Vec::new(),
@@ -297,12 +350,18 @@ impl Check<'_> {
                     }
                 }
                 "args" => {
+                    if self.old_style_args(&p, v) {
+                        continue;
+                    }
+                    hook.args = self.args(&p, v, false);
+                }
+                "params" => {
                     for (a, v) in self.entries(&p, v, None) {
-                        hook.args.insert(a.to_owned(), v.to_value());
+                        hook.params.insert(a.to_owned(), v.to_value());
                     }
                 }
-                "dependencies" => hook.dependencies = self.strings(&p, v),
-                "rectifiers" => hook.rectifiers = self.strings(&p, v),
+                "dependencies" => hook.dependencies = self.refs(&p, v),
+                "rectifiers" => hook.rectifiers = self.refs(&p, v),
                 "outputs" => hook.outputs = self.strings(&p, v),
                 "description" => hook.description = self.string(&p, v).unwrap_or_default(),
                 "timeout_ms" => hook.timeout = self.uint(&p, v).filter(|t| *t > 0).map(Duration::from_millis),
@@ -314,6 +373,24 @@ impl Check<'_> {
             self.err(join(&path, "reference"), "required: the name of a registered function");
         }
         Some(hook)
+    }
+
+    /// True (and reported) if a hook's `args` is written the way it was
+    /// before `params` existed: the function's parameters, not a table of
+    /// `{type, required, description}`.
+    fn old_style_args(&mut self, path: &str, node: &Node) -> bool {
+        let Node::Dict(entries) = node else { return false };
+        let old = entries.iter().find(|(_, v)| match v {
+            Node::Dict(d) => !d.iter().any(|(k, _)| k == "type"),
+            _ => true,
+        });
+        let Some((name, _)) = old else { return false };
+        self.err(
+            join(path, name),
+            "`args` lists what the hook requires of the data pool ({ type, required, description }); \
+             the function's parameters are `params` now: rename this hook's `args` to `params`",
+        );
+        true
     }
 
     fn program(&mut self, name: &str, node: &Node) -> Option<ProgramSpec> {
@@ -330,19 +407,23 @@ impl Check<'_> {
             plan: Vec::new(),
         };
         let mut listed = false;
+        let mut has_outputs = false;
         let mut lock_path = String::new();
         for (k, v) in self.entries(&path, node, Some(&known)) {
             let kp = join(&path, k);
             match k {
                 "hooks" => {
                     listed = true;
-                    p.hooks = self.strings(&kp, v);
+                    p.hooks = self.refs(&kp, v);
                     if p.hooks.is_empty() && matches!(v, Node::List(_)) {
                         self.err(&kp, "a program needs at least one hook");
                     }
                 }
-                "args" => p.args = self.args(&kp, v),
-                "outputs" => p.outputs = self.args(&kp, v),
+                "args" => p.args = self.args(&kp, v, true),
+                "outputs" => {
+                    has_outputs = true;
+                    p.outputs = self.args(&kp, v, true);
+                }
                 "description" => p.description = self.string(&kp, v).unwrap_or_default(),
                 "lock" => {
                     p.lock = self.string(&kp, v);
@@ -358,6 +439,12 @@ impl Check<'_> {
         }
         if !listed {
             self.err(join(&path, "hooks"), "required: the hooks to run, in order");
+        }
+        if !has_outputs {
+            self.err(
+                join(&path, "outputs"),
+                "required: what of the data pool the answer carries (`outputs = {}` for nothing)",
+            );
         }
         if let Some(lock) = &p.lock {
             if !p.args.contains_key(lock) {
@@ -457,6 +544,7 @@ impl Check<'_> {
         hooks: &BTreeMap<String, Arc<HookSpec>>,
     ) {
         let mut known: BTreeSet<&str> = program.args.keys().map(String::as_str).collect();
+        known.insert(METADATA);
         let mut used = Vec::new();
         for step in plan {
             if let Some(q) = &step.enter {
@@ -471,18 +559,21 @@ impl Check<'_> {
         }
         for h in &used {
             known.extend(h.outputs.iter().map(String::as_str));
+            known.extend(h.args.keys().map(String::as_str));
         }
         let mut reported = BTreeSet::new();
         for h in used {
-            for (arg, v) in &h.args {
+            for (arg, v) in &h.params {
                 let mut refs = Vec::new();
                 template_refs(v, &mut refs);
                 for r in refs {
                     let head = r.split('.').next().unwrap_or_default();
                     if !known.contains(head) && reported.insert((h.name.clone(), arg.clone(), r.clone())) {
                         self.err(
-                            format!("hooks.{}.args.{arg}", h.name),
-                            format!("`${{{r}}}` is neither an argument of program `{name}` nor an output of its hooks"),
+                            format!("hooks.{}.params.{arg}", h.name),
+                            format!(
+                                "`${{{r}}}` is neither an argument of program `{name}`, nor an output or an arg of its hooks"
+                            ),
                         );
                     }
                 }

@@ -113,9 +113,13 @@ pub struct HookSpec {
     pub name: String,
     /// The registered function it calls.
     pub reference: String,
-    /// Arguments given to the function; strings may hold `${name}`
-    /// references into the data pool.
-    pub args: Map<String, Value>,
+    /// What the data pool must hold when the hook runs (after its
+    /// dependencies, before its function): checked by type and `required`.
+    pub args: BTreeMap<String, ArgSpec>,
+    /// Parameters given to the function; strings may hold `${name}`
+    /// references into the data pool (and `${metadata.name}` into the
+    /// request's metadata).
+    pub params: Map<String, Value>,
     /// Hooks that run just before this one (unless they already ran in the run).
     pub dependencies: Vec<String>,
     /// Hooks that undo this one, run in this order.
@@ -174,7 +178,7 @@ impl ProgramSpec {
         let mut pool = match data {
             Value::Object(m) => m.clone(),
             Value::Null => Map::new(),
-            other => return Err(vec![format!("`data` must be a dict, not {}", type_of(other))]),
+            other => return Err(vec![format!("`data_pool`/`data` must be a dict, not {}", type_of(other))]),
         };
         let mut errors: Vec<String> = pool
             .keys()
@@ -193,27 +197,7 @@ impl ProgramSpec {
 
     /// Fills in defaults and checks required arguments and types in `pool`.
     pub(crate) fn apply_args(&self, pool: &mut Map<String, Value>) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        for (name, arg) in &self.args {
-            match pool.get(name) {
-                None | Some(Value::Null) => match &arg.default {
-                    Some(d) => {
-                        pool.insert(name.clone(), d.clone());
-                    }
-                    None if arg.required => errors.push(format!("missing required argument `{name}` ({})", arg.kind)),
-                    None => {}
-                },
-                Some(v) if !arg.kind.accepts(v) => {
-                    errors.push(format!("argument `{name}` must be {}, not {}", arg.kind, type_of(v)))
-                }
-                Some(_) => {}
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        apply_args(&self.args, pool)
     }
 
     /// The outputs taken from the final data pool, checked.
@@ -236,6 +220,31 @@ impl ProgramSpec {
             Err(errors)
         }
     }
+}
+
+/// Fills in the defaults of `args` and checks required ones and types in `pool`.
+pub(crate) fn apply_args(args: &BTreeMap<String, ArgSpec>, pool: &mut Map<String, Value>) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    for (name, arg) in args {
+            match pool.get(name) {
+                None | Some(Value::Null) => match &arg.default {
+                    Some(d) => {
+                        pool.insert(name.clone(), d.clone());
+                    }
+                    None if arg.required => errors.push(format!("missing required argument `{name}` ({})", arg.kind)),
+                    None => {}
+                },
+                Some(v) if !arg.kind.accepts(v) => {
+                    errors.push(format!("argument `{name}` must be {}, not {}", arg.kind, type_of(v)))
+                }
+                Some(_) => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
 }
 
 /// A validated spec: programs and hooks by name.
