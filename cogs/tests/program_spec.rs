@@ -83,14 +83,15 @@ fn the_same_spec_in_json_loads_the_same() {
                    "note": {"type": "string", "default": ""}},
           "outputs": {"receipt": {"type": "string"}}},
         "audit": {"hooks": ["log"], "args": {"level": {"type": "string", "default": "info"},
-                                             "receipt": {"type": "string", "required": true}}}
+                                             "receipt": {"type": "string", "required": true}},
+                  "outputs": {}}
       },
       "hooks": {
-        "debit": {"reference": "set", "args": {"debited": "${amount}"}, "outputs": ["debited"], "rectifiers": ["undo"]},
-        "credit": {"reference": "set", "dependencies": ["debit"], "args": {"receipt": "${from} paid ${debited}"},
+        "debit": {"reference": "set", "params": {"debited": "${amount}"}, "outputs": ["debited"], "rectifiers": ["undo"]},
+        "credit": {"reference": "set", "dependencies": ["debit"], "params": {"receipt": "${from} paid ${debited}"},
                    "outputs": ["receipt"]},
-        "undo": {"reference": "remove_file", "args": {"path": "/nonexistent/${from}"}},
-        "log": {"reference": "append_file", "args": {"path": "/dev/null", "line": "${level}: ${receipt}"}}
+        "undo": {"reference": "remove_file", "params": {"path": "/nonexistent/${from}"}},
+        "log": {"reference": "append_file", "params": {"path": "/dev/null", "line": "${level}: ${receipt}"}}
       }
     }"#;
     let from_json = Spec::parse(json, Format::Json, &Functions::standard()).unwrap();
@@ -134,7 +135,7 @@ retries = -1
         ("hooks.a.reference", "function `teleport` is not registered"),
         ("hooks.a.rectifiers[0]", "unknown hook `missing`"),
         ("hooks.a.dependencies[0]", "only hooks can be named here"),
-        ("hooks.a.args.x", "`${unknown_name}` is neither an argument"),
+        ("hooks.a.params.x", "`${unknown_name}` is neither an argument"),
         ("hooks.a.retries", "whole number"),
     ];
     for (path, needle) in expect {
@@ -222,4 +223,101 @@ fn inputs_are_checked_against_the_arguments() {
             "missing required argument `from` (string)"
         ]
     );
+}
+
+/// A spec written as ryuso's table documents it: `hooks.NAME` and
+/// `programs.NAME` references, hook `args` as requirements on the pool.
+const RYUSO: &str = r#"
+version = "1.2.3"
+name = "My transaction_processing-2"
+
+[programs.make_deposit]
+description = "credit an account"
+hooks = ["hooks.credit"]
+args.amount = { type = "int", required = true, description = "how much" }
+outputs.credited = { type = "int", required = true, description = "what was credited" }
+
+[programs.pay]
+hooks = ["hooks.check_balance", "programs.make_deposit", "check_balance_again"]
+args.amount = { type = "int", required = true }
+args.balance = { type = "float", required = true }
+outputs = {}
+
+[hooks.check_balance]
+reference = "set"
+description = "checks the balance"
+args.balance = { type = "float", required = true, description = "the payer's balance" }
+dependencies = ["hooks.has_balance"]
+rectifiers = ["hooks.undo", "undo_more"]
+
+[hooks.check_balance_again]
+reference = "set"
+
+[hooks.has_balance]
+reference = "set"
+
+[hooks.undo]
+reference = "set"
+
+[hooks.undo_more]
+reference = "set"
+
+[hooks.credit]
+reference = "set"
+args.amount = { type = "int", required = true }
+params = { credited = "${amount}", by = "${metadata.user}" }
+outputs = ["credited"]
+"#;
+
+#[test]
+fn ryuso_references_and_hook_args_are_accepted_and_resolved_to_the_same_hooks() {
+    let spec = toml(RYUSO).unwrap();
+    assert_eq!(spec.name, "My transaction_processing-2");
+    assert_eq!(spec.version, "1.2.3");
+    let plan: Vec<&str> = spec.programs["pay"].plan.iter().map(|s| s.hook.as_str()).collect();
+    assert_eq!(
+        plan,
+        ["has_balance", "check_balance", "programs.make_deposit", "credit", "check_balance_again"]
+    );
+    let check = &spec.hooks["check_balance"];
+    assert_eq!(check.rectifiers, ["undo", "undo_more"]);
+    assert_eq!(check.dependencies, ["has_balance"]);
+    assert!(check.args["balance"].required);
+    assert_eq!(check.args["balance"].description, "the payer's balance");
+    assert_eq!(spec.hooks["credit"].params["credited"], "${amount}");
+    assert_eq!(spec.programs["make_deposit"].outputs["credited"].description, "what was credited");
+}
+
+#[test]
+fn ryuso_rules_are_checked_name_outputs_old_args_and_reserved_metadata() {
+    let e = errors(
+        r#"
+name = "bad/name!"
+[programs.p]
+hooks = ["hooks.a", "hooks.a", "hooks.ghost"]
+args.metadata = { type = "dict" }
+[hooks.a]
+reference = "set"
+args = { path = "/tmp/x" }
+[hooks.b]
+reference = "set"
+args.need = { type = "int", default = 3 }
+dependencies = ["programs.p"]
+"#,
+        Format::Toml,
+    );
+    let expect = [
+        ("name", "letters, digits, spaces, `_` and `-` only"),
+        ("programs.p.outputs", "required"),
+        ("programs.p.hooks[1]", "duplicate name `hooks.a`"),
+        ("programs.p.hooks[2]", "unknown hook `ghost`"),
+        ("programs.p.args.metadata", "reserved"),
+        ("hooks.a.args.path", "rename this hook's `args` to `params`"),
+        ("hooks.b.args.need.default", "unknown key (expected one of: type, required, description)"),
+        ("hooks.b.dependencies[0]", "only hooks can be named here"),
+    ];
+    for (path, needle) in expect {
+        assert!(e.has(path, needle), "no `{needle}` at {path} in:\n{e}");
+    }
+    assert_eq!(e.errors.len(), expect.len(), "{e}");
 }

@@ -19,6 +19,8 @@ pub(super) fn check(root: &Node, functions: &Functions) -> Result<Spec, Vec<Spec
     let mut check = Check {
         errors: Vec::new(),
         functions,
+        hook_names: BTreeSet::new(),
+        program_names: BTreeSet::new(),
     };
     let spec = check.spec(root);
     if check.errors.is_empty() {
@@ -32,6 +34,10 @@ pub(super) fn check(root: &Node, functions: &Functions) -> Result<Spec, Vec<Spec
 struct Check<'f> {
     errors: Vec<SpecError>,
     functions: &'f Functions,
+    /// The names under `hooks` and `programs`, for checking references
+    /// where they are written.
+    hook_names: BTreeSet<String>,
+    program_names: BTreeSet<String>,
 }
 
 impl Check<'_> {
@@ -120,9 +126,10 @@ impl Check<'_> {
     }
 
     /// References to hooks (`hooks.NAME`, or a bare `NAME`) and, in a
-    /// program's hook list, to programs (`programs.NAME`): hook references
-    /// come back bare, program references as written.
-    fn refs(&mut self, path: &str, node: &Node) -> Vec<String> {
+    /// program's hook list (`programs`), to programs (`programs.NAME`):
+    /// hook references come back bare, program references as written.
+    /// Each is checked against the names in the spec.
+    fn refs(&mut self, path: &str, node: &Node, programs: bool) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let Node::List(items) = node else {
             self.err(path, format!("must be a list of strings, not {}", node.kind()));
@@ -134,9 +141,15 @@ impl Check<'_> {
             let r = s.strip_prefix(HOOK_REF).unwrap_or(&s).to_owned();
             if out.contains(&r) {
                 self.err(p, format!("duplicate name `{s}`"));
-            } else {
-                out.push(r);
+                continue;
             }
+            match r.strip_prefix(PROGRAM_REF) {
+                Some(_) if !programs => self.err(&p, format!("unknown hook `{s}` (only hooks can be named here)")),
+                Some(q) if !self.program_names.contains(q) => self.err(&p, format!("unknown program `{q}`")),
+                None if !self.hook_names.contains(&r) => self.err(&p, format!("unknown hook `{r}`")),
+                _ => {}
+            }
+            out.push(r);
         }
         out
     }
@@ -262,6 +275,8 @@ impl Check<'_> {
                 _ => hooks = self.entries(k, v, None),
             }
         }
+        self.hook_names = hooks.iter().map(|(n, _)| (*n).to_owned()).collect();
+        self.program_names = programs.iter().map(|(n, _)| (*n).to_owned()).collect();
         if !named {
             self.err("name", "required");
         }
@@ -279,7 +294,6 @@ impl Check<'_> {
                 defs.insert(name.to_owned(), p);
             }
         }
-        self.references(&spec.hooks, &defs);
         let hook_cycle = self.hook_cycles(&spec.hooks);
         let program_cycle = self.program_cycles(&defs);
         if hook_cycle || program_cycle {
@@ -360,8 +374,8 @@ impl Check<'_> {
                         hook.params.insert(a.to_owned(), v.to_value());
                     }
                 }
-                "dependencies" => hook.dependencies = self.refs(&p, v),
-                "rectifiers" => hook.rectifiers = self.refs(&p, v),
+                "dependencies" => hook.dependencies = self.refs(&p, v, false),
+                "rectifiers" => hook.rectifiers = self.refs(&p, v, false),
                 "outputs" => hook.outputs = self.strings(&p, v),
                 "description" => hook.description = self.string(&p, v).unwrap_or_default(),
                 "timeout_ms" => hook.timeout = self.uint(&p, v).filter(|t| *t > 0).map(Duration::from_millis),
@@ -414,7 +428,7 @@ impl Check<'_> {
             match k {
                 "hooks" => {
                     listed = true;
-                    p.hooks = self.refs(&kp, v);
+                    p.hooks = self.refs(&kp, v, true);
                     if p.hooks.is_empty() && matches!(v, Node::List(_)) {
                         self.err(&kp, "a program needs at least one hook");
                     }
@@ -452,35 +466,6 @@ impl Check<'_> {
             }
         }
         Some(p)
-    }
-
-    /// Every name a hook list, a dependency or a rectifier refers to exists.
-    fn references(&mut self, hooks: &BTreeMap<String, Arc<HookSpec>>, programs: &BTreeMap<String, ProgramSpec>) {
-        for (name, p) in programs {
-            for (i, h) in p.hooks.iter().enumerate() {
-                let path = format!("programs.{name}.hooks[{i}]");
-                match h.strip_prefix(PROGRAM_REF) {
-                    Some(q) if !programs.contains_key(q) => self.err(path, format!("unknown program `{q}`")),
-                    Some(_) => {}
-                    None if !hooks.contains_key(h) => self.err(path, format!("unknown hook `{h}`")),
-                    None => {}
-                }
-            }
-        }
-        for (name, h) in hooks {
-            for (what, list) in [("dependencies", &h.dependencies), ("rectifiers", &h.rectifiers)] {
-                for (i, r) in list.iter().enumerate() {
-                    if !hooks.contains_key(r) {
-                        let hint = if r.starts_with(PROGRAM_REF) {
-                            " (only hooks can be named here)"
-                        } else {
-                            ""
-                        };
-                        self.err(format!("hooks.{name}.{what}[{i}]"), format!("unknown hook `{r}`{hint}"));
-                    }
-                }
-            }
-        }
     }
 
     /// Reports dependency cycles; true if there is one.
