@@ -122,11 +122,11 @@ fn trace(response: &Value) -> Vec<String> {
 fn five_steps() -> String {
     let mut spec = String::from(
         "name = \"five\"\n[programs.five]\nhooks = [\"s1\", \"s2\", \"s3\", \"s4\", \"s5\"]\n\
-         args.fail_at = { type = \"int\", default = 0 }\n",
+         args.fail_at = { type = \"int\", default = 0 }\noutputs = {}\n",
     );
     for i in 1..=5 {
         spec.push_str(&format!(
-            "[hooks.s{i}]\nreference = \"step\"\nargs = {{ n = {i}, fail_at = \"${{fail_at}}\" }}\n\
+            "[hooks.s{i}]\nreference = \"step\"\nparams = {{ n = {i}, fail_at = \"${{fail_at}}\" }}\n\
              rectifiers = [\"u{i}\"]\n[hooks.u{i}]\nreference = \"set\"\n"
         ));
     }
@@ -318,6 +318,76 @@ dependencies = ["d"]
 "#;
     let got = run(spec, Functions::standard(), vec![request("1", "p", json!({}))]);
     assert_eq!(trace(&got["1"]), ["a", "b", "d", "c", "e"]);
+}
+
+/// ryuso's forms: `hooks.NAME` references everywhere, several rectifiers
+/// per hook, a dependency, and `args` required of the data pool by the
+/// hook that fails (checked after its dependency ran, before its function).
+const RYUSO_ORDER: &str = r#"
+name = "ryuso order"
+[programs.p]
+hooks = ["hooks.a", "hooks.b", "hooks.c"]
+args.with_token = { type = "bool", required = true }
+outputs.token = { type = "string" }
+[hooks.a]
+reference = "set"
+rectifiers = ["hooks.ua1", "hooks.ua2"]
+[hooks.b]
+reference = "set"
+dependencies = ["hooks.d"]
+rectifiers = ["hooks.ub"]
+[hooks.d]
+reference = "maybe_token"
+rectifiers = ["hooks.ud"]
+[hooks.c]
+reference = "set"
+description = "needs a token in the pool, which d puts there only on demand"
+args.token = { type = "string", required = true, description = "from d" }
+rectifiers = ["hooks.uc"]
+[hooks.ua1]
+reference = "set"
+[hooks.ua2]
+reference = "set"
+[hooks.ub]
+reference = "set"
+[hooks.ud]
+reference = "set"
+[hooks.uc]
+reference = "set"
+"#;
+
+#[test]
+fn a_hook_whose_args_are_missing_from_the_pool_fails_and_the_hooks_before_it_are_undone_in_order() {
+    let mut f = Functions::standard();
+    f.add("maybe_token", |call| {
+        if call.pool()["with_token"] == json!(true) {
+            Flow::Done(json!({ "token": "t-1" }))
+        } else {
+            Flow::Done(Value::Null)
+        }
+    });
+    let got = run(
+        RYUSO_ORDER,
+        f,
+        vec![
+            request("ok", "p", json!({ "with_token": true })),
+            request("missing", "p", json!({ "with_token": false })),
+        ],
+    );
+    assert_eq!(got["ok"]["status"], "ok", "{}", got["ok"]);
+    assert_eq!(got["ok"]["outputs"], json!({ "token": "t-1" }));
+    assert_eq!(trace(&got["ok"]), ["a", "d", "b", "c"]);
+    let r = &got["missing"];
+    assert_eq!(r["status"], "compensated", "{r}");
+    assert_eq!(r["error"]["step"], "c");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("hooks.c.args") && message.contains("missing required argument `token` (string)"),
+        "{message}"
+    );
+    // c failed: not rectified; b, d, a undone in reverse, each hook's
+    // rectifiers in their listed order.
+    assert_eq!(trace(r), ["a", "d", "b", "c!", "~ub", "~ud", "~ua1", "~ua2"]);
 }
 
 #[test]
