@@ -174,9 +174,13 @@ pub enum Command {
         addr: String,
         /// The program to run.
         program: String,
-        /// The program's arguments, a JSON object.
+        /// The program's arguments (the request's `data_pool`), a JSON object.
         #[arg(long, default_value = "{}")]
         data: String,
+        /// The request's `metadata`, a JSON object the hooks read as
+        /// `${metadata.NAME}`.
+        #[arg(long, default_value = "{}")]
+        metadata: String,
         /// The request id (JSON, or taken as a string).
         #[arg(long, default_value = "1")]
         id: String,
@@ -451,6 +455,30 @@ fn report_spec(spec: &std::path::Path, errors: &ConfigErrors) {
     }
 }
 
+/// `tourbillon check` of a program spec: checked as `tourbillon serve`
+/// would load it, every error listed with its key path in the spec.
+fn check_spec(spec: &std::path::Path, counts: (usize, usize), overrides: Overrides, registry: &Registry) -> i32 {
+    let mut s = sources(None, &[], false, overrides);
+    // The address is only there to make the server's settings whole: the
+    // check binds nothing.
+    s.embedded = Some(crate::program::serve_config(spec, "127.0.0.1:0", None));
+    match load_and_plan(&s, registry) {
+        Ok(_) => {
+            println!(
+                "{}: ok (a program spec: {} programs, {} hooks)",
+                spec.display(),
+                counts.0,
+                counts.1
+            );
+            0
+        }
+        Err(e) => {
+            report_spec(spec, &e);
+            1
+        }
+    }
+}
+
 /// Runs the command line; returns the process exit status.
 pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registry: &Registry) -> i32 {
     let cli = match Cli::try_parse_from(args) {
@@ -470,6 +498,9 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
             0
         }
         Command::Check { config, overrides } => {
+            if let Some(counts) = crate::program::program_spec_counts(&config) {
+                return check_spec(&config, counts, overrides, registry);
+            }
             let s = sources(Some(config.clone()), &[], false, overrides);
             let checked = load_and_plan(&s, registry).and_then(|(c, mut trains)| {
                 // What would fail at start: users, directories, files.
@@ -583,9 +614,10 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>, registr
             addr,
             program,
             data,
+            metadata,
             id,
             timeout,
-        } => crate::program::call_command(&addr, &program, &data, &id, timeout),
+        } => crate::program::call_command(&addr, &program, &data, &metadata, &id, timeout),
         Command::Top { addr, once } => crate::metrics::top(&addr, once),
     }
 }

@@ -26,9 +26,17 @@ pub fn exit_status(status: &str) -> i32 {
 }
 
 /// Sends one request to a program server and returns its response.
-pub fn call(addr: &str, program: &str, data: Value, id: Value, timeout: Duration) -> Result<Value, String> {
+pub fn call(
+    addr: &str,
+    program: &str,
+    data: Value,
+    metadata: Value,
+    id: Value,
+    timeout: Duration,
+) -> Result<Value, String> {
     let address = Address::parse("ADDR", addr).map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_vec(&json!({ "id": id, "program": program, "data": data })).expect("a Value");
+    let request = json!({ "id": id, "program": program, "data_pool": data, "metadata": metadata });
+    let mut line = serde_json::to_vec(&request).expect("a Value");
     line.push(b'\n');
     let timeout = Some(timeout).filter(|t| !t.is_zero());
     let response = match address {
@@ -63,7 +71,7 @@ fn exchange<S: std::io::Read + Write>(mut s: S, line: &[u8]) -> std::io::Result<
 }
 
 /// `tourbillon call`: prints the response, returns the exit status.
-pub fn call_command(addr: &str, program: &str, data: &str, id: &str, timeout_secs: u64) -> i32 {
+pub fn call_command(addr: &str, program: &str, data: &str, metadata: &str, id: &str, timeout_secs: u64) -> i32 {
     let data: Value = match serde_json::from_str(data) {
         Ok(d) => d,
         Err(e) => {
@@ -71,8 +79,15 @@ pub fn call_command(addr: &str, program: &str, data: &str, id: &str, timeout_sec
             return 2;
         }
     };
+    let metadata: Value = match serde_json::from_str(metadata) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("tourbillon: --metadata is not valid JSON: {e}");
+            return 2;
+        }
+    };
     let id = serde_json::from_str(id).unwrap_or_else(|_| Value::String(id.to_owned()));
-    match call(addr, program, data, id, Duration::from_secs(timeout_secs)) {
+    match call(addr, program, data, metadata, id, Duration::from_secs(timeout_secs)) {
         Ok(response) => {
             let mut line = Vec::new();
             write_response(&mut line, &response);
@@ -84,6 +99,22 @@ pub fn call_command(addr: &str, program: &str, data: &str, id: &str, timeout_sec
             6
         }
     }
+}
+
+/// If the file at `path` reads as a program spec (a TOML or JSON table
+/// with `programs` or `hooks` at the top and no `trains`): how many
+/// programs and hooks it names. `tourbillon check` checks such a file as
+/// `tourbillon serve` would.
+pub fn program_spec_counts(path: &Path) -> Option<(usize, usize)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let top: serde_json::Map<String, Value> = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).ok()?
+    } else {
+        toml::from_str(&text).ok()?
+    };
+    let count = |k: &str| top.get(k).and_then(Value::as_object).map_or(0, |m| m.len());
+    let named = top.contains_key("programs") || top.contains_key("hooks");
+    (named && !top.contains_key("trains")).then(|| (count("programs"), count("hooks")))
 }
 
 /// The configuration `tourbillon serve` runs: one train with a

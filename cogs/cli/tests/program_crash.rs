@@ -137,7 +137,7 @@ fn ping(addr: &str, dir: &Path) -> Result<(), String> {
     let start = Instant::now();
     loop {
         let data = json!({ "dir": dir.display().to_string() });
-        match tourbillon_cli::program::call(addr, "nope", data, json!("ping"), Duration::from_secs(10)) {
+        match tourbillon_cli::program::call(addr, "nope", data, json!({}), json!("ping"), Duration::from_secs(10)) {
             Ok(r) if r["status"] == "rejected" => return Ok(()),
             Ok(r) => return Err(format!("unexpected answer {r}")),
             Err(_) if start.elapsed() < Duration::from_secs(20) => std::thread::sleep(Duration::from_millis(10)),
