@@ -244,7 +244,7 @@ fn privileges_are_dropped_to_nobody_when_run_as_root() {
 
 /// A program spec with one program, for the `program_server` cogs below.
 const SPEC: &str =
-    "name = \"t\"\n[programs.p]\nhooks = [\"mark\"]\n[hooks.mark]\nreference = \"set\"\nargs = { done = true }\n";
+    "name = \"t\"\n[programs.p]\noutputs = {}\nhooks = [\"mark\"]\n[hooks.mark]\nreference = \"set\"\nparams = { done = true }\n";
 
 /// A config following `in.log` into `out.jsonl` with a tail checkpoint in
 /// `checkpoint_dir`, and a program server journaling into `state_dir`.

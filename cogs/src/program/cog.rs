@@ -61,7 +61,7 @@ pub(crate) fn load_spec(spec: &std::path::Path, functions: &Functions) -> Result
 }
 
 /// Runs programs: each event's data is a request (`{"id", "program",
-/// "data"}`; if `data` is null, `raw` is decoded); when the run ends, the
+/// "data_pool", "metadata"}`; if the event's data is null, `raw` is decoded); when the run ends, the
 /// same event goes on with the response as its data. Many runs are in
 /// flight at once; the order of responses is the order runs end.
 pub struct ProgramCog {

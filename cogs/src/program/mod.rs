@@ -3,15 +3,16 @@
 //!
 //! # Spec
 //!
-//! A spec (TOML, or JSON) names programs and hooks:
+//! A spec (TOML, or JSON) follows ryuso's spec table; it names programs
+//! and hooks:
 //!
 //! ```toml
-//! name = "bank"
+//! name = "bank"                 # letters, digits, spaces, `_`, `-`
 //! version = "1"
 //!
 //! [programs.transfer]
 //! description = "move money between two accounts"
-//! hooks = ["debit", "credit", "programs.audit"]
+//! hooks = ["hooks.debit", "hooks.credit", "programs.audit"]
 //! lock = "from"                 # runs with the same `from` wait for each other
 //! recovery = "compensate"       # or "complete": what a restart does with an interrupted run
 //! args.from = { type = "string", required = true }
@@ -21,33 +22,40 @@
 //! outputs.receipt = { type = "string", required = true }
 //!
 //! [programs.audit]
-//! hooks = ["log"]
+//! hooks = ["hooks.log"]
+//! outputs = {}
 //!
 //! [hooks.debit]
 //! reference = "append_file"                      # a function registered in Rust
-//! args = { path = "/tmp/${from}.ledger", line = "-${amount}" }
-//! rectifiers = ["undo_debit"]
+//! args.from = { type = "string", required = true }  # what the data pool must hold
+//! params = { path = "/tmp/${from}.ledger", line = "-${amount} by ${metadata.user}" }
+//! rectifiers = ["hooks.undo_debit"]
 //! timeout_ms = 2000
 //! retries = 2
 //! retry_delay_ms = 100
 //!
 //! [hooks.undo_debit]
 //! reference = "append_file"
-//! args = { path = "/tmp/${from}.ledger", line = "+${amount} (undo)" }
+//! params = { path = "/tmp/${from}.ledger", line = "+${amount} (undo)" }
 //! # ... credit, log, with `dependencies = [...]` to run other hooks just before
 //! ```
 //!
-//! - `programs.NAME`: `hooks` in order (a hook, or `programs.OTHER` to run
-//!   another program nested), `args` and `outputs` (each: `type` in string,
-//!   int, float, list, dict, bool; `required`; `default`; `description`),
-//!   `description`, `lock`, `recovery`.
-//! - `hooks.NAME`: `reference` (a registered function), `args` (strings may
-//!   hold `${name}` references into the data pool: a string that is one
-//!   reference takes the value as it is, an int stays an int; `$${` is a
-//!   literal `${`), `dependencies` (hooks run just before this one, unless
-//!   they already ran), `rectifiers` (hooks that undo it, in order),
-//!   `outputs` (names it adds to the pool, for reference checking),
+//! - `programs.NAME`: `hooks` in order (`hooks.NAME` or a bare `NAME`, or
+//!   `programs.OTHER` to run another program nested), `args` and `outputs`
+//!   (required; each: `type` in string, int, float, list, dict, bool;
+//!   `required`; `default`; `description`), `description`, `lock`, `recovery`.
+//! - `hooks.NAME`: `reference` (a registered function), `args` (what the
+//!   data pool must hold when the hook runs, after its dependencies and
+//!   before its function: `type`, `required`, `description`), `params` (the
+//!   function's parameters; strings may hold `${name}` references into the
+//!   data pool, or `${metadata.name}` into the request's metadata: a string
+//!   that is one reference takes the value as it is, an int stays an int;
+//!   `$${` is a literal `${`), `dependencies` (hooks run just before this
+//!   one, unless they already ran), `rectifiers` (hooks that undo it, in
+//!   order), `outputs` (names it adds to the pool, for reference checking),
 //!   `description`, `timeout_ms` (per attempt), `retries`, `retry_delay_ms`.
+//!   A hook `args` table written as parameters (a value that is not
+//!   `{type, ...}`) is refused with a hint to rename it `params`.
 //!
 //! [`Spec::load`] checks it all and lists every error with its path:
 //! unknown keys and references, dependency and program cycles, bad types,
@@ -55,11 +63,15 @@
 //!
 //! # Runs
 //!
-//! A request `{"id": ANY, "program": NAME, "data": {...}}` is checked
-//! against the program's `args` (unknown or missing arguments, wrong
+//! A request `{"program": NAME, "data_pool": {...}, "metadata": {...}}`
+//! (ryuso's body; an optional `id` is echoed back, `data` is another name
+//! for `data_pool`) is checked against the program's `args` (unknown or
+//! missing arguments, wrong
 //! types: answered `rejected`, nothing runs), defaults filled in, and the
-//! data becomes the run's pool. Each step's function gets its resolved
-//! arguments and returns a dict merged into the pool, or fails. When step
+//! data becomes the run's pool. Each step's hook `args` are checked
+//! against the pool (a miss fails the step), then its function gets its
+//! resolved `params` (and the metadata, [`Call::metadata`]) and returns a
+//! dict merged into the pool, or fails. When step
 //! *i* fails (after its retries), the rectifiers of the steps done run in
 //! reverse, from step *i-1* down to the first. A nested program is
 //! inlined: a failure inside it undoes its own steps, then those before
@@ -105,7 +117,7 @@
 //! - [`ProgramCog`] (kind `program`): a request event in, its response out.
 //! - [`ProgramServer`] (kind `program_server`): newline-delimited JSON
 //!   over TCP or a Unix socket; `tourbillon serve SPEC --listen ADDR`, and
-//!   `tourbillon call ADDR PROGRAM --data JSON` as the client (both in the
+//!   `tourbillon call ADDR PROGRAM --data JSON --metadata JSON` as the client (both in the
 //!   `tourbillon-cli` crate).
 //!
 //! Functions are registered by name in [`Functions`]; a `tourbillon` binary

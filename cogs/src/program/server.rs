@@ -113,7 +113,7 @@ const READ_BUDGET: usize = 256 * 1024;
 const OUT_LIMIT: usize = 4 << 20;
 
 /// Serves programs over a socket: one request per line
-/// (`{"id", "program", "data"}`), one response line per request on the same
+/// (`{"id", "program", "data_pool", "metadata"}`), one response line per request on the same
 /// connection (`{"id", "status", "outputs", "error", "trace"}`), in the
 /// order runs end. Many clients, many requests per connection; a bad
 /// request gets a `rejected` answer and nothing else changes. Responses
