@@ -80,7 +80,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (id, amount, fail) in [("ok", 30, false), ("undone", 50, true), ("overdraft", 500, false)] {
             let data = json!({ "dir": accounts.display().to_string(), "from": "alice", "to": "bob",
                                "amount": amount, "fail": fail });
-            writeln!(writer, "{}", json!({ "id": id, "program": "transfer", "data_pool": data }))?;
+            writeln!(
+                writer,
+                "{}",
+                json!({ "id": id, "program": "transfer", "data_pool": data })
+            )?;
             let mut line = String::new();
             reader.read_line(&mut line)?;
             let response: Value = serde_json::from_str(&line).unwrap_or_default();

@@ -10,8 +10,7 @@ use tourbillon_cogs::program::{rejection, Request};
 fn check(bytes: &[u8]) {
     match Request::decode(bytes) {
         Ok(r) => {
-            let again =
-                serde_json::to_vec(&serde_json::json!({
+            let again = serde_json::to_vec(&serde_json::json!({
                 "id": r.id, "program": r.program, "data_pool": r.data, "metadata": r.metadata,
             }))
             .unwrap();
@@ -79,14 +78,18 @@ fn a_valid_request_decodes_and_a_bad_one_keeps_its_id() {
 
 #[test]
 fn ryuso_request_bodies_decode_and_data_stays_another_name_for_data_pool() {
-    let r = Request::decode(br#"{"program": "my_program", "data_pool": {"a": "variable A", "b": 2.345}, "metadata": {}}"#)
-        .unwrap();
+    let r =
+        Request::decode(br#"{"program": "my_program", "data_pool": {"a": "variable A", "b": 2.345}, "metadata": {}}"#)
+            .unwrap();
     assert_eq!(r.id, Value::Null, "id is optional");
     assert_eq!(r.program, "my_program");
     assert_eq!(r.data, serde_json::json!({"a": "variable A", "b": 2.345}));
     assert_eq!(r.metadata, serde_json::json!({}));
     let old = Request::decode(br#"{"id": 3, "program": "p", "data": {"a": 1}}"#).unwrap();
-    assert_eq!((old.id, old.data, old.metadata), (3.into(), serde_json::json!({"a": 1}), Value::Null));
+    assert_eq!(
+        (old.id, old.data, old.metadata),
+        (3.into(), serde_json::json!({"a": 1}), Value::Null)
+    );
     let both = Request::decode(br#"{"id": 4, "program": "p", "data": {}, "data_pool": {}}"#).unwrap_err();
     assert_eq!(both.0, 4);
     assert!(both.1.contains("not both"), "{}", both.1);

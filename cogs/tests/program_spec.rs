@@ -277,7 +277,13 @@ fn ryuso_references_and_hook_args_are_accepted_and_resolved_to_the_same_hooks() 
     let plan: Vec<&str> = spec.programs["pay"].plan.iter().map(|s| s.hook.as_str()).collect();
     assert_eq!(
         plan,
-        ["has_balance", "check_balance", "programs.make_deposit", "credit", "check_balance_again"]
+        [
+            "has_balance",
+            "check_balance",
+            "programs.make_deposit",
+            "credit",
+            "check_balance_again"
+        ]
     );
     let check = &spec.hooks["check_balance"];
     assert_eq!(check.rectifiers, ["undo", "undo_more"]);
@@ -285,7 +291,10 @@ fn ryuso_references_and_hook_args_are_accepted_and_resolved_to_the_same_hooks() 
     assert!(check.args["balance"].required);
     assert_eq!(check.args["balance"].description, "the payer's balance");
     assert_eq!(spec.hooks["credit"].params["credited"], "${amount}");
-    assert_eq!(spec.programs["make_deposit"].outputs["credited"].description, "what was credited");
+    assert_eq!(
+        spec.programs["make_deposit"].outputs["credited"].description,
+        "what was credited"
+    );
 }
 
 #[test]
@@ -313,7 +322,10 @@ dependencies = ["programs.p"]
         ("programs.p.hooks[2]", "unknown hook `ghost`"),
         ("programs.p.args.metadata", "reserved"),
         ("hooks.a.args.path", "rename this hook's `args` to `params`"),
-        ("hooks.b.args.need.default", "unknown key (expected one of: type, required, description)"),
+        (
+            "hooks.b.args.need.default",
+            "unknown key (expected one of: type, required, description)",
+        ),
         ("hooks.b.dependencies[0]", "only hooks can be named here"),
     ];
     for (path, needle) in expect {

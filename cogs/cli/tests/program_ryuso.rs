@@ -30,7 +30,9 @@ fn fixture(name: &str) -> PathBuf {
 fn check_recognizes_a_program_spec_and_lists_every_error_by_key_path() {
     let dir = tempfile::tempdir().unwrap();
     let spec = fixture("spec.json");
-    let out = tourbillon(dir.path(), &["check", spec.to_str().unwrap()]).output().unwrap();
+    let out = tourbillon(dir.path(), &["check", spec.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("ok (a program spec: 2 programs, 6 hooks)"), "{stdout}");

@@ -483,8 +483,13 @@ impl Engine {
         // What the hook requires of the pool is checked now: after its
         // dependencies ran (they are earlier steps of the plan), before
         // its function. Hook args have no defaults, so the pool is not changed.
-        let checked = super::spec::apply_args(&hook.args, &mut run.pool)
-            .map_err(|errors| format!("the data pool does not meet hooks.{}.args: {}", hook.name, errors.join("; ")));
+        let checked = super::spec::apply_args(&hook.args, &mut run.pool).map_err(|errors| {
+            format!(
+                "the data pool does not meet hooks.{}.args: {}",
+                hook.name,
+                errors.join("; ")
+            )
+        });
         let (args, result) = match checked.and_then(|()| resolve(&hook.params, &run.pool, &run.metadata)) {
             Ok(args) => (args, None),
             Err(e) => (Map::new(), Some(Err(e))),
@@ -515,7 +520,9 @@ impl Engine {
 
     /// Calls the hook's function (or what it resumes with) and follows its answer.
     fn invoke<D, N: Next<D> + ?Sized>(&mut self, run: &mut Run, ctx: &mut Context<'_, D, N>) {
-        let Run { exec, pool, metadata, .. } = run;
+        let Run {
+            exec, pool, metadata, ..
+        } = run;
         let Some(exec) = exec.as_mut() else { return };
         let mut token = None;
         let flow = {

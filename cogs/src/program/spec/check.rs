@@ -167,7 +167,10 @@ impl Check<'_> {
         for (name, def) in self.entries(path, node, None) {
             let p = join(path, name);
             if name == METADATA {
-                self.err(&p, "`metadata` is reserved: `${metadata.NAME}` refers to the request's metadata");
+                self.err(
+                    &p,
+                    "`metadata` is reserved: `${metadata.NAME}` refers to the request's metadata",
+                );
                 continue;
             }
             let mut arg = ArgSpec {
@@ -234,7 +237,10 @@ const METADATA: &str = "metadata";
 
 /// ryuso's rule for a spec's name: letters, digits, spaces, `_` and `-`.
 fn valid_name(name: &str) -> bool {
-    !name.trim().is_empty() && name.chars().all(|c| c.is_alphanumeric() || matches!(c, ' ' | '_' | '-'))
+    !name.trim().is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '_' | '-'))
 }
 
 impl Check<'_> {

@@ -178,7 +178,12 @@ impl ProgramSpec {
         let mut pool = match data {
             Value::Object(m) => m.clone(),
             Value::Null => Map::new(),
-            other => return Err(vec![format!("`data_pool`/`data` must be a dict, not {}", type_of(other))]),
+            other => {
+                return Err(vec![format!(
+                    "`data_pool`/`data` must be a dict, not {}",
+                    type_of(other)
+                )])
+            }
         };
         let mut errors: Vec<String> = pool
             .keys()
@@ -226,25 +231,25 @@ impl ProgramSpec {
 pub(crate) fn apply_args(args: &BTreeMap<String, ArgSpec>, pool: &mut Map<String, Value>) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     for (name, arg) in args {
-            match pool.get(name) {
-                None | Some(Value::Null) => match &arg.default {
-                    Some(d) => {
-                        pool.insert(name.clone(), d.clone());
-                    }
-                    None if arg.required => errors.push(format!("missing required argument `{name}` ({})", arg.kind)),
-                    None => {}
-                },
-                Some(v) if !arg.kind.accepts(v) => {
-                    errors.push(format!("argument `{name}` must be {}, not {}", arg.kind, type_of(v)))
+        match pool.get(name) {
+            None | Some(Value::Null) => match &arg.default {
+                Some(d) => {
+                    pool.insert(name.clone(), d.clone());
                 }
-                Some(_) => {}
+                None if arg.required => errors.push(format!("missing required argument `{name}` ({})", arg.kind)),
+                None => {}
+            },
+            Some(v) if !arg.kind.accepts(v) => {
+                errors.push(format!("argument `{name}` must be {}, not {}", arg.kind, type_of(v)))
             }
+            Some(_) => {}
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// A validated spec: programs and hooks by name.
