@@ -1,6 +1,7 @@
 //! `kill -9` of a program server in the middle of runs, then a restart:
 //! the interrupted run of a `compensate` program is compensated (its step
-//! in flight included), the one of a `complete` program is completed, and
+//! in flight included), the one of a `complete` program is completed (with
+//! the request's metadata, which only the journal kept), and
 //! a further restart does nothing more.
 //!
 //! Its own binary without the test harness: the child is this binary again,
@@ -53,7 +54,8 @@ reference = "wait_for"
 params = { path = "${dir}/go", mark = "${dir}/b.ledger" }
 [hooks.two]
 reference = "append_file"
-params = { path = "${dir}/b.ledger", line = "two" }
+# From the request's metadata: after the restart, only the journal has it.
+params = { path = "${dir}/b.ledger", line = "${metadata.last_line}" }
 "#;
 
 /// A step that appends "waiting" to `mark`, then waits (on timers, never
@@ -159,7 +161,11 @@ fn kill_9_during_runs_then_restarts() -> Result<(), String> {
     ping(&addr, dir.path())?;
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     for program in ["undo", "finish"] {
-        let r = json!({ "id": program, "program": program, "data": { "dir": dir.path().display().to_string() } });
+        let r = json!({
+            "id": program, "program": program,
+            "data_pool": { "dir": dir.path().display().to_string() },
+            "metadata": { "last_line": "two" },
+        });
         writeln!(conn, "{r}").map_err(|e| e.to_string())?;
     }
     wait_until("both runs to wait", || {
