@@ -97,6 +97,7 @@ mod error;
 mod escapement;
 mod event;
 mod graph;
+pub mod lazy;
 pub mod ledger;
 pub mod logging;
 mod recorder;

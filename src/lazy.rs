@@ -1,0 +1,815 @@
+//! A JSON object kept as its bytes and an index of its top-level fields,
+//! edited in place: what an [`Event`](crate::Event) holds between a lazy
+//! decoder and an encoder, so that a job that reads a field or two and adds
+//! one never builds the whole [`Value`] tree.
+//!
+//! [`validate`] accepts exactly the bytes `serde_json::from_slice::<Value>`
+//! accepts (the build's serde_json features included: numbers keep their
+//! text, so `1e400` and 30-digit integers are accepted), [`Lazy::index`]
+//! indexes an object's fields, [`Lazy::get`] reads a field (parsing only
+//! that field's value, once), [`Lazy::set`] and [`Lazy::remove`] record
+//! edits, and [`Lazy::write`] writes the original bytes with the edits
+//! spliced in: key order, spacing and number text are kept.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// serde_json's nesting limit: its parser counts down from 128 on each
+/// `[` or `{` and fails when the count reaches 0.
+const DEPTH: usize = 128;
+
+/// Keys that make serde_json read an object as something else (with the
+/// `arbitrary_precision` and `raw_value` features) when they come first.
+const MAGIC: [&[u8]; 2] = [b"$serde_json::private::Number", b"$serde_json::private::RawValue"];
+
+/// Why bytes were not indexed: invalid JSON, or JSON this index leaves to
+/// serde_json (a value that is not an object, an object serde_json reads
+/// specially).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotIndexed {
+    /// serde_json rejects the bytes.
+    Invalid,
+    /// Valid, but not a plain object: parse it with serde_json.
+    Other,
+}
+
+/// True when `serde_json::from_slice::<Value>(bytes)` succeeds.
+pub fn validate(bytes: &[u8]) -> bool {
+    match scan(bytes, None) {
+        Ok(_) => true,
+        Err(NotIndexed::Other) => serde_json::from_slice::<Value>(bytes).is_ok(),
+        Err(NotIndexed::Invalid) => false,
+    }
+}
+
+/// One top-level field: where its key and value are in the bytes.
+#[derive(Clone, Debug)]
+struct Field {
+    /// The key's text, quotes excluded.
+    key: Range<u32>,
+    /// The key has a `\` escape.
+    key_escaped: bool,
+    /// The value's text.
+    value: Range<u32>,
+    edit: Edit,
+    /// The value, parsed on first read.
+    parsed: OnceLock<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Edit {
+    Keep,
+    Set(Value),
+    Cut,
+}
+
+/// A JSON object as its bytes, an index of its fields and the edits made
+/// to it. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Lazy {
+    bytes: Box<[u8]>,
+    fields: Vec<Field>,
+    /// A key appears twice (serde_json keeps the last value).
+    duplicates: bool,
+    /// Keys set that the bytes do not have, in the order they were set.
+    added: Vec<(String, Value)>,
+    /// The whole value, built on demand.
+    tree: OnceLock<Value>,
+}
+
+impl PartialEq for Lazy {
+    fn eq(&self, other: &Lazy) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl Lazy {
+    /// Indexes `bytes` (surrounding JSON whitespace allowed) if they are
+    /// one JSON object as serde_json reads it.
+    pub fn index(bytes: &[u8]) -> Result<Lazy, NotIndexed> {
+        let mut fields = Vec::new();
+        let (start, end) = scan(bytes, Some(&mut fields))?;
+        let mut lazy = Lazy {
+            bytes: bytes[start..end].into(),
+            fields,
+            duplicates: false,
+            added: Vec::new(),
+            tree: OnceLock::new(),
+        };
+        let shift = start as u32;
+        for f in &mut lazy.fields {
+            f.key = f.key.start - shift..f.key.end - shift;
+            f.value = f.value.start - shift..f.value.end - shift;
+        }
+        lazy.duplicates = lazy.has_duplicates();
+        Ok(lazy)
+    }
+
+    fn has_duplicates(&self) -> bool {
+        let n = self.fields.len();
+        if n < 2 {
+            return false;
+        }
+        if self.fields.iter().any(|f| f.key_escaped) || n > 16 {
+            let mut keys: Vec<String> = (0..n).map(|i| self.key(i)).collect();
+            keys.sort_unstable();
+            return keys.windows(2).any(|w| w[0] == w[1]);
+        }
+        (0..n).any(|i| (i + 1..n).any(|j| self.raw_key(i) == self.raw_key(j)))
+    }
+
+    fn raw_key(&self, i: usize) -> &[u8] {
+        let r = &self.fields[i].key;
+        &self.bytes[r.start as usize..r.end as usize]
+    }
+
+    fn key(&self, i: usize) -> String {
+        let raw = self.raw_key(i);
+        if self.fields[i].key_escaped {
+            unescape(raw)
+        } else {
+            // Validated UTF-8.
+            String::from_utf8_lossy(raw).into_owned()
+        }
+    }
+
+    fn key_is(&self, i: usize, key: &str) -> bool {
+        if self.fields[i].key_escaped {
+            unescape(self.raw_key(i)) == key
+        } else {
+            self.raw_key(i) == key.as_bytes()
+        }
+    }
+
+    /// The index of the field serde_json would keep for `key` (the last).
+    fn find(&self, key: &str) -> Option<usize> {
+        (0..self.fields.len()).rev().find(|&i| self.key_is(i, key))
+    }
+
+    /// The value of top-level field `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        if let Some((_, v)) = self.added.iter().find(|(k, _)| k == key) {
+            return Some(v);
+        }
+        let i = self.find(key)?;
+        let f = &self.fields[i];
+        match &f.edit {
+            Edit::Keep => Some(f.parsed.get_or_init(|| {
+                let text = &self.bytes[f.value.start as usize..f.value.end as usize];
+                serde_json::from_slice(text).expect("a validated field value parses")
+            })),
+            Edit::Set(v) => Some(v),
+            Edit::Cut => None,
+        }
+    }
+
+    /// Sets top-level field `key`; `false` (nothing done) when the object
+    /// has duplicate keys, which only the tree can edit as serde_json would.
+    pub fn set(&mut self, key: &str, value: Value) -> bool {
+        if self.duplicates {
+            return false;
+        }
+        self.tree = OnceLock::new();
+        if let Some(slot) = self.added.iter_mut().find(|(k, _)| k == key) {
+            slot.1 = value;
+        } else if let Some(i) = self.find(key) {
+            self.fields[i].edit = Edit::Set(value);
+        } else {
+            self.added.push((key.to_owned(), value));
+        }
+        true
+    }
+
+    /// Removes top-level field `key` and returns its value (`Ok(None)` if
+    /// absent); `Err` (nothing done) when the object has duplicate keys.
+    pub fn remove(&mut self, key: &str) -> Result<Option<Value>, ()> {
+        if self.duplicates {
+            return Err(());
+        }
+        self.tree = OnceLock::new();
+        if let Some(at) = self.added.iter().position(|(k, _)| k == key) {
+            return Ok(Some(self.added.remove(at).1));
+        }
+        let Some(i) = self.find(key) else {
+            return Ok(None);
+        };
+        let old = self.get(key).cloned();
+        self.fields[i].edit = Edit::Cut;
+        Ok(old)
+    }
+
+    /// The whole value, built once (bytes parsed, edits applied).
+    pub fn value(&self) -> &Value {
+        self.tree.get_or_init(|| self.build())
+    }
+
+    /// The whole value, taken.
+    pub fn into_value(mut self) -> Value {
+        match self.tree.take() {
+            Some(v) => v,
+            None => self.build(),
+        }
+    }
+
+    fn build(&self) -> Value {
+        let mut v: Value = serde_json::from_slice(&self.bytes).expect("validated bytes parse");
+        let Value::Object(map) = &mut v else {
+            unreachable!("only objects are indexed")
+        };
+        for (i, f) in self.fields.iter().enumerate() {
+            match &f.edit {
+                Edit::Keep => {}
+                Edit::Set(x) => {
+                    map.insert(self.key(i), x.clone());
+                }
+                Edit::Cut => {
+                    map.remove(&self.key(i));
+                }
+            }
+        }
+        for (k, x) in &self.added {
+            map.insert(k.clone(), x.clone());
+        }
+        v
+    }
+
+    /// True when nothing was edited.
+    pub fn unedited(&self) -> bool {
+        self.added.is_empty() && self.fields.iter().all(|f| f.edit == Edit::Keep)
+    }
+
+    /// Appends the object's JSON text to `out`: the original bytes with
+    /// set values in place of the old ones, removed fields cut with their
+    /// comma, and new fields added after the last one (compact, as
+    /// `serde_json::to_writer` writes them).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let b = &self.bytes[..];
+        let Some(last) = self.fields.last() else {
+            out.extend_from_slice(&b[..b.len() - 1]);
+            self.write_added(out, false);
+            out.push(b'}');
+            return;
+        };
+        // Each field's text runs from its key's opening quote to the end of
+        // its value; what lies between two fields is their separator.
+        let quote = |f: &Field| f.key.start as usize - 1;
+        out.extend_from_slice(&b[..quote(&self.fields[0])]);
+        let mut any = false;
+        for (i, f) in self.fields.iter().enumerate() {
+            if f.edit == Edit::Cut {
+                continue;
+            }
+            if any {
+                out.extend_from_slice(&b[self.fields[i - 1].value.end as usize..quote(f)]);
+            }
+            any = true;
+            match &f.edit {
+                Edit::Set(v) => {
+                    out.extend_from_slice(&b[quote(f)..f.value.start as usize]);
+                    write_value(out, v);
+                }
+                _ => out.extend_from_slice(&b[quote(f)..f.value.end as usize]),
+            }
+        }
+        self.write_added(out, any);
+        out.extend_from_slice(&b[last.value.end as usize..]);
+    }
+
+    fn write_added(&self, out: &mut Vec<u8>, mut comma: bool) {
+        for (k, v) in &self.added {
+            if comma {
+                out.push(b',');
+            }
+            comma = true;
+            write_value(out, &Value::String(k.clone()));
+            out.push(b':');
+            write_value(out, v);
+        }
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value) {
+    // Writing into a Vec cannot fail, and a Value always serializes.
+    let _ = serde_json::to_writer(out, v);
+}
+
+/// The text of a validated JSON string's content with its escapes resolved.
+fn unescape(raw: &[u8]) -> String {
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).expect("a validated string parses")
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\t' | b'\r')
+}
+
+/// Scans `bytes` as serde_json would; with `fields`, the top-level value
+/// must be an object and its fields are recorded. Returns the span of the
+/// top-level value.
+fn scan(bytes: &[u8], fields: Option<&mut Vec<Field>>) -> Result<(usize, usize), NotIndexed> {
+    // Outside strings every byte must be ASCII, so checking the whole input
+    // once is the same as checking each string.
+    if std::str::from_utf8(bytes).is_err() || bytes.len() > u32::MAX as usize {
+        return Err(NotIndexed::Invalid);
+    }
+    let mut s = Scanner { b: bytes, i: 0, depth: DEPTH };
+    s.ws();
+    let start = s.i;
+    match fields {
+        Some(fields) => {
+            if s.peek() != Some(b'{') {
+                // Valid or not, serde_json decides.
+                return Err(NotIndexed::Other);
+            }
+            s.object(Some(fields))?;
+        }
+        None => s.value()?,
+    }
+    let end = s.i;
+    s.ws();
+    if s.i != bytes.len() {
+        return Err(NotIndexed::Invalid);
+    }
+    Ok((start, end))
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+    depth: usize,
+}
+
+type Step = Result<(), NotIndexed>;
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while self.peek().is_some_and(is_ws) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Step {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(NotIndexed::Invalid)
+        }
+    }
+
+    fn value(&mut self) -> Step {
+        match self.peek() {
+            Some(b'{') => self.object(None),
+            Some(b'[') => self.array(),
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b't') => self.word(b"true"),
+            Some(b'f') => self.word(b"false"),
+            Some(b'n') => self.word(b"null"),
+            _ => Err(NotIndexed::Invalid),
+        }
+    }
+
+    fn word(&mut self, w: &[u8]) -> Step {
+        if self.b[self.i..].starts_with(w) {
+            self.i += w.len();
+            Ok(())
+        } else {
+            Err(NotIndexed::Invalid)
+        }
+    }
+
+    fn descend(&mut self) -> Step {
+        self.depth -= 1;
+        if self.depth == 0 {
+            return Err(NotIndexed::Invalid);
+        }
+        Ok(())
+    }
+
+    fn array(&mut self) -> Step {
+        self.descend()?;
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            self.depth += 1;
+            return Ok(());
+        }
+        loop {
+            self.value()?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.i += 1;
+                    self.ws();
+                }
+                Some(b']') => {
+                    self.i += 1;
+                    self.depth += 1;
+                    return Ok(());
+                }
+                _ => return Err(NotIndexed::Invalid),
+            }
+        }
+    }
+
+    fn object(&mut self, mut fields: Option<&mut Vec<Field>>) -> Step {
+        self.descend()?;
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            self.depth += 1;
+            return Ok(());
+        }
+        let mut first = true;
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(NotIndexed::Invalid);
+            }
+            let key_start = self.i + 1;
+            let key_escaped = self.string()?;
+            let key = key_start..self.i - 1;
+            if first {
+                first = false;
+                let raw = &self.b[key.clone()];
+                let special = if key_escaped {
+                    let text = unescape(raw);
+                    MAGIC.contains(&text.as_bytes())
+                } else {
+                    MAGIC.contains(&raw)
+                };
+                if special {
+                    return Err(NotIndexed::Other);
+                }
+            }
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            let value_start = self.i;
+            self.value()?;
+            if let Some(fields) = fields.as_deref_mut() {
+                fields.push(Field {
+                    key: key.start as u32..key.end as u32,
+                    key_escaped,
+                    value: value_start as u32..self.i as u32,
+                    edit: Edit::Keep,
+                    parsed: OnceLock::new(),
+                });
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.i += 1;
+                    self.ws();
+                }
+                Some(b'}') => {
+                    self.i += 1;
+                    self.depth += 1;
+                    return Ok(());
+                }
+                _ => return Err(NotIndexed::Invalid),
+            }
+        }
+    }
+
+    /// A string from its opening quote; returns whether it has escapes.
+    fn string(&mut self) -> Result<bool, NotIndexed> {
+        self.i += 1;
+        let mut escaped = false;
+        loop {
+            let rest = &self.b[self.i..];
+            let n = rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .ok_or(NotIndexed::Invalid)?;
+            self.i += n;
+            match self.b[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.i += 1;
+                    self.escape()?;
+                }
+                _ => return Err(NotIndexed::Invalid),
+            }
+        }
+    }
+
+    fn escape(&mut self) -> Step {
+        let c = self.peek().ok_or(NotIndexed::Invalid)?;
+        self.i += 1;
+        match c {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
+            b'u' => {
+                let n = self.hex4()?;
+                match n {
+                    0xDC00..=0xDFFF => Err(NotIndexed::Invalid),
+                    0xD800..=0xDBFF => {
+                        // A leading surrogate needs a trailing one at once.
+                        self.eat(b'\\')?;
+                        self.eat(b'u')?;
+                        match self.hex4()? {
+                            0xDC00..=0xDFFF => Ok(()),
+                            _ => Err(NotIndexed::Invalid),
+                        }
+                    }
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(NotIndexed::Invalid),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u16, NotIndexed> {
+        let digits = self.b.get(self.i..self.i + 4).ok_or(NotIndexed::Invalid)?;
+        let mut n = 0u16;
+        for &d in digits {
+            let v = (d as char).to_digit(16).ok_or(NotIndexed::Invalid)?;
+            n = n * 16 + v as u16;
+        }
+        self.i += 4;
+        Ok(n)
+    }
+
+    fn digits(&mut self) -> usize {
+        let n = self.b[self.i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        self.i += n;
+        n
+    }
+
+    fn number(&mut self) -> Step {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => {
+                self.i += 1;
+                if self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                    return Err(NotIndexed::Invalid);
+                }
+            }
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(NotIndexed::Invalid),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(NotIndexed::Invalid);
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(NotIndexed::Invalid);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A map from a [`Lazy`]'s fields: used by tests to compare with serde_json.
+#[cfg(test)]
+fn fields_of(l: &Lazy) -> serde_json::Map<String, Value> {
+    (0..l.fields.len())
+        .filter_map(|i| {
+            let k = l.key(i);
+            l.get(&k).map(|v| (k, v.clone()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn serde_ok(b: &[u8]) -> bool {
+        serde_json::from_slice::<Value>(b).is_ok()
+    }
+
+    /// Checks every promise against serde_json for one input.
+    fn agree(b: &[u8]) {
+        let ok = serde_ok(b);
+        assert_eq!(validate(b), ok, "validate disagrees with serde_json on {:?}", String::from_utf8_lossy(b));
+        match Lazy::index(b) {
+            Ok(l) => {
+                let v: Value = serde_json::from_slice(b).expect("indexed bytes must parse");
+                assert_eq!(l.value(), &v, "{:?}", String::from_utf8_lossy(b));
+                let Value::Object(map) = &v else { panic!("indexed a non-object") };
+                assert_eq!(&fields_of(&l), map);
+                let mut out = Vec::new();
+                l.write(&mut out);
+                let trimmed = String::from_utf8_lossy(b);
+                assert_eq!(String::from_utf8_lossy(&out), trimmed.trim_matches([' ', '\n', '\t', '\r']));
+            }
+            Err(NotIndexed::Invalid) => assert!(!ok, "index refused valid {:?}", String::from_utf8_lossy(b)),
+            Err(NotIndexed::Other) => {
+                let v: Option<Value> = serde_json::from_slice(b).ok();
+                assert!(!matches!(v, Some(Value::Object(_))) || b.windows(8).any(|w| w == b"$serde_j") || b.contains(&b'\\'),
+                    "left a plain object to serde_json: {:?}", String::from_utf8_lossy(b));
+            }
+        }
+    }
+
+    #[test]
+    fn edge_cases_agree_with_serde_json() {
+        let deep = |n: usize, open: &str, close: &str| format!("{}{}", open.repeat(n), close.repeat(n));
+        let mut cases: Vec<Vec<u8>> = [
+            "{}", " {} ", "{ }", "\t{\"a\":1}\r\n", "{\"a\":1,}", "{,}", "{\"a\" 1}", "{\"a\":}", "{a:1}",
+            "{\"a\":1}x", "{\"a\":1} {}", "\u{feff}{}", "{\"a\":1e400}", "{\"a\":-0}", "{\"a\":-0.0e-0}",
+            "{\"a\":123456789012345678901234567890}", "{\"a\":-123456789012345678901234567890.5}",
+            "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":1e}", "{\"a\":1e+}", "{\"a\":+1}", "{\"a\":-}",
+            "{\"a\":1E5}", "{\"a\":0x1}", "{\"a\":NaN}", "{\"a\":Infinity}", "{\"a\":tru}", "{\"a\":nulll}",
+            "{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}", "{\"a\":\"\\ud800\\udc00\"}", "{\"a\":\"\\ud800\\u0041\"}",
+            "{\"a\":\"\\ud800\\ud800\\udc00\"}", "{\"a\":\"\\ud800x\"}", "{\"a\":\"\\uD83D\\uDE00\"}", "{\"a\":\"\\u00e9\"}",
+            "{\"a\":\"\\u00g9\"}", "{\"a\":\"\\u00\"}", "{\"a\":\"\\x\"}", "{\"a\":\"\\\"\"}", "{\"a\\\"b\":1}",
+            "{\"a\":\"tab\there\"}", "{\"a\":\"nl\nhere\"}", "{\"a\":\"\u{7f}\"}", "{\"a\":\"é\"}",
+            "{\"a\":1,\"a\":2}", "{\"a\":{\"b\":[1,{\"c\":null}]}}", "{\"a\":[1,]}", "{\"a\":[,1]}", "{\"a\":[]}",
+            "{\"$serde_json::private::Number\":\"12\"}", "{\"$serde_json::private::Number\":\"x\"}",
+            "{\"$serde_json::private::RawValue\":\"[1]\"}", "{\"b\":1,\"$serde_json::private::Number\":\"12\"}",
+            "{\"a\":{\"$serde_json::private::Number\":\"1.5\"}}", "{\"\\u0024serde_json::private::Number\":\"7\"}",
+            "", " ", "42", "\"s\"", "[1,2]", "null", "{", "}", "{\"a\":1", "{\"a\":\"x", "{\"a\"",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        cases.push(b"{\"a\":\"\xff\"}".to_vec());
+        cases.push(b"{\"a\":\"\xc3\"}".to_vec());
+        cases.push(b"{\"a\":1}\xff".to_vec());
+        cases.push(b"{\"a\":1}\x00".to_vec());
+        for n in [126, 127, 128, 129] {
+            cases.push(deep(n, "[", "]").into_bytes());
+            cases.push(format!("{{\"a\":{}}}", deep(n - 1, "[", "]")).into_bytes());
+            cases.push(format!("{}{{}}{}", "{\"a\":".repeat(n - 1), "}".repeat(n - 1)).into_bytes());
+        }
+        for c in &cases {
+            agree(c);
+        }
+        // The depth cases really straddle the limit.
+        assert!(serde_ok(deep(127, "[", "]").as_bytes()));
+        assert!(!serde_ok(deep(128, "[", "]").as_bytes()));
+        assert!(validate(deep(127, "[", "]").as_bytes()));
+        assert!(!validate(deep(128, "[", "]").as_bytes()));
+    }
+
+    #[test]
+    fn numbers_keep_their_text_and_big_ones_stay_exact() {
+        let l = Lazy::index(br#"{"big":123456789012345678901234567890,"f":1.50,"e":1e400}"#).unwrap();
+        assert_eq!(l.get("big").unwrap().to_string(), "123456789012345678901234567890");
+        assert_eq!(l.get("f").unwrap().to_string(), "1.50");
+        // serde_json's own number text for it (the bytes keep `1e400`).
+        assert_eq!(l.get("e").unwrap().to_string(), "1e+400");
+        let mut out = Vec::new();
+        l.write(&mut out);
+        assert!(out.ends_with(b"\"e\":1e400}"));
+    }
+
+    #[test]
+    fn edits_are_spliced_into_the_bytes() {
+        let src = br#" { "b" : 1.0 , "a":"x\"y", "c":[1, 2] } "#;
+        let mut l = Lazy::index(src).unwrap();
+        assert_eq!(l.get("a"), Some(&json!("x\"y")));
+        let mut out = Vec::new();
+        l.write(&mut out);
+        assert_eq!(out, br#"{ "b" : 1.0 , "a":"x\"y", "c":[1, 2] }"#);
+        assert!(l.set("new", json!({"k": "v"})));
+        assert!(l.set("a", json!(2)));
+        out.clear();
+        l.write(&mut out);
+        assert_eq!(out, br#"{ "b" : 1.0 , "a":2, "c":[1, 2],"new":{"k":"v"} }"#);
+        assert_eq!(l.remove("b"), Ok(Some(json!(1.0))));
+        assert_eq!(l.remove("c"), Ok(Some(json!([1, 2]))));
+        out.clear();
+        l.write(&mut out);
+        assert_eq!(out, br#"{ "a":2,"new":{"k":"v"} }"#);
+        assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), *l.value());
+        assert_eq!(l.remove("a"), Ok(Some(json!(2))));
+        assert_eq!(l.remove("new"), Ok(Some(json!({"k": "v"}))));
+        out.clear();
+        l.write(&mut out);
+        assert_eq!(out, b"{  }");
+        assert!(l.set("z", json!(null)));
+        out.clear();
+        l.write(&mut out);
+        assert_eq!(out, br#"{ "z":null }"#);
+        let mut empty = Lazy::index(b"{}").unwrap();
+        assert!(empty.set("k", json!("v")));
+        out.clear();
+        empty.write(&mut out);
+        assert_eq!(out, br#"{"k":"v"}"#);
+    }
+
+    #[test]
+    fn duplicate_keys_read_the_last_and_refuse_edits_in_place() {
+        let mut l = Lazy::index(br#"{"a":1,"b":2,"a":3}"#).unwrap();
+        assert_eq!(l.get("a"), Some(&json!(3)));
+        assert!(!l.set("c", json!(1)));
+        assert_eq!(l.remove("a"), Err(()));
+        assert_eq!(l.value(), &json!({"a": 3, "b": 2}));
+        let escaped = Lazy::index(br#"{"a":1,"\u0061":2}"#).unwrap();
+        assert_eq!(escaped.get("a"), Some(&json!(2)));
+        assert!(escaped.duplicates);
+    }
+
+    /// JSON-ish bytes: valid documents, then mutated (a byte changed,
+    /// inserted or removed) so that many are invalid in interesting places.
+    fn jsonish() -> impl Strategy<Value = Vec<u8>> {
+        let atom = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,4})?",
+            "\"([a-z \\\\\"/]|\\\\[\"\\\\/bfnrtu]|\\\\u[0-9a-fA-F]{4}|\\\\u[dD][89abAB][0-9a-f]{2}\\\\u[dD][c-fC-F][0-9a-f]{2}|é|\t)*\"",
+        ];
+        let value = atom.prop_recursive(6, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec(("\"[a-c\\\\\"]{0,3}\"", inner), 0..5).prop_map(|v| {
+                    let parts: Vec<String> = v.into_iter().map(|(k, x)| format!("{k} : {x}")).collect();
+                    format!("{{ {} }}", parts.join(", "))
+                }),
+            ]
+        });
+        let object = prop::collection::vec(("\"[a-c\\\\$]{0,3}\"", value), 0..6).prop_map(|v| {
+            let parts: Vec<String> = v.into_iter().map(|(k, x)| format!("{k}:{x}")).collect();
+            format!(" {{{}}}\n", parts.join(","))
+        });
+        let mutation = prop_oneof![
+            Just(None),
+            (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Some((0u8, i, b))),
+            (any::<prop::sample::Index>(), prop::sample::select(b"{}[]\",:\\ .-eE0u\xff\x01".to_vec()))
+                .prop_map(|(i, b)| Some((1u8, i, b))),
+            any::<prop::sample::Index>().prop_map(|i| Some((2u8, i, 0))),
+        ];
+        (object, mutation).prop_map(|(text, m)| {
+            let mut b = text.into_bytes();
+            if let Some((kind, i, byte)) = m {
+                let at = i.index(b.len());
+                match kind {
+                    0 => b[at] = byte,
+                    1 => b.insert(at, byte),
+                    _ => {
+                        b.remove(at);
+                    }
+                }
+            }
+            b
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn validator_and_index_agree_with_serde_json(b in jsonish()) {
+            agree(&b);
+        }
+
+        #[test]
+        fn edits_write_what_the_tree_would_hold(
+            b in jsonish(),
+            sets in prop::collection::vec(("[a-c]{1,2}", prop::option::of(0i64..5)), 0..4),
+        ) {
+            if let Ok(mut l) = Lazy::index(&b) {
+                let mut tree: Value = serde_json::from_slice(&b).unwrap();
+                for (k, v) in sets {
+                    let map = tree.as_object_mut().unwrap();
+                    match v {
+                        Some(v) => {
+                            if l.set(&k, json!(v)) { map.insert(k, json!(v)); } else { return Ok(()); }
+                        }
+                        None => {
+                            let old = map.remove(&k);
+                            match l.remove(&k) { Ok(got) => prop_assert_eq!(got, old), Err(()) => return Ok(()) }
+                        }
+                    }
+                }
+                let mut out = Vec::new();
+                l.write(&mut out);
+                prop_assert_eq!(&serde_json::from_slice::<Value>(&out).unwrap(), &tree);
+                prop_assert_eq!(l.value(), &tree);
+                prop_assert_eq!(l.into_value(), tree);
+            }
+        }
+    }
+}
