@@ -144,11 +144,31 @@ impl<D> IdGetter<D> {
 }
 
 /// Data that holds a JSON value: what the default accessors work on.
+///
+/// The `json_*` methods have defaults that go through the whole value;
+/// data that hold it another way (an [`Event`] decoded lazily) reach a
+/// field without building it.
 pub trait Json: 'static {
     /// The JSON value.
     fn json(&self) -> &Value;
     /// The JSON value, to change.
     fn json_mut(&mut self) -> &mut Value;
+    /// The value at `path`.
+    fn json_at(&self, path: &Path) -> Option<&Value> {
+        path.get(self.json())
+    }
+    /// Writes `value` at `path`, creating objects on the way (see [`Path::place`]).
+    fn json_put(&mut self, path: &Path, value: Value) {
+        *path.place(self.json_mut()) = value;
+    }
+    /// Removes and returns the value at `path`.
+    fn json_remove(&mut self, path: &Path) -> Option<Value> {
+        path.take(self.json_mut())
+    }
+    /// True when the value is an object.
+    fn json_is_object(&self) -> bool {
+        self.json().is_object()
+    }
 }
 
 impl Json for Value {
@@ -157,15 +177,6 @@ impl Json for Value {
     }
     fn json_mut(&mut self) -> &mut Value {
         self
-    }
-}
-
-impl Json for Event {
-    fn json(&self) -> &Value {
-        &self.data
-    }
-    fn json_mut(&mut self) -> &mut Value {
-        self.data_mut()
     }
 }
 
@@ -257,7 +268,7 @@ impl<D: Json> Getter<D, Value> {
     /// The JSON value at a field path.
     pub fn path(path: &str) -> Self {
         let p = Path::parse(path);
-        Getter::new(path, move |d: &D| p.get(d.json()))
+        Getter::new(path, move |d: &D| d.json_at(&p))
     }
 }
 
@@ -265,7 +276,7 @@ impl<D: Json> Getter<D, str> {
     /// The string at a field path (`None` if absent or not a string).
     pub fn path_str(path: &str) -> Self {
         let p = Path::parse(path);
-        Getter::new(path, move |d: &D| p.get(d.json()).and_then(Value::as_str))
+        Getter::new(path, move |d: &D| d.json_at(&p).and_then(Value::as_str))
     }
 }
 
@@ -274,7 +285,7 @@ impl<D: Json> Setter<D, Value> {
     pub fn path(path: &str) -> Self {
         let p = Path::parse(path);
         Setter::new(path, move |mut d: D, v| {
-            *p.place(d.json_mut()) = v;
+            d.json_put(&p, v);
             d
         })
     }

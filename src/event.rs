@@ -6,6 +6,9 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::accessor::{Json, Path};
+use crate::lazy::Lazy;
+
 /// The id of one event, unique within a process run (see
 /// [`Core::next_event_id`](crate::Core::next_event_id)). Broadcasts such as
 /// `event_done` name events by id; log lines about an event start with it.
@@ -26,7 +29,14 @@ impl fmt::Display for EventId {
 /// whose defaults for this type address `data` by field name or dotted path
 /// and `raw` as bytes. `raw` is reused: a decoder reads it, an encoder
 /// writes into it, a drain writes it out.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// A lazy decoder ([`index_raw`](Self::index_raw)) keeps the data as its
+/// bytes and an index of its fields ([`Lazy`]) instead of a tree: `data`
+/// is then `Null` and the data are read with [`value`](Self::value) or the
+/// [`Json`] methods the accessors use, which read and edit fields in place
+/// and build the tree only for a cog that asks for all of it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(into = "EventText", from = "EventText")]
 pub struct Event {
     /// The event's id.
     pub id: EventId,
@@ -43,8 +53,59 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Arc<str>>,
     /// Its line number in `origin`, from 1 (0 when not line-based).
-    #[serde(default, skip_serializing_if = "is_zero")]
     pub line: u64,
+    /// The data as bytes and an index, when decoded lazily (then `data` is `Null`).
+    lazy: Option<Box<Lazy>>,
+}
+
+/// How an [`Event`] is written and read (captures, remote trains): its data
+/// as a tree.
+#[derive(Serialize, Deserialize)]
+struct EventText {
+    id: EventId,
+    data: Arc<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "raw_text")]
+    raw: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    line: u64,
+}
+
+impl From<Event> for EventText {
+    fn from(mut e: Event) -> EventText {
+        e.materialize();
+        EventText {
+            id: e.id,
+            data: e.data,
+            raw: e.raw,
+            origin: e.origin,
+            line: e.line,
+        }
+    }
+}
+
+impl From<EventText> for Event {
+    fn from(e: EventText) -> Event {
+        Event {
+            id: e.id,
+            data: e.data,
+            raw: e.raw,
+            origin: e.origin,
+            line: e.line,
+            lazy: None,
+        }
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.id == other.id
+            && self.raw == other.raw
+            && self.origin == other.origin
+            && self.line == other.line
+            && self.value() == other.value()
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -69,6 +130,7 @@ impl Event {
             raw,
             origin,
             line,
+            lazy: None,
         }
     }
 
@@ -79,13 +141,64 @@ impl Event {
         Arc::clone(NULL.get_or_init(|| Arc::new(Value::Null)))
     }
 
+    /// The data, whichever way they are held (a lazily decoded event
+    /// builds its tree on the first call).
+    pub fn value(&self) -> &Value {
+        match &self.lazy {
+            Some(lazy) => lazy.value(),
+            None => &self.data,
+        }
+    }
+
+    /// Decodes `raw` lazily: when it is one JSON object (as serde_json
+    /// reads it), keeps it as bytes and an index and returns true; else
+    /// changes nothing and returns false (parse it with serde_json then:
+    /// it is not JSON, not an object, or an object serde_json reads as
+    /// something else).
+    pub fn index_raw(&mut self) -> bool {
+        match Lazy::index(&self.raw) {
+            Ok(lazy) => {
+                self.lazy = Some(Box::new(lazy));
+                self.data = Event::null();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// True when the data are held lazily (see [`index_raw`](Self::index_raw)).
+    pub fn is_lazy(&self) -> bool {
+        self.lazy.is_some()
+    }
+
+    /// Writes the data as JSON into `raw` (replacing it) if they are held
+    /// lazily: the bytes read with the edits spliced in. False (nothing
+    /// done) when they are a tree.
+    pub fn encode_lazy(&mut self) -> bool {
+        let Some(lazy) = &self.lazy else {
+            return false;
+        };
+        self.raw.clear();
+        lazy.write(&mut self.raw);
+        true
+    }
+
+    /// Turns lazily held data into a tree in `data`.
+    fn materialize(&mut self) {
+        if let Some(lazy) = self.lazy.take() {
+            self.data = Arc::new(lazy.into_value());
+        }
+    }
+
     /// The data, to change: copied first if another event shares it.
     pub fn data_mut(&mut self) -> &mut Value {
+        self.materialize();
         Arc::make_mut(&mut self.data)
     }
 
     /// Replaces the data (in place when no other event shares it).
     pub fn set_data(&mut self, data: Value) {
+        self.lazy = None;
         match Arc::get_mut(&mut self.data) {
             Some(d) => *d = data,
             None => self.data = Arc::new(data),
@@ -94,6 +207,9 @@ impl Event {
 
     /// Takes the data out, leaving `Null` (copied first if shared).
     pub fn take_data(&mut self) -> Value {
+        if let Some(lazy) = self.lazy.take() {
+            return lazy.into_value();
+        }
         match Arc::get_mut(&mut self.data) {
             Some(d) => std::mem::take(d),
             None => std::mem::replace(&mut self.data, Event::null()).as_ref().clone(),
@@ -107,6 +223,55 @@ impl Event {
             (Some(o), n) => format!("{o}:{n}"),
             (None, _) => "-".into(),
         }
+    }
+}
+
+impl Json for Event {
+    fn json(&self) -> &Value {
+        self.value()
+    }
+
+    fn json_mut(&mut self) -> &mut Value {
+        self.data_mut()
+    }
+
+    fn json_at(&self, path: &Path) -> Option<&Value> {
+        match (&self.lazy, path.parts().split_first()) {
+            (Some(lazy), Some((first, rest))) => {
+                let mut v = lazy.get(first)?;
+                for part in rest {
+                    v = match v {
+                        Value::Object(map) => map.get(part)?,
+                        Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+                        _ => return None,
+                    };
+                }
+                Some(v)
+            }
+            _ => path.get(&self.data),
+        }
+    }
+
+    fn json_put(&mut self, path: &Path, value: Value) {
+        if let (Some(lazy), [key]) = (&mut self.lazy, path.parts()) {
+            if lazy.set(key, value.clone()) {
+                return;
+            }
+        }
+        *path.place(self.data_mut()) = value;
+    }
+
+    fn json_remove(&mut self, path: &Path) -> Option<Value> {
+        if let (Some(lazy), [key]) = (&mut self.lazy, path.parts()) {
+            if let Ok(old) = lazy.remove(key) {
+                return old;
+            }
+        }
+        path.take(self.data_mut())
+    }
+
+    fn json_is_object(&self) -> bool {
+        self.lazy.is_some() || self.data.is_object()
     }
 }
 

@@ -101,9 +101,9 @@ impl<D: Json> Access<D> {
             let path = Path::parse(p);
             Setter::new(p, move |mut d: D, v: Option<Value>| {
                 match v {
-                    Some(v) => *path.place(d.json_mut()) = v,
+                    Some(v) => d.json_put(&path, v),
                     None => {
-                        path.take(d.json_mut());
+                        d.json_remove(&path);
                     }
                 }
                 d

@@ -92,10 +92,9 @@ impl Cog<Event> for Script {
                         let id = ctx.next_event_id();
                         self.record.lock().unwrap().emitted.push(id);
                         let raw = data.to_string().into_bytes();
-                        ctx.emit(Event {
-                            raw,
-                            ..Event::new(id, data)
-                        });
+                        let mut event = Event::new(id, data);
+                        event.raw = raw;
+                        ctx.emit(event);
                     }
                 }
                 Step::WaitFor(ok) => {

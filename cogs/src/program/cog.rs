@@ -144,7 +144,7 @@ impl Cog<Event> for ProgramCog {
     }
 
     fn process<N: Next<Event> + ?Sized>(&mut self, mut event: Event, ctx: &mut Context<'_, Event, N>) {
-        let decoded = if event.data.is_null() {
+        let decoded = if event.value().is_null() {
             Request::decode(&event.raw)
         } else {
             Request::from_value(event.take_data())

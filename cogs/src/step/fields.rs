@@ -205,7 +205,13 @@ impl<D: Json> Cog<D> for SetFields<D> {
             if !overwrite && f.get.get(&d).is_some_and(|x| !x.is_null()) {
                 return d;
             }
-            if let Some(what) = make_room(d.json_mut(), &f.path) {
+            // A top-level field of an object needs no room made: asking
+            // would build the whole tree of data held lazily.
+            let room = match f.path.parts().len() == 1 && d.json_is_object() {
+                true => None,
+                false => make_room(d.json_mut(), &f.path),
+            };
+            if let Some(what) = room {
                 kept.add(1);
                 if let crate::Verdict::Log { held } = kept_log.hit(now) {
                     let more = held.map_or(String::new(), |s| {

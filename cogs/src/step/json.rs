@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tourbillon::accessor::{Getter, Path, Setter};
+use tourbillon::accessor::{Getter, Json, Path, Setter};
 use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Next, Output as TrainOutput, Role, TimerId};
 
 use crate::access::kind_name;
@@ -116,6 +116,14 @@ pub struct JsonDecodeSettings {
     /// at once, those that follow are summarized once per interval; 0 logs
     /// every one. Default 10.
     pub log_interval: u64,
+    /// Keep an object read from `raw` into `data` as its bytes and an
+    /// index of its fields instead of a tree: cogs read and set top-level
+    /// fields in place, `json_encode` writes the bytes read with the edits
+    /// spliced in (key order, spacing and number text kept), and a cog
+    /// that needs the whole tree builds it. What is accepted and rejected,
+    /// and the errors, are serde_json's. Only with `source = "raw"` and
+    /// `target = "data"`. Default false.
+    pub lazy: bool,
 }
 
 impl Default for JsonDecodeSettings {
@@ -129,6 +137,7 @@ impl Default for JsonDecodeSettings {
             non_object: NonObject::Keep,
             non_object_field: "value".into(),
             log_interval: 10,
+            lazy: false,
         }
     }
 }
@@ -172,6 +181,8 @@ pub struct JsonDecode<D = Event> {
     output: Option<TrainOutput>,
     throttle: LogThrottle,
     summary_timer: Option<TimerId>,
+    /// Decodes a datum lazily in place (`lazy`); false leaves it to serde_json.
+    index: Option<fn(&mut D) -> bool>,
     malformed: Counter,
     wrapped: Counter,
     to_error_output: Counter,
@@ -199,14 +210,14 @@ pub(crate) fn event_bytes(source: &str) -> Getter<Event, [u8]> {
     }
     let path = Path::parse(source);
     Getter::new(source, move |e: &Event| {
-        path.get(&e.data).and_then(Value::as_str).map(str::as_bytes)
+        e.json_at(&path).and_then(Value::as_str).map(str::as_bytes)
     })
 }
 
 /// The value of an [`Event`] that a `source` setting names.
 fn event_value(source: &str) -> Getter<Event, Value> {
     if source == "data" {
-        return Getter::new("data", |e: &Event| Some(&*e.data));
+        return Getter::new("data", |e: &Event| Some(e.value()));
     }
     Getter::path(source)
 }
@@ -237,6 +248,15 @@ impl JsonDecodeSettings {
         non_empty("non_object_field", &self.non_object_field)?;
         if let Some(field) = &self.error_field {
             non_empty("error_field", field)?;
+        }
+        if self.lazy && (self.source != "raw" || self.target != "data") {
+            return Err(Error::setting(
+                "lazy",
+                format!(
+                    "reads `raw` into `data` only, not source = \"{}\", target = \"{}\"",
+                    self.source, self.target
+                ),
+            ));
         }
         if let Some(name) = &self.error_output {
             check_output_name("error_output", name)?;
@@ -270,8 +290,12 @@ impl JsonDecode<Event> {
         let source = event_bytes(&settings.source);
         let target = event_value_setter(&settings.target);
         let error_field = settings.reason_field().map(Setter::path);
+        let lazy = settings.lazy;
         let mut decode = JsonDecode::with_accessors(settings, source, target).place(Event::place);
         decode.error_field = error_field;
+        if lazy {
+            decode.index = Some(Event::index_raw);
+        }
         Ok(decode)
     }
 }
@@ -292,6 +316,7 @@ impl<D: 'static> JsonDecode<D> {
             errors: None,
             output: None,
             summary_timer: None,
+            index: None,
             malformed: Counter::default(),
             wrapped: Counter::default(),
             to_error_output: Counter::default(),
@@ -460,7 +485,15 @@ impl fmt::Display for IdText {
 }
 
 impl<D: 'static> Cog<D> for JsonDecode<D> {
-    fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
+    fn process<N: Next<D> + ?Sized>(&mut self, mut datum: D, ctx: &mut Context<'_, D, N>) {
+        if let Some(index) = self.index {
+            // Bytes that are not one plain object (invalid ones included)
+            // go the serde_json way below: same values, errors and counts.
+            if index(&mut datum) {
+                self.meter.took(self.source.get(&datum).map_or(0, <[u8]>::len));
+                return self.meter.emit(datum, ctx);
+            }
+        }
         let parsed = match self.source.get(&datum) {
             Some(bytes) => {
                 self.meter.took(bytes.len());
@@ -539,7 +572,11 @@ impl<D: 'static> Cog<D> for JsonDecode<D> {
             " non_object={} non_object_field={}",
             self.settings.non_object, self.settings.non_object_field
         )?;
-        write!(f, " log_interval={}s", self.settings.log_interval)
+        write!(f, " log_interval={}s", self.settings.log_interval)?;
+        if self.settings.lazy {
+            f.write_str(" lazy")?;
+        }
+        Ok(())
     }
 }
 
@@ -581,6 +618,8 @@ enum Output<D> {
 /// decode-change-encode train allocates no buffer per event.
 pub struct JsonEncode<D = Event> {
     source: Getter<D, Value>,
+    /// Writes a datum's bytes itself when its data are held lazily.
+    splice: Option<fn(&mut D) -> bool>,
     output: Output<D>,
     /// Leave the in-place buffer as it is when the value is null: the datum
     /// was never decoded and the buffer holds what was read (an empty line
@@ -604,6 +643,9 @@ impl JsonEncode<Event> {
         non_empty("source", &settings.source)?;
         let mut encode = JsonEncode::in_place(event_value(&settings.source), "raw", |e: &mut Event| &mut e.raw);
         encode.keep_undecoded = settings.source == "data";
+        if settings.source == "data" {
+            encode.splice = Some(Event::encode_lazy);
+        }
         Ok(encode)
     }
 }
@@ -618,6 +660,7 @@ impl<D: 'static> JsonEncode<D> {
                 what: what.to_owned(),
                 buffer,
             },
+            splice: None,
             keep_undecoded: false,
             undecoded: Counter::default(),
             meter: Meter::default(),
@@ -629,6 +672,7 @@ impl<D: 'static> JsonEncode<D> {
         JsonEncode {
             source,
             output: Output::Setter { target, size: 64 },
+            splice: None,
             keep_undecoded: false,
             undecoded: Counter::default(),
             meter: Meter::default(),
@@ -650,6 +694,10 @@ impl<D: 'static> Cog<D> for JsonEncode<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, mut datum: D, ctx: &mut Context<'_, D, N>) {
         match &mut self.output {
             Output::InPlace { buffer, .. } => {
+                if self.splice.is_some_and(|splice| splice(&mut datum)) {
+                    self.meter.took(buffer(&mut datum).len());
+                    return self.meter.emit(datum, ctx);
+                }
                 let value = self.source.get(&datum);
                 if self.keep_undecoded && matches!(value, None | Some(Value::Null)) {
                     if self.undecoded.get() == 0 {

@@ -90,12 +90,8 @@ impl Lines<Event> {
         Lines::with(
             settings,
             Getter::<Event, [u8]>::raw(),
-            |parent: &Event, line: Line<'_>| Event {
-                id: line.id,
-                data: Event::null(),
-                raw: line.bytes.to_vec(),
-                origin: parent.origin.clone(),
-                line: line.number,
+            |parent: &Event, line: Line<'_>| {
+                Event::from_raw(line.id, line.bytes.to_vec(), parent.origin.clone(), line.number)
             },
         )
         .map(|lines| {

@@ -85,7 +85,7 @@ use std::time::{Duration, Instant};
 use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tourbillon::accessor::Path;
+use tourbillon::accessor::{Json, Path};
 use tourbillon::{Cog, Context, Event, EventId, Finish, Fired, Getter, Next, Setter};
 
 use crate::access::check_path;
@@ -375,7 +375,7 @@ impl Multiline<Event> {
             "origin" => Box::new(|e: &Event| e.origin.as_deref()),
             by => {
                 let path = Path::parse(by);
-                Box::new(move |e: &Event| path.get(&e.data).and_then(Value::as_str))
+                Box::new(move |e: &Event| e.json_at(&path).and_then(Value::as_str))
             }
         };
         Ok(Multiline::with_accessors(settings, source, put, key)?

@@ -202,12 +202,8 @@ impl Tail<Event> {
     /// Emits [`Event`]s: `raw` the line's bytes, `origin` the file's path,
     /// `line` its number, a fresh id.
     pub fn new(settings: TailSettings) -> Result<Self, Error> {
-        Tail::with(settings, |line: TailLine<'_>| Event {
-            id: line.id,
-            data: Event::null(),
-            raw: line.bytes.to_vec(),
-            origin: Some(Arc::clone(line.origin)),
-            line: line.number,
+        Tail::with(settings, |line: TailLine<'_>| {
+            Event::from_raw(line.id, line.bytes.to_vec(), Some(Arc::clone(line.origin)), line.number)
         })
     }
 }
