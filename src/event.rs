@@ -263,7 +263,7 @@ impl Json for Event {
 
     fn json_remove(&mut self, path: &Path) -> Option<Value> {
         if let (Some(lazy), [key]) = (&mut self.lazy, path.parts()) {
-            if let Ok(old) = lazy.remove(key) {
+            if let Some(old) = lazy.remove(key) {
                 return old;
             }
         }
@@ -272,6 +272,63 @@ impl Json for Event {
 
     fn json_is_object(&self) -> bool {
         self.lazy.is_some() || self.data.is_object()
+    }
+}
+
+#[cfg(test)]
+mod lazy_tests {
+    use serde_json::json;
+
+    use crate::accessor::{Json, Path};
+    use crate::{Event, EventId};
+
+    fn lazy(text: &str) -> Event {
+        let mut e = Event::from_raw(EventId(1), text.as_bytes().to_vec(), None, 3);
+        assert!(e.index_raw());
+        e
+    }
+
+    #[test]
+    fn fields_are_read_and_set_in_place_and_deeper_edits_build_the_tree() {
+        let mut e = lazy(r#"{"b":{"c":[1,{"d":"x"}]},"a":2}"#);
+        assert_eq!(e.data, Event::null(), "no tree in data");
+        assert_eq!(e.json_at(&Path::parse("b.c.1.d")), Some(&json!("x")));
+        assert_eq!(e.json_at(&Path::parse("/a")), Some(&json!(2)));
+        assert_eq!(e.json_at(&Path::parse("zz")), None);
+        e.json_put(&Path::parse("n"), json!("new"));
+        assert_eq!(e.json_remove(&Path::parse("a")), Some(json!(2)));
+        assert!(e.is_lazy() && e.json_is_object());
+        let copy = e.clone();
+        assert!(e.encode_lazy());
+        assert_eq!(e.raw, br#"{"b":{"c":[1,{"d":"x"}]},"n":"new"}"#);
+        // Whoever asks for the whole value gets the edited tree.
+        assert_eq!(copy.value(), &json!({"b": {"c": [1, {"d": "x"}]}, "n": "new"}));
+        let text = serde_json::to_string(&copy).unwrap();
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert!(!back.is_lazy());
+        assert_eq!(back, copy);
+        let mut deep = copy;
+        deep.json_put(&Path::parse("b.c.0"), json!(9));
+        assert!(!deep.is_lazy(), "a nested edit works on the tree");
+        assert_eq!(deep.data["b"]["c"][0], json!(9));
+        assert!(!deep.encode_lazy());
+    }
+
+    #[test]
+    fn set_and_take_data_leave_no_stale_index() {
+        let mut e = lazy(r#"{"a":1}"#);
+        assert_eq!(e.take_data(), json!({"a": 1}));
+        assert!(!e.is_lazy());
+        let mut e = lazy(r#"{"a":1}"#);
+        e.set_data(json!(5));
+        assert_eq!(e.value(), &json!(5));
+        let mut e = lazy(r#"{"a":1}"#);
+        e.data_mut()["b"] = json!(2);
+        assert_eq!(e.value(), &json!({"a": 1, "b": 2}));
+        let mut not = Event::from_raw(EventId(2), b"[1]".to_vec(), None, 0);
+        assert!(!not.index_raw(), "only objects are indexed");
+        let mut bad = Event::from_raw(EventId(2), b"{".to_vec(), None, 0);
+        assert!(!bad.index_raw());
     }
 }
 

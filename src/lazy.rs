@@ -182,22 +182,22 @@ impl Lazy {
         true
     }
 
-    /// Removes top-level field `key` and returns its value (`Ok(None)` if
-    /// absent); `Err` (nothing done) when the object has duplicate keys.
-    pub fn remove(&mut self, key: &str) -> Result<Option<Value>, ()> {
+    /// Removes top-level field `key` and returns its value (`Some(None)`
+    /// if absent); `None` (nothing done) when the object has duplicate keys.
+    pub fn remove(&mut self, key: &str) -> Option<Option<Value>> {
         if self.duplicates {
-            return Err(());
+            return None;
         }
         self.tree = OnceLock::new();
         if let Some(at) = self.added.iter().position(|(k, _)| k == key) {
-            return Ok(Some(self.added.remove(at).1));
+            return Some(Some(self.added.remove(at).1));
         }
         let Some(i) = self.find(key) else {
-            return Ok(None);
+            return Some(None);
         };
         let old = self.get(key).cloned();
         self.fields[i].edit = Edit::Cut;
-        Ok(old)
+        Some(old)
     }
 
     /// The whole value, built once (bytes parsed, edits applied).
@@ -697,14 +697,14 @@ mod tests {
         out.clear();
         l.write(&mut out);
         assert_eq!(out, br#"{ "b" : 1.0 , "a":2, "c":[1, 2],"new":{"k":"v"} }"#);
-        assert_eq!(l.remove("b"), Ok(Some(json!(1.0))));
-        assert_eq!(l.remove("c"), Ok(Some(json!([1, 2]))));
+        assert_eq!(l.remove("b"), Some(Some(json!(1.0))));
+        assert_eq!(l.remove("c"), Some(Some(json!([1, 2]))));
         out.clear();
         l.write(&mut out);
         assert_eq!(out, br#"{ "a":2,"new":{"k":"v"} }"#);
         assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), *l.value());
-        assert_eq!(l.remove("a"), Ok(Some(json!(2))));
-        assert_eq!(l.remove("new"), Ok(Some(json!({"k": "v"}))));
+        assert_eq!(l.remove("a"), Some(Some(json!(2))));
+        assert_eq!(l.remove("new"), Some(Some(json!({"k": "v"}))));
         out.clear();
         l.write(&mut out);
         assert_eq!(out, b"{  }");
@@ -724,7 +724,7 @@ mod tests {
         let mut l = Lazy::index(br#"{"a":1,"b":2,"a":3}"#).unwrap();
         assert_eq!(l.get("a"), Some(&json!(3)));
         assert!(!l.set("c", json!(1)));
-        assert_eq!(l.remove("a"), Err(()));
+        assert_eq!(l.remove("a"), None);
         assert_eq!(l.value(), &json!({"a": 3, "b": 2}));
         let escaped = Lazy::index(br#"{"a":1,"\u0061":2}"#).unwrap();
         assert_eq!(escaped.get("a"), Some(&json!(2)));
@@ -800,7 +800,7 @@ mod tests {
                         }
                         None => {
                             let old = map.remove(&k);
-                            match l.remove(&k) { Ok(got) => prop_assert_eq!(got, old), Err(()) => return Ok(()) }
+                            match l.remove(&k) { Some(got) => prop_assert_eq!(got, old), None => return Ok(()) }
                         }
                     }
                 }
