@@ -317,7 +317,11 @@ fn scan(bytes: &[u8], fields: Option<&mut Vec<Field>>) -> Result<(usize, usize),
     if std::str::from_utf8(bytes).is_err() || bytes.len() > u32::MAX as usize {
         return Err(NotIndexed::Invalid);
     }
-    let mut s = Scanner { b: bytes, i: 0, depth: DEPTH };
+    let mut s = Scanner {
+        b: bytes,
+        i: 0,
+        depth: DEPTH,
+    };
     s.ws();
     let start = s.i;
     match fields {
@@ -610,23 +614,38 @@ mod tests {
     /// Checks every promise against serde_json for one input.
     fn agree(b: &[u8]) {
         let ok = serde_ok(b);
-        assert_eq!(validate(b), ok, "validate disagrees with serde_json on {:?}", String::from_utf8_lossy(b));
+        assert_eq!(
+            validate(b),
+            ok,
+            "validate disagrees with serde_json on {:?}",
+            String::from_utf8_lossy(b)
+        );
         match Lazy::index(b) {
             Ok(l) => {
                 let v: Value = serde_json::from_slice(b).expect("indexed bytes must parse");
                 assert_eq!(l.value(), &v, "{:?}", String::from_utf8_lossy(b));
-                let Value::Object(map) = &v else { panic!("indexed a non-object") };
+                let Value::Object(map) = &v else {
+                    panic!("indexed a non-object")
+                };
                 assert_eq!(&fields_of(&l), map);
                 let mut out = Vec::new();
                 l.write(&mut out);
                 let trimmed = String::from_utf8_lossy(b);
-                assert_eq!(String::from_utf8_lossy(&out), trimmed.trim_matches([' ', '\n', '\t', '\r']));
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    trimmed.trim_matches([' ', '\n', '\t', '\r'])
+                );
             }
             Err(NotIndexed::Invalid) => assert!(!ok, "index refused valid {:?}", String::from_utf8_lossy(b)),
             Err(NotIndexed::Other) => {
                 let v: Option<Value> = serde_json::from_slice(b).ok();
-                assert!(!matches!(v, Some(Value::Object(_))) || b.windows(8).any(|w| w == b"$serde_j") || b.contains(&b'\\'),
-                    "left a plain object to serde_json: {:?}", String::from_utf8_lossy(b));
+                assert!(
+                    !matches!(v, Some(Value::Object(_)))
+                        || b.windows(8).any(|w| w == b"$serde_j")
+                        || b.contains(&b'\\'),
+                    "left a plain object to serde_json: {:?}",
+                    String::from_utf8_lossy(b)
+                );
             }
         }
     }
@@ -635,20 +654,75 @@ mod tests {
     fn edge_cases_agree_with_serde_json() {
         let deep = |n: usize, open: &str, close: &str| format!("{}{}", open.repeat(n), close.repeat(n));
         let mut cases: Vec<Vec<u8>> = [
-            "{}", " {} ", "{ }", "\t{\"a\":1}\r\n", "{\"a\":1,}", "{,}", "{\"a\" 1}", "{\"a\":}", "{a:1}",
-            "{\"a\":1}x", "{\"a\":1} {}", "\u{feff}{}", "{\"a\":1e400}", "{\"a\":-0}", "{\"a\":-0.0e-0}",
-            "{\"a\":123456789012345678901234567890}", "{\"a\":-123456789012345678901234567890.5}",
-            "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":1e}", "{\"a\":1e+}", "{\"a\":+1}", "{\"a\":-}",
-            "{\"a\":1E5}", "{\"a\":0x1}", "{\"a\":NaN}", "{\"a\":Infinity}", "{\"a\":tru}", "{\"a\":nulll}",
-            "{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}", "{\"a\":\"\\ud800\\udc00\"}", "{\"a\":\"\\ud800\\u0041\"}",
-            "{\"a\":\"\\ud800\\ud800\\udc00\"}", "{\"a\":\"\\ud800x\"}", "{\"a\":\"\\uD83D\\uDE00\"}", "{\"a\":\"\\u00e9\"}",
-            "{\"a\":\"\\u00g9\"}", "{\"a\":\"\\u00\"}", "{\"a\":\"\\x\"}", "{\"a\":\"\\\"\"}", "{\"a\\\"b\":1}",
-            "{\"a\":\"tab\there\"}", "{\"a\":\"nl\nhere\"}", "{\"a\":\"\u{7f}\"}", "{\"a\":\"é\"}",
-            "{\"a\":1,\"a\":2}", "{\"a\":{\"b\":[1,{\"c\":null}]}}", "{\"a\":[1,]}", "{\"a\":[,1]}", "{\"a\":[]}",
-            "{\"$serde_json::private::Number\":\"12\"}", "{\"$serde_json::private::Number\":\"x\"}",
-            "{\"$serde_json::private::RawValue\":\"[1]\"}", "{\"b\":1,\"$serde_json::private::Number\":\"12\"}",
-            "{\"a\":{\"$serde_json::private::Number\":\"1.5\"}}", "{\"\\u0024serde_json::private::Number\":\"7\"}",
-            "", " ", "42", "\"s\"", "[1,2]", "null", "{", "}", "{\"a\":1", "{\"a\":\"x", "{\"a\"",
+            "{}",
+            " {} ",
+            "{ }",
+            "\t{\"a\":1}\r\n",
+            "{\"a\":1,}",
+            "{,}",
+            "{\"a\" 1}",
+            "{\"a\":}",
+            "{a:1}",
+            "{\"a\":1}x",
+            "{\"a\":1} {}",
+            "\u{feff}{}",
+            "{\"a\":1e400}",
+            "{\"a\":-0}",
+            "{\"a\":-0.0e-0}",
+            "{\"a\":123456789012345678901234567890}",
+            "{\"a\":-123456789012345678901234567890.5}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":.5}",
+            "{\"a\":1e}",
+            "{\"a\":1e+}",
+            "{\"a\":+1}",
+            "{\"a\":-}",
+            "{\"a\":1E5}",
+            "{\"a\":0x1}",
+            "{\"a\":NaN}",
+            "{\"a\":Infinity}",
+            "{\"a\":tru}",
+            "{\"a\":nulll}",
+            "{\"a\":\"\\ud800\"}",
+            "{\"a\":\"\\udc00\"}",
+            "{\"a\":\"\\ud800\\udc00\"}",
+            "{\"a\":\"\\ud800\\u0041\"}",
+            "{\"a\":\"\\ud800\\ud800\\udc00\"}",
+            "{\"a\":\"\\ud800x\"}",
+            "{\"a\":\"\\uD83D\\uDE00\"}",
+            "{\"a\":\"\\u00e9\"}",
+            "{\"a\":\"\\u00g9\"}",
+            "{\"a\":\"\\u00\"}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\\"\"}",
+            "{\"a\\\"b\":1}",
+            "{\"a\":\"tab\there\"}",
+            "{\"a\":\"nl\nhere\"}",
+            "{\"a\":\"\u{7f}\"}",
+            "{\"a\":\"é\"}",
+            "{\"a\":1,\"a\":2}",
+            "{\"a\":{\"b\":[1,{\"c\":null}]}}",
+            "{\"a\":[1,]}",
+            "{\"a\":[,1]}",
+            "{\"a\":[]}",
+            "{\"$serde_json::private::Number\":\"12\"}",
+            "{\"$serde_json::private::Number\":\"x\"}",
+            "{\"$serde_json::private::RawValue\":\"[1]\"}",
+            "{\"b\":1,\"$serde_json::private::Number\":\"12\"}",
+            "{\"a\":{\"$serde_json::private::Number\":\"1.5\"}}",
+            "{\"\\u0024serde_json::private::Number\":\"7\"}",
+            "",
+            " ",
+            "42",
+            "\"s\"",
+            "[1,2]",
+            "null",
+            "{",
+            "}",
+            "{\"a\":1",
+            "{\"a\":\"x",
+            "{\"a\"",
         ]
         .iter()
         .map(|s| s.as_bytes().to_vec())
@@ -757,7 +831,10 @@ mod tests {
         let mutation = prop_oneof![
             Just(None),
             (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Some((0u8, i, b))),
-            (any::<prop::sample::Index>(), prop::sample::select(b"{}[]\",:\\ .-eE0u\xff\x01".to_vec()))
+            (
+                any::<prop::sample::Index>(),
+                prop::sample::select(b"{}[]\",:\\ .-eE0u\xff\x01".to_vec())
+            )
                 .prop_map(|(i, b)| Some((1u8, i, b))),
             any::<prop::sample::Index>().prop_map(|i| Some((2u8, i, 0))),
         ];

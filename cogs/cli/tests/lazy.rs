@@ -39,9 +39,10 @@ fn lines(n: usize) -> Vec<Vec<u8>> {
             if i % 7 == 3 {
                 return bad[(r % bad.len() as u64) as usize].to_vec();
             }
-            let level = ["info", "warning", "error", "debug", "info", "info", "warning", "info", "info", "info"]
-                [(r % 10) as usize];
-            let mut fields = vec![
+            let level = [
+                "info", "warning", "error", "debug", "info", "info", "warning", "info", "info", "info",
+            ][(r % 10) as usize];
+            let mut fields = [
                 format!("\"level\":\"{level}\""),
                 format!("\"ts\":\"2026-11-22T10:00:{:02}.{:03}Z\"", r % 60, r % 1000),
                 format!("\"bytes\":{}", r % 100_000),
@@ -125,13 +126,23 @@ fn the_standard_job_lazily_writes_each_kept_line_as_read_with_the_field_added() 
         .filter(|l| !l.starts_with("{\"value\"") && !l.starts_with("{\"pipeline\""))
         .flat_map(|l| [l, "\n"])
         .collect();
-    assert_eq!(kept_objects, expected, "object lines are the input with the field added");
+    assert_eq!(
+        kept_objects, expected,
+        "object lines are the input with the field added"
+    );
     // Everything (non-objects too) holds what the tree path writes.
-    let parse = |s: &str| s.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>();
+    let parse = |s: &str| {
+        s.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(parse(&lazy), parse(&text(&tree)));
     // Bad lines are counted as serde_json counts them, and none is kept.
     let all = "malformed JSON input(s) in the last";
-    let summary = lazy_log.lines().rfind(|l| l.contains(all)).unwrap_or_else(|| panic!("{lazy_log}"));
+    let summary = lazy_log
+        .lines()
+        .rfind(|l| l.contains(all))
+        .unwrap_or_else(|| panic!("{lazy_log}"));
     assert!(summary.ends_with(&format!("({malformed} in all)")), "{summary}");
     assert_eq!(lazy.lines().count(), parse(&text(&tree)).len());
 }
@@ -147,6 +158,9 @@ fn lazy_decoding_is_refused_where_it_does_not_read_raw_into_data() {
             ..JsonDecodeSettings::default()
         };
         let err = settings.validate().unwrap_err().to_string();
-        assert!(err.contains("lazy") && err.contains(source) && err.contains(target), "{err}");
+        assert!(
+            err.contains("lazy") && err.contains(source) && err.contains(target),
+            "{err}"
+        );
     }
 }
