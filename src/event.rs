@@ -253,11 +253,13 @@ impl Json for Event {
     }
 
     fn json_put(&mut self, path: &Path, value: Value) {
-        if let (Some(lazy), [key]) = (&mut self.lazy, path.parts()) {
-            if lazy.set(key, value.clone()) {
-                return;
-            }
-        }
+        let value = match (&mut self.lazy, path.parts()) {
+            (Some(lazy), [key]) => match lazy.set(key, value) {
+                Ok(()) => return,
+                Err(value) => value,
+            },
+            _ => value,
+        };
         *path.place(self.data_mut()) = value;
     }
 

@@ -89,7 +89,8 @@ impl Lazy {
     /// Indexes `bytes` (surrounding JSON whitespace allowed) if they are
     /// one JSON object as serde_json reads it.
     pub fn index(bytes: &[u8]) -> Result<Lazy, NotIndexed> {
-        let mut fields = Vec::new();
+        // Most events have a few fields: one allocation, no regrowth.
+        let mut fields = Vec::with_capacity(16);
         let (start, end) = scan(bytes, Some(&mut fields))?;
         let mut lazy = Lazy {
             bytes: bytes[start..end].into(),
@@ -165,11 +166,12 @@ impl Lazy {
         }
     }
 
-    /// Sets top-level field `key`; `false` (nothing done) when the object
-    /// has duplicate keys, which only the tree can edit as serde_json would.
-    pub fn set(&mut self, key: &str, value: Value) -> bool {
+    /// Sets top-level field `key`; `Err` gives the value back (nothing
+    /// done) when the object has duplicate keys, which only the tree can
+    /// edit as serde_json would.
+    pub fn set(&mut self, key: &str, value: Value) -> Result<(), Value> {
         if self.duplicates {
-            return false;
+            return Err(value);
         }
         self.tree = OnceLock::new();
         if let Some(slot) = self.added.iter_mut().find(|(k, _)| k == key) {
@@ -179,7 +181,7 @@ impl Lazy {
         } else {
             self.added.push((key.to_owned(), value));
         }
-        true
+        Ok(())
     }
 
     /// Removes top-level field `key` and returns its value (`Some(None)`
@@ -246,6 +248,7 @@ impl Lazy {
     /// `serde_json::to_writer` writes them).
     pub fn write(&self, out: &mut Vec<u8>) {
         let b = &self.bytes[..];
+        out.reserve(b.len() + 64);
         let Some(last) = self.fields.last() else {
             out.extend_from_slice(&b[..b.len() - 1]);
             self.write_added(out, false);
@@ -766,8 +769,8 @@ mod tests {
         let mut out = Vec::new();
         l.write(&mut out);
         assert_eq!(out, br#"{ "b" : 1.0 , "a":"x\"y", "c":[1, 2] }"#);
-        assert!(l.set("new", json!({"k": "v"})));
-        assert!(l.set("a", json!(2)));
+        assert!(l.set("new", json!({"k": "v"})).is_ok());
+        assert!(l.set("a", json!(2)).is_ok());
         out.clear();
         l.write(&mut out);
         assert_eq!(out, br#"{ "b" : 1.0 , "a":2, "c":[1, 2],"new":{"k":"v"} }"#);
@@ -782,12 +785,12 @@ mod tests {
         out.clear();
         l.write(&mut out);
         assert_eq!(out, b"{  }");
-        assert!(l.set("z", json!(null)));
+        assert!(l.set("z", json!(null)).is_ok());
         out.clear();
         l.write(&mut out);
         assert_eq!(out, br#"{ "z":null }"#);
         let mut empty = Lazy::index(b"{}").unwrap();
-        assert!(empty.set("k", json!("v")));
+        assert!(empty.set("k", json!("v")).is_ok());
         out.clear();
         empty.write(&mut out);
         assert_eq!(out, br#"{"k":"v"}"#);
@@ -797,7 +800,7 @@ mod tests {
     fn duplicate_keys_read_the_last_and_refuse_edits_in_place() {
         let mut l = Lazy::index(br#"{"a":1,"b":2,"a":3}"#).unwrap();
         assert_eq!(l.get("a"), Some(&json!(3)));
-        assert!(!l.set("c", json!(1)));
+        assert_eq!(l.set("c", json!(1)), Err(json!(1)));
         assert_eq!(l.remove("a"), None);
         assert_eq!(l.value(), &json!({"a": 3, "b": 2}));
         let escaped = Lazy::index(br#"{"a":1,"\u0061":2}"#).unwrap();
@@ -873,7 +876,7 @@ mod tests {
                     let map = tree.as_object_mut().unwrap();
                     match v {
                         Some(v) => {
-                            if l.set(&k, json!(v)) { map.insert(k, json!(v)); } else { return Ok(()); }
+                            if l.set(&k, json!(v)).is_ok() { map.insert(k, json!(v)); } else { return Ok(()); }
                         }
                         None => {
                             let old = map.remove(&k);
