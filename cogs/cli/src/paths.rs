@@ -57,6 +57,21 @@ const SETTINGS: &[(&str, &str, Use)] = &[
     ("jetstream_publish", "auth.tls_ca_file", Use::Reads),
     ("jetstream_publish", "auth.tls_cert_file", Use::Reads),
     ("jetstream_publish", "auth.tls_key_file", Use::Reads),
+    ("kv_watch", "state_dir", Use::WritesDir),
+    ("kv_watch", "auth.credentials_file", Use::Reads),
+    ("kv_watch", "auth.token_file", Use::Reads),
+    ("kv_watch", "auth.nkey_file", Use::Reads),
+    ("kv_watch", "auth.password_file", Use::Reads),
+    ("kv_watch", "auth.tls_ca_file", Use::Reads),
+    ("kv_watch", "auth.tls_cert_file", Use::Reads),
+    ("kv_watch", "auth.tls_key_file", Use::Reads),
+    ("kv_put", "auth.credentials_file", Use::Reads),
+    ("kv_put", "auth.token_file", Use::Reads),
+    ("kv_put", "auth.nkey_file", Use::Reads),
+    ("kv_put", "auth.password_file", Use::Reads),
+    ("kv_put", "auth.tls_ca_file", Use::Reads),
+    ("kv_put", "auth.tls_cert_file", Use::Reads),
+    ("kv_put", "auth.tls_key_file", Use::Reads),
 ];
 
 /// One path a configuration names.

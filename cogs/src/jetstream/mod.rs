@@ -1,6 +1,9 @@
 //! NATS JetStream: the `jetstream_publish` drain ([`JetStreamDrain`]) and the
 //! `jetstream_consume` supply ([`JetStreamSupply`]), so trains on several
-//! hosts exchange events through an existing engine, at least once end to end.
+//! hosts exchange events through an existing engine, at least once end to end;
+//! and on JetStream's key-value buckets, the `kv_watch` supply
+//! ([`KvWatchSupply`]) and the `kv_put` drain ([`KvPutDrain`]), so nodes
+//! share values: a node that starts late catches up on every key.
 //!
 //! # Threads
 //!
@@ -32,7 +35,25 @@
 //! published again by its own supply after a restart (a tail's checkpoint
 //! only advances over events done).
 //!
-//! # Settings shared by both cogs
+//! # Key-value buckets
+//!
+//! - `kv_put` reports an event done once the server acknowledged its put
+//!   (or delete, or purge); the value is stored as its JSON text. With
+//!   `revision_field` it is a compare-and-set: a put refused because the key
+//!   moved on is counted (`conflicts`), logged (throttled) and sent to
+//!   `error_output` if set, else dropped.
+//! - `kv_watch` hands every entry of the bucket (or of the keys matching a
+//!   pattern) in revision order, with its key, value (the JSON it holds,
+//!   else its text), revision and operation. It keeps the last revision
+//!   whose event, and every one before, is done in its `state_dir` (a
+//!   [`Store`](tourbillon::Store), saved once per loop turn at most), and a
+//!   restart resumes after it: nothing is lost to a `kill -9` or a server
+//!   restart; what was done after the last save comes again (duplicates,
+//!   at most a turn's worth plus what was in flight). A bucket keeps
+//!   `history` revisions per key: a watcher away longer than that many
+//!   updates of one key sees only the ones kept.
+//!
+//! # Settings shared by the cogs
 //!
 //! `servers` (default `["nats://127.0.0.1:4222"]`) and [`auth`](Auth):
 //! credentials, token, nkey and TLS are given as names of files, never as
@@ -41,6 +62,9 @@
 mod client;
 mod consume;
 mod consume_settings;
+mod kv_bucket;
+mod kv_put;
+mod kv_watch;
 mod publish;
 mod pull_helper;
 mod reject;
@@ -48,5 +72,7 @@ mod reject;
 pub use client::Auth;
 pub use consume::{Delivery, JetStreamSupply, SupplyStats};
 pub use consume_settings::{ConsumeSettings, Deliver};
+pub use kv_put::{KvOperation, KvPutDrain, KvPutSettings, KvPutStats};
+pub use kv_watch::{KvDeliver, KvEntry, KvWatchSettings, KvWatchStats, KvWatchSupply};
 pub use publish::{JetStreamDrain, PublishSettings, PublishStats};
 pub use reject::{Reject, RejectSettings, RejectStep, Rejects};

@@ -1,20 +1,22 @@
 //! The JetStream cog kinds (feature `nats`): `jetstream_consume`,
 //! `jetstream_publish`, and `jetstream_reject`, which rejects through the
-//! consume supply of its own train.
+//! consume supply of its own train; `kv_watch` and `kv_put` on key-value
+//! buckets.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tourbillon::{Event, Role};
 use tourbillon_cogs::jetstream::{
-    ConsumeSettings, JetStreamDrain, JetStreamSupply, PublishSettings, RejectSettings, RejectStep, Rejects,
+    ConsumeSettings, JetStreamDrain, JetStreamSupply, KvPutDrain, KvPutSettings, KvWatchSettings, KvWatchSupply,
+    PublishSettings, RejectSettings, RejectStep, Rejects,
 };
 use tourbillon_cogs::Error;
 
 use crate::registry::{BuildEnv, Registry};
 
-/// Adds `jetstream_consume`, `jetstream_publish` and `jetstream_reject` to
-/// a registry. A `jetstream_reject` step rejects through the
+/// Adds `jetstream_consume`, `jetstream_publish`, `jetstream_reject`,
+/// `kv_watch` and `kv_put` to a registry. A `jetstream_reject` step rejects through the
 /// `jetstream_consume` supply built before it in the same train.
 pub fn register(r: &mut Registry) {
     let supplies: Arc<Mutex<HashMap<String, Rejects>>> = Arc::default();
@@ -48,6 +50,20 @@ pub fn register(r: &mut Registry) {
         Role::Drain,
         |s: &PublishSettings, _: &BuildEnv| s.validate(),
         |s, _| JetStreamDrain::new(s),
+    );
+    r.add(
+        "kv_watch",
+        "supply: every put and delete of a JetStream key-value bucket, resumed after the last revision done",
+        Role::Supply,
+        |s: &KvWatchSettings, _: &BuildEnv| s.validate(),
+        |s, _| KvWatchSupply::new(s),
+    );
+    r.add(
+        "kv_put",
+        "drain: put (or delete) a key of a JetStream key-value bucket, done on the server's ack",
+        Role::Drain,
+        |s: &KvPutSettings, _: &BuildEnv| s.validate(),
+        |s, _| KvPutDrain::new(s),
     );
     let needs_consume = || Error::Setting {
         key: "kind".into(),
