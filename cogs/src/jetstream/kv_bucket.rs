@@ -79,6 +79,27 @@ pub(crate) fn valid_key(key: &str, wildcards: bool) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '_' | '=' | '.'))
 }
 
+/// The stream of a bucket, as `nats kv add` makes it. Made here rather
+/// than by the client's `create_key_value`, which asks the server for
+/// account details that servers before 2.10 do not give in its format.
+fn stream_config(bucket: &str, s: &BucketSettings) -> async_nats::jetstream::stream::Config {
+    use async_nats::jetstream::stream::{Config, DiscardPolicy, StorageType};
+    Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: s.history,
+        max_message_size: s.max_value_size,
+        storage: StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: DiscardPolicy::New,
+        duplicate_window: Duration::from_secs(120),
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
 /// Binds the bucket (creating it if asked), retrying while the server is
 /// away; `who` names the cog in log lines.
 pub(super) async fn bind(
@@ -92,15 +113,13 @@ pub(super) async fn bind(
     loop {
         let attempt = match js.get_key_value(bucket).await {
             Ok(store) => Ok(store),
-            Err(e) if s.create_bucket => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.to_owned(),
-                    history: s.history,
-                    max_value_size: s.max_value_size,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|c| format!("bucket {bucket}: {e}; creating it: {c}")),
+            Err(e) if s.create_bucket => match js.get_or_create_stream(stream_config(bucket, s)).await {
+                Ok(_) => js
+                    .get_key_value(bucket)
+                    .await
+                    .map_err(|e| format!("bucket {bucket}: {e}")),
+                Err(c) => Err(format!("bucket {bucket}: {e}; creating it: {c}")),
+            },
             Err(e) => Err(format!("bucket {bucket}: {e} (create it, or set create_bucket = true)")),
         };
         match attempt {

@@ -26,7 +26,10 @@ pub fn nats_server() -> Option<PathBuf> {
 
 macro_rules! server_or_skip {
     ($name:expr) => {
-        match Server::start() {
+        server_or_skip!($name, None)
+    };
+    ($name:expr, $config:expr) => {
+        match Server::start_with($config) {
             Some(s) => s,
             None => {
                 eprintln!(
@@ -45,10 +48,17 @@ pub struct Server {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Lines of a configuration file given with `-c` (`max_payload: 4MB`).
+    config: Option<String>,
 }
 
 impl Server {
     pub fn start() -> Option<Server> {
+        Server::start_with(None)
+    }
+
+    /// A server with these configuration file lines too.
+    pub fn start_with(config: Option<&str>) -> Option<Server> {
         let bin = nats_server()?;
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut s = Server {
@@ -56,6 +66,7 @@ impl Server {
             child: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            config: config.map(str::to_owned),
         };
         s.run();
         Some(s)
@@ -67,7 +78,13 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .unwrap();
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some(lines) = &self.config {
+            let path = self.dir.path().join("server.conf");
+            fs::write(&path, lines).unwrap();
+            command.arg("-c").arg(path);
+        }
+        let child = command
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(self.dir.path().join("store"))
             .stdout(Stdio::null())
