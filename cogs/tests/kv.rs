@@ -149,8 +149,14 @@ fn a_node_started_late_gets_every_key_and_every_update() {
     for (i, e) in all.iter().enumerate() {
         assert_eq!(e["revision"], json!(i + 1), "revision order at {i}: {e}");
     }
-    assert_eq!(all[0], json!({"key": "even.k0", "value": {"k": 0, "round": 0}, "revision": 1, "operation": "put"}));
-    assert_eq!(all[puts - 1], json!({"key": "even.k0", "value": null, "revision": puts, "operation": "delete"}));
+    assert_eq!(
+        all[0],
+        json!({"key": "even.k0", "value": {"k": 0, "round": 0}, "revision": 1, "operation": "put"})
+    );
+    assert_eq!(
+        all[puts - 1],
+        json!({"key": "even.k0", "value": null, "revision": puts, "operation": "delete"})
+    );
 
     // The last of each key: k0's delete, and the third round of the others.
     let last = watch(
@@ -258,7 +264,10 @@ fn a_compare_and_set_that_loses_is_counted_and_its_event_done() {
     assert_eq!(stats.invalid.get(), 1, "the bad key");
     let (c, fresh) = block(async {
         let kv = js(&server).await.get_key_value("cas").await.unwrap();
-        (kv.get("c").await.unwrap().unwrap(), kv.get("fresh").await.unwrap().unwrap())
+        (
+            kv.get("c").await.unwrap().unwrap(),
+            kv.get("fresh").await.unwrap().unwrap(),
+        )
     });
     assert_eq!(&c[..], b"1");
     assert_eq!(&fresh[..], b"4");
@@ -269,7 +278,11 @@ fn a_watcher_resumes_after_the_last_revision_it_finished() {
     let server = server_or_skip!("a_watcher_resumes_after_the_last_revision_it_finished");
     let _g = exclusive();
     let state = tempfile::tempdir().unwrap();
-    let values = |from: usize| (from..from + 50).map(|i| json!({"key": "x", "value": i})).collect::<Vec<_>>();
+    let values = |from: usize| {
+        (from..from + 50)
+            .map(|i| json!({"key": "x", "value": i}))
+            .collect::<Vec<_>>()
+    };
     put(put_settings(&server, "resume"), values(0));
     let settings = KvWatchSettings {
         state_dir: Some(state.path().join("w")),

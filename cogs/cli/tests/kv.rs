@@ -179,7 +179,9 @@ fn a_compare_and_set_that_loses_goes_to_the_error_output() {
     let mut stdin = p.child().stdin.take().unwrap();
     // Both expect the key not to exist: the second loses.
     stdin
-        .write_all(b"{\"key\":\"c\",\"value\":{\"who\":1},\"rev\":0}\n{\"key\":\"c\",\"value\":{\"who\":2},\"rev\":0}\n")
+        .write_all(
+            b"{\"key\":\"c\",\"value\":{\"who\":1},\"rev\":0}\n{\"key\":\"c\",\"value\":{\"who\":2},\"rev\":0}\n",
+        )
         .unwrap();
     drop(stdin);
     let status = p.child().wait().unwrap();
@@ -190,8 +192,29 @@ fn a_compare_and_set_that_loses_goes_to_the_error_output() {
     let v: Value = serde_json::from_str(&lost[0]).unwrap();
     assert_eq!(v["value"]["who"], 2);
     assert!(v["error"].as_str().unwrap().contains("wrong last sequence"), "{v}");
-    let value = block(async { js(&server).await.get_key_value("cas").await.unwrap().get("c").await.unwrap() });
+    let value = block(async {
+        js(&server)
+            .await
+            .get_key_value("cas")
+            .await
+            .unwrap()
+            .get("c")
+            .await
+            .unwrap()
+    });
     assert_eq!(value.as_deref(), Some(&b"{\"who\":1}"[..]));
     let log = fs::read_to_string(&log).unwrap();
-    assert!(log.contains("key c:") && log.contains("sent to the error output"), "{log}");
+    assert!(
+        log.contains("key c:") && log.contains("sent to the error output"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_example_nodes_pass_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/kv_nodes");
+    for name in ["counter.toml", "node.toml", "writer.toml"] {
+        let out = Command::new(BIN).arg("check").arg(dir.join(name)).output().unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }

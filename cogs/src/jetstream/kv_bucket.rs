@@ -44,7 +44,10 @@ impl BucketSettings {
             return Err(Error::setting("history", "from 1 to 64 revisions per key"));
         }
         if self.max_value_size == 0 || self.max_value_size < -1 {
-            return Err(Error::setting("max_value_size", "-1 (the server's limit) or at least 1"));
+            return Err(Error::setting(
+                "max_value_size",
+                "-1 (the server's limit) or at least 1",
+            ));
         }
         Ok(())
     }
@@ -52,7 +55,11 @@ impl BucketSettings {
 
 /// A bucket name: letters, digits, `-` and `_`.
 pub(super) fn validate_bucket(bucket: &str) -> Result<(), Error> {
-    if bucket.is_empty() || !bucket.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if bucket.is_empty()
+        || !bucket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(Error::setting(
             "bucket",
             format!("`{bucket}`: required, letters, digits, `-` and `_` only"),

@@ -278,14 +278,22 @@ impl<D> KvPutDrain<D> {
         let key = match self.key.get(datum) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
-            Some(v) => return Err(format!("field {} is {}, not a key", self.settings.key_field, crate::access::kind_name(v))),
+            Some(v) => {
+                return Err(format!(
+                    "field {} is {}, not a key",
+                    self.settings.key_field,
+                    crate::access::kind_name(v)
+                ))
+            }
             None => match &self.settings.key {
                 Some(k) => k.clone(),
                 None => return Err(format!("no field {} and no `key` setting", self.settings.key_field)),
             },
         };
         if !kv_bucket::valid_key(&key, false) {
-            return Err(format!("`{key}` is not a key (`[-/_=.a-zA-Z0-9]+`, no `.` at either end)"));
+            return Err(format!(
+                "`{key}` is not a key (`[-/_=.a-zA-Z0-9]+`, no `.` at either end)"
+            ));
         }
         let operation = match self.operation.as_ref().and_then(|g| g.get(datum)) {
             None => self.settings.operation,
@@ -293,10 +301,17 @@ impl<D> KvPutDrain<D> {
                 Some("put") => KvOperation::Put,
                 Some("delete") => KvOperation::Delete,
                 Some("purge") => KvOperation::Purge,
-                _ => return Err(format!("key {key}: operation {v} is not \"put\", \"delete\" or \"purge\"")),
+                _ => {
+                    return Err(format!(
+                        "key {key}: operation {v} is not \"put\", \"delete\" or \"purge\""
+                    ))
+                }
             },
         };
-        let revision = match (&self.settings.revision_field, self.revision.as_ref().and_then(|g| g.get(datum))) {
+        let revision = match (
+            &self.settings.revision_field,
+            self.revision.as_ref().and_then(|g| g.get(datum)),
+        ) {
             (_, None) => None,
             (_, Some(v)) if v.as_u64().is_some() => v.as_u64(),
             (Some(f), Some(v)) => return Err(format!("key {key}: field {f} is {v}, not a revision")),
@@ -329,7 +344,11 @@ impl<D> KvPutDrain<D> {
             }
         };
         if let Verdict::Log { held } = self.refused_log.hit(ctx.now()) {
-            log::warn!("kv_put: bucket {}: {why}: {fate}{}", self.settings.bucket, held_note(held));
+            log::warn!(
+                "kv_put: bucket {}: {why}: {fate}{}",
+                self.settings.bucket,
+                held_note(held)
+            );
         }
     }
 }

@@ -601,11 +601,7 @@ fn helper(settings: KvWatchSettings, after: Option<u64>, rx: UnboundedReceiver<C
 
 /// Opens a watch after revision `after`, or as `deliver` says; retries
 /// while the server is away.
-async fn watch(
-    js: &async_nats::jetstream::Context,
-    s: &KvWatchSettings,
-    after: &mut Option<u64>,
-) -> kv::Watch {
+async fn watch(js: &async_nats::jetstream::Context, s: &KvWatchSettings, after: &mut Option<u64>) -> kv::Watch {
     let mut throttle = LogThrottle::new(Duration::from_secs(10));
     let mut backoff = super::client::Backoff::new();
     loop {
@@ -636,7 +632,11 @@ async fn watch(
             Ok(w) => return w,
             Err(e) => {
                 if let Verdict::Log { held } = throttle.hit(std::time::Instant::now()) {
-                    log::warn!("kv_watch: bucket {}: cannot watch: {e}; retrying{}", s.bucket, held_note(held));
+                    log::warn!(
+                        "kv_watch: bucket {}: cannot watch: {e}; retrying{}",
+                        s.bucket,
+                        held_note(held)
+                    );
                 }
             }
         }
