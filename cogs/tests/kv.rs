@@ -1,8 +1,8 @@
 //! The key-value cogs in process, against a real `nats-server -js` on a
 //! free loopback port: a watcher started after the puts sees every key
 //! and every update (or the last of each key, or the keys of a pattern);
-//! values of 1 MiB arrive whole; a compare-and-set that loses is counted
-//! and its event done; a watcher with a state directory resumes after the
+//! values of 1 MiB arrive whole; a compare-and-set that loses, and a value
+//! over the server's max_payload, are counted and their event done; a watcher with a state directory resumes after the
 //! last revision it finished. `kill -9` and a server restart, with the
 //! binary: `cogs/cli/tests/kv.rs`.
 //!
@@ -256,12 +256,14 @@ fn a_compare_and_set_that_loses_is_counted_and_its_event_done() {
             json!({"key": "bad key", "value": 3}),
             json!({"key": "fresh", "value": 4, "rev": 0}),
             json!({"key": "c", "value": 5, "rev": 0}),
+            // More than the server's max_payload (1 MiB): refused at once.
+            json!({"key": "huge", "value": "x".repeat(2 << 20)}),
         ],
     );
     // The train ended: every event was done, the refused ones too.
     assert_eq!(stats.acked.get(), 2, "the winner and the new key");
     assert_eq!(stats.conflicts.get(), 2, "the loser, and a put on a key that exists");
-    assert_eq!(stats.invalid.get(), 1, "the bad key");
+    assert_eq!(stats.invalid.get(), 2, "the bad key, the value too big");
     let (c, fresh) = block(async {
         let kv = js(&server).await.get_key_value("cas").await.unwrap();
         (

@@ -166,6 +166,8 @@ pub struct KvPutStats {
     pub retries: Counter,
 }
 
+/// Bytes kept for the headers (message id, operation, expected revision).
+const HEADROOM: usize = 256;
 const REMOTE: u64 = 0;
 const FLUSH: u64 = 1;
 
@@ -562,7 +564,7 @@ async fn run(settings: KvPutSettings, mut rx: UnboundedReceiver<Vec<Put>>, remot
         .timeout(timeout)
         .max_ack_inflight(settings.max_in_flight)
         .backpressure_on_inflight(true)
-        .build(client);
+        .build(client.clone());
     // The bucket must exist (or be made) before the first put: a put to a
     // bucket not there would be refused (no stream has its subject).
     kv_bucket::bind(&js, &settings.bucket, &settings.bucket_settings(), "kv_put").await;
@@ -611,6 +613,16 @@ async fn run(settings: KvPutSettings, mut rx: UnboundedReceiver<Vec<Put>>, remot
     let mut batches = Vec::with_capacity(16);
     while rx.recv_many(&mut batches, 16).await > 0 {
         for p in batches.drain(..).flatten() {
+            // Too big for the server: no send would ever land.
+            let max = client.server_info().max_payload;
+            if max > 0 && p.payload.len() + p.subject.len() + HEADROOM > max {
+                let why = format!(
+                    "a value of {} bytes is more than the server's max_payload ({max} bytes) allows",
+                    p.payload.len()
+                );
+                let _ = out_tx.send(Outcome::Refused(p.seq, why, false));
+                continue;
+            }
             match js.send_publish(p.subject.clone(), message(&p)).await {
                 Ok(ack) => {
                     let _ = ack_tx.send((p, ack, tokio::time::Instant::now() + timeout));
