@@ -195,7 +195,18 @@ fn child_writer() {
         return;
     };
     let policy = policy(&std::env::var("STORE_POLICY").unwrap());
-    let mut store = Store::<Vec<Item>, Item>::open(&dir, StoreOptions::new().fsync(policy)).unwrap();
+    // The parent's store of the previous iteration is dropped, but a child
+    // that another test of the same process is forking at that moment
+    // holds a copy of its lock until it execs: wait that out.
+    let since = Instant::now();
+    let mut store = loop {
+        match Store::<Vec<Item>, Item>::open(&dir, StoreOptions::new().fsync(policy)) {
+            Err(StoreError::Locked { .. }) if since.elapsed() < Duration::from_secs(2) => {
+                thread::sleep(Duration::from_millis(5))
+            }
+            other => break other.unwrap(),
+        }
+    };
     let mut items = store.recover(Vec::new, |items, item| items.push(item)).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready {}", items.len()).unwrap();
