@@ -267,13 +267,7 @@ pub fn load(sources: &Sources) -> Result<Layered, ConfigErrors> {
         };
         match parsed {
             Ok((path, value)) => {
-                let mut tree = value;
-                for seg in path.0.iter().rev() {
-                    tree = match seg {
-                        Seg::Key(k) => Value::Object(Map::from_iter([(k.clone(), tree)])),
-                        Seg::Index(i) => Value::Object(Map::from_iter([(i.to_string(), tree)])),
-                    };
-                }
+                let tree = tree_at(&path, value);
                 let o = Origin::Env(k.clone());
                 merge(&mut layered, tree, KeyPath::default(), &|_| o.clone(), &mut errors)
             }
@@ -335,13 +329,7 @@ pub fn load(sources: &Sources) -> Result<Layered, ConfigErrors> {
     for set in &sources.sets {
         match parse_set(set) {
             Ok((path, value)) => {
-                let mut tree = value;
-                for seg in path.0.iter().rev() {
-                    tree = match seg {
-                        Seg::Key(k) => Value::Object(Map::from_iter([(k.clone(), tree)])),
-                        Seg::Index(i) => Value::Object(Map::from_iter([(i.to_string(), tree)])),
-                    };
-                }
+                let tree = tree_at(&path, value);
                 let o = Origin::Flag(set.clone());
                 merge(&mut layered, tree, KeyPath::default(), &|_| o.clone(), &mut errors)
             }
@@ -408,6 +396,15 @@ fn parse_set(set: &str) -> Result<(KeyPath, Value), String> {
         _ => Value::String(value.to_owned()),
     };
     Ok((path, value))
+}
+
+/// `value` under `path`, as nested tables (a list position as a key, which
+/// [`merge`] lays on the list's item).
+fn tree_at(path: &KeyPath, value: Value) -> Value {
+    path.0.iter().rev().fold(value, |tree, seg| match seg {
+        Seg::Key(k) => Value::Object(Map::from_iter([(k.clone(), tree)])),
+        Seg::Index(i) => Value::Object(Map::from_iter([(i.to_string(), tree)])),
+    })
 }
 
 /// Lays `over` on `layered.value` at `path`, recording origins of leaves.
