@@ -161,6 +161,12 @@ pub trait Json: 'static {
     fn json_put(&mut self, path: &Path, value: Value) {
         *path.place(self.json_mut()) = value;
     }
+    /// Writes a value shared with the caller at `path`: a cog that sets the
+    /// same value on every datum calls this, and data that can keep the
+    /// value shared (an [`Event`] decoded lazily) copy a pointer, not it.
+    fn json_put_shared(&mut self, path: &Path, value: &Arc<Value>) {
+        self.json_put(path, Value::clone(value))
+    }
     /// Removes and returns the value at `path`.
     fn json_remove(&mut self, path: &Path) -> Option<Value> {
         path.take(self.json_mut())
@@ -185,22 +191,35 @@ impl Json for Value {
 pub struct Path {
     parts: Vec<String>,
     text: String,
+    /// The one part of a one-part path, shared: data that keep keys
+    /// (an [`Event`] decoded lazily) copy a pointer, not the key.
+    key: Option<Arc<str>>,
 }
 
 impl Path {
     /// Parses a dotted path or a JSON pointer (leading `/`, `~1` for `/`, `~0` for `~`).
     pub fn parse(text: &str) -> Path {
-        let parts = match text.strip_prefix('/') {
+        let parts: Vec<String> = match text.strip_prefix('/') {
             Some(pointer) => pointer
                 .split('/')
                 .map(|p| p.replace("~1", "/").replace("~0", "~"))
                 .collect(),
             None => text.split('.').map(str::to_owned).collect(),
         };
+        let key = match &parts[..] {
+            [one] => Some(Arc::from(one.as_str())),
+            _ => None,
+        };
         Path {
             parts,
             text: text.to_owned(),
+            key,
         }
+    }
+
+    /// The key of a path of one part, shared.
+    pub(crate) fn shared_key(&self) -> Option<&Arc<str>> {
+        self.key.as_ref()
     }
 
     /// Its parts: the keys (and list positions) from the top down.
@@ -286,6 +305,18 @@ impl<D: Json> Setter<D, Value> {
         let p = Path::parse(path);
         Setter::new(path, move |mut d: D, v| {
             d.json_put(&p, v);
+            d
+        })
+    }
+}
+
+impl<D: Json> Setter<D, Arc<Value>> {
+    /// Writes a shared JSON value at a field path (see
+    /// [`Json::json_put_shared`]): for a value set on every datum.
+    pub fn path_shared(path: &str) -> Self {
+        let p = Path::parse(path);
+        Setter::new(path, move |mut d: D, v: Arc<Value>| {
+            d.json_put_shared(&p, &v);
             d
         })
     }

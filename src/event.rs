@@ -156,9 +156,9 @@ impl Event {
     /// it is not JSON, not an object, or an object serde_json reads as
     /// something else).
     pub fn index_raw(&mut self) -> bool {
-        match Lazy::index(&self.raw) {
+        match Lazy::index_boxed(&self.raw) {
             Ok(lazy) => {
-                self.lazy = Some(Box::new(lazy));
+                self.lazy = Some(lazy);
                 self.data = Event::null();
                 true
             }
@@ -178,6 +178,12 @@ impl Event {
         let Some(lazy) = &self.lazy else {
             return false;
         };
+        // A buffer of the size needed rather than regrowing `raw` (read as
+        // one line, to its length): growing would copy the old bytes.
+        let need = lazy.len_hint();
+        if self.raw.capacity() < need {
+            self.raw = Vec::with_capacity(need);
+        }
         self.raw.clear();
         lazy.write(&mut self.raw);
         true
@@ -261,6 +267,15 @@ impl Json for Event {
             _ => value,
         };
         *path.place(self.data_mut()) = value;
+    }
+
+    fn json_put_shared(&mut self, path: &Path, value: &Arc<Value>) {
+        if let (Some(lazy), Some(key)) = (&mut self.lazy, path.shared_key()) {
+            if lazy.set_shared(key, value) {
+                return;
+            }
+        }
+        *path.place(self.data_mut()) = Value::clone(value);
     }
 
     fn json_remove(&mut self, path: &Path) -> Option<Value> {

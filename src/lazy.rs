@@ -11,10 +11,10 @@
 //! edits, and [`Lazy::write`] writes the original bytes with the edits
 //! spliced in: key order, spacing and number text are kept.
 
-use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
+use smallvec::SmallVec;
 
 /// serde_json's nesting limit: its parser counts down from 128 on each
 /// `[` or `{` and fails when the count reaches 0.
@@ -45,36 +45,57 @@ pub fn validate(bytes: &[u8]) -> bool {
 }
 
 /// One top-level field: where its key and value are in the bytes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Field {
     /// The key's text, quotes excluded.
-    key: Range<u32>,
+    key: (u32, u32),
+    /// The value's text.
+    value: (u32, u32),
     /// The key has a `\` escape.
     key_escaped: bool,
-    /// The value's text.
-    value: Range<u32>,
     edit: Edit,
-    /// The value, parsed on first read.
-    parsed: OnceLock<Value>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+impl Field {
+    fn key_len(&self) -> usize {
+        (self.key.1 - self.key.0) as usize
+    }
+}
+
+/// What became of a field: kept, set (to `Lazy::sets[i]`) or cut.
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Edit {
     Keep,
-    Set(Value),
+    Set(u32),
     Cut,
 }
+
+/// Most events have fewer fields than this: their index lives in the
+/// [`Lazy`] itself, with no allocation of its own.
+const INLINE_FIELDS: usize = 12;
+
+/// A value an edit holds: shared, so that a cog setting the same value on
+/// every event ([`Lazy::set_shared`]) copies a pointer, not the value.
+type Shared = Arc<Value>;
 
 /// A JSON object as its bytes, an index of its fields and the edits made
 /// to it. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Lazy {
     bytes: Box<[u8]>,
-    fields: Vec<Field>,
+    fields: SmallVec<[Field; INLINE_FIELDS]>,
     /// A key appears twice (serde_json keeps the last value).
     duplicates: bool,
+    /// A field of the bytes was set or cut (not only fields added).
+    edited: bool,
+    /// The values of fields set.
+    sets: Vec<Shared>,
     /// Keys set that the bytes do not have, in the order they were set.
-    added: Vec<(String, Value)>,
+    added: SmallVec<[(Arc<str>, Shared); 2]>,
+    /// The values of the first fields read, parsed once (most jobs read a
+    /// field or two); `more` holds the rest.
+    parsed: [OnceLock<(u32, Value)>; 2],
+    more: OnceLock<Box<[OnceLock<Value>]>>,
     /// The whole value, built on demand.
     tree: OnceLock<Value>,
 }
@@ -89,22 +110,33 @@ impl Lazy {
     /// Indexes `bytes` (surrounding JSON whitespace allowed) if they are
     /// one JSON object as serde_json reads it.
     pub fn index(bytes: &[u8]) -> Result<Lazy, NotIndexed> {
-        // Most events have a few fields: one allocation, no regrowth.
-        let mut fields = Vec::with_capacity(16);
-        let (start, end) = scan(bytes, Some(&mut fields))?;
-        let mut lazy = Lazy {
-            bytes: bytes[start..end].into(),
-            fields,
-            duplicates: false,
-            added: Vec::new(),
-            tree: OnceLock::new(),
-        };
-        let shift = start as u32;
-        for f in &mut lazy.fields {
-            f.key = f.key.start - shift..f.key.end - shift;
-            f.value = f.value.start - shift..f.value.end - shift;
+        Lazy::index_boxed(bytes).map(|lazy| *lazy)
+    }
+
+    /// [`index`](Self::index), built where it is kept: a `Lazy` is a few
+    /// hundred bytes (its index inline), not worth moving per event.
+    pub fn index_boxed(bytes: &[u8]) -> Result<Box<Lazy>, NotIndexed> {
+        let start = bytes.iter().position(|&b| !is_ws(b)).unwrap_or(bytes.len());
+        let end = bytes.iter().rposition(|&b| !is_ws(b)).map_or(start, |e| e + 1);
+        let text = &bytes[start..end];
+        if text.first() != Some(&b'{') {
+            // Valid or not, serde_json decides.
+            return Err(NotIndexed::Other);
         }
-        lazy.duplicates = lazy.has_duplicates();
+        let mut lazy = Box::new(Lazy {
+            bytes: Box::default(),
+            fields: SmallVec::new(),
+            duplicates: false,
+            edited: false,
+            sets: Vec::new(),
+            added: SmallVec::new(),
+            parsed: Default::default(),
+            more: OnceLock::new(),
+            tree: OnceLock::new(),
+        });
+        let (_, _, maybe_duplicates) = scan(text, Some(&mut lazy.fields))?;
+        lazy.bytes = text.into();
+        lazy.duplicates = maybe_duplicates && lazy.has_duplicates();
         Ok(lazy)
     }
 
@@ -113,17 +145,23 @@ impl Lazy {
         if n < 2 {
             return false;
         }
-        if self.fields.iter().any(|f| f.key_escaped) || n > 16 {
+        if self.fields.iter().any(|f| f.key_escaped) || n > 32 {
             let mut keys: Vec<String> = (0..n).map(|i| self.key(i)).collect();
             keys.sort_unstable();
             return keys.windows(2).any(|w| w[0] == w[1]);
         }
-        (0..n).any(|i| (i + 1..n).any(|j| self.raw_key(i) == self.raw_key(j)))
+        // Compare a byte of hash per pair; the keys themselves only when
+        // the hashes are equal.
+        let mut hashes = [0u8; 32];
+        for (i, h) in hashes.iter_mut().take(n).enumerate() {
+            *h = key_hash(self.raw_key(i));
+        }
+        (0..n).any(|i| (i + 1..n).any(|j| hashes[i] == hashes[j] && self.raw_key(i) == self.raw_key(j)))
     }
 
     fn raw_key(&self, i: usize) -> &[u8] {
-        let r = &self.fields[i].key;
-        &self.bytes[r.start as usize..r.end as usize]
+        let (start, end) = self.fields[i].key;
+        &self.bytes[start as usize..end as usize]
     }
 
     fn key(&self, i: usize) -> String {
@@ -137,10 +175,11 @@ impl Lazy {
     }
 
     fn key_is(&self, i: usize, key: &str) -> bool {
-        if self.fields[i].key_escaped {
+        let f = &self.fields[i];
+        if f.key_escaped {
             unescape(self.raw_key(i)) == key
         } else {
-            self.raw_key(i) == key.as_bytes()
+            f.key_len() == key.len() && self.raw_key(i) == key.as_bytes()
         }
     }
 
@@ -151,18 +190,45 @@ impl Lazy {
 
     /// The value of top-level field `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        if let Some((_, v)) = self.added.iter().find(|(k, _)| k == key) {
+        if let Some((_, v)) = self.added.iter().find(|(k, _)| &**k == key) {
             return Some(v);
         }
         let i = self.find(key)?;
-        let f = &self.fields[i];
-        match &f.edit {
-            Edit::Keep => Some(f.parsed.get_or_init(|| {
-                let text = &self.bytes[f.value.start as usize..f.value.end as usize];
-                serde_json::from_slice(text).expect("a validated field value parses")
-            })),
-            Edit::Set(v) => Some(v),
+        match self.fields[i].edit {
+            Edit::Keep => Some(self.parsed(i)),
+            Edit::Set(s) => Some(&self.sets[s as usize]),
             Edit::Cut => None,
+        }
+    }
+
+    /// The value of field `i` as the bytes hold it, parsed once.
+    fn parsed(&self, i: usize) -> &Value {
+        for slot in &self.parsed {
+            // An empty slot is taken for field `i`.
+            let (at, v) = slot.get_or_init(|| (i as u32, self.parse(i)));
+            if *at as usize == i {
+                return v;
+            }
+        }
+        let more = self
+            .more
+            .get_or_init(|| (0..self.fields.len()).map(|_| OnceLock::new()).collect());
+        more[i].get_or_init(|| self.parse(i))
+    }
+
+    fn parse(&self, i: usize) -> Value {
+        let (start, end) = self.fields[i].value;
+        let text = &self.bytes[start as usize..end as usize];
+        match text[0] {
+            b'"' if !text[1..text.len() - 1].contains(&b'\\') => Value::String(
+                std::str::from_utf8(&text[1..text.len() - 1])
+                    .expect("validated UTF-8")
+                    .to_owned(),
+            ),
+            b't' => Value::Bool(true),
+            b'f' => Value::Bool(false),
+            b'n' => Value::Null,
+            _ => serde_json::from_slice(text).expect("a validated field value parses"),
         }
     }
 
@@ -173,15 +239,37 @@ impl Lazy {
         if self.duplicates {
             return Err(value);
         }
+        self.put(key, || Arc::from(key), Arc::new(value));
+        Ok(())
+    }
+
+    /// [`set`](Self::set) with a key and a value shared with the caller,
+    /// which sets the same ones on every event: no copy of either is made.
+    /// False (nothing done) when the object has duplicate keys.
+    pub fn set_shared(&mut self, key: &Arc<str>, value: &Arc<Value>) -> bool {
+        if self.duplicates {
+            return false;
+        }
+        self.put(key, || Arc::clone(key), Arc::clone(value));
+        true
+    }
+
+    fn put(&mut self, key: &str, owned: impl FnOnce() -> Arc<str>, value: Shared) {
         self.tree = OnceLock::new();
-        if let Some(slot) = self.added.iter_mut().find(|(k, _)| k == key) {
+        if let Some(slot) = self.added.iter_mut().find(|(k, _)| &**k == key) {
             slot.1 = value;
         } else if let Some(i) = self.find(key) {
-            self.fields[i].edit = Edit::Set(value);
+            self.edited = true;
+            match self.fields[i].edit {
+                Edit::Set(s) => self.sets[s as usize] = value,
+                _ => {
+                    self.fields[i].edit = Edit::Set(self.sets.len() as u32);
+                    self.sets.push(value);
+                }
+            }
         } else {
-            self.added.push((key.to_owned(), value));
+            self.added.push((owned(), value));
         }
-        Ok(())
     }
 
     /// Removes top-level field `key` and returns its value (`Some(None)`
@@ -191,14 +279,15 @@ impl Lazy {
             return None;
         }
         self.tree = OnceLock::new();
-        if let Some(at) = self.added.iter().position(|(k, _)| k == key) {
-            return Some(Some(self.added.remove(at).1));
+        if let Some(at) = self.added.iter().position(|(k, _)| &**k == key) {
+            return Some(Some(unshare(self.added.remove(at).1)));
         }
         let Some(i) = self.find(key) else {
             return Some(None);
         };
         let old = self.get(key).cloned();
         self.fields[i].edit = Edit::Cut;
+        self.edited = true;
         Some(old)
     }
 
@@ -221,10 +310,10 @@ impl Lazy {
             unreachable!("only objects are indexed")
         };
         for (i, f) in self.fields.iter().enumerate() {
-            match &f.edit {
+            match f.edit {
                 Edit::Keep => {}
-                Edit::Set(x) => {
-                    map.insert(self.key(i), x.clone());
+                Edit::Set(s) => {
+                    map.insert(self.key(i), Value::clone(&self.sets[s as usize]));
                 }
                 Edit::Cut => {
                     map.remove(&self.key(i));
@@ -232,14 +321,20 @@ impl Lazy {
             }
         }
         for (k, x) in &self.added {
-            map.insert(k.clone(), x.clone());
+            map.insert(k.to_string(), Value::clone(x));
         }
         v
     }
 
+    /// About how many bytes [`write`](Self::write) writes (enough unless
+    /// large values were set).
+    pub fn len_hint(&self) -> usize {
+        self.bytes.len() + 64
+    }
+
     /// True when nothing was edited.
     pub fn unedited(&self) -> bool {
-        self.added.is_empty() && self.fields.iter().all(|f| f.edit == Edit::Keep)
+        self.added.is_empty() && !self.edited
     }
 
     /// Appends the object's JSON text to `out`: the original bytes with
@@ -255,9 +350,17 @@ impl Lazy {
             out.push(b'}');
             return;
         };
+        let end = last.value.1 as usize;
+        if !self.edited {
+            // The usual case: the fields as read, new ones after them.
+            out.extend_from_slice(&b[..end]);
+            self.write_added(out, true);
+            out.extend_from_slice(&b[end..]);
+            return;
+        }
         // Each field's text runs from its key's opening quote to the end of
         // its value; what lies between two fields is their separator.
-        let quote = |f: &Field| f.key.start as usize - 1;
+        let quote = |f: &Field| f.key.0 as usize - 1;
         out.extend_from_slice(&b[..quote(&self.fields[0])]);
         let mut any = false;
         for (i, f) in self.fields.iter().enumerate() {
@@ -265,19 +368,19 @@ impl Lazy {
                 continue;
             }
             if any {
-                out.extend_from_slice(&b[self.fields[i - 1].value.end as usize..quote(f)]);
+                out.extend_from_slice(&b[self.fields[i - 1].value.1 as usize..quote(f)]);
             }
             any = true;
-            match &f.edit {
-                Edit::Set(v) => {
-                    out.extend_from_slice(&b[quote(f)..f.value.start as usize]);
-                    write_value(out, v);
+            match f.edit {
+                Edit::Set(s) => {
+                    out.extend_from_slice(&b[quote(f)..f.value.0 as usize]);
+                    write_value(out, &self.sets[s as usize]);
                 }
-                _ => out.extend_from_slice(&b[quote(f)..f.value.end as usize]),
+                _ => out.extend_from_slice(&b[quote(f)..f.value.1 as usize]),
             }
         }
         self.write_added(out, any);
-        out.extend_from_slice(&b[last.value.end as usize..]);
+        out.extend_from_slice(&b[end..]);
     }
 
     fn write_added(&self, out: &mut Vec<u8>, mut comma: bool) {
@@ -286,25 +389,67 @@ impl Lazy {
                 out.push(b',');
             }
             comma = true;
-            write_value(out, &Value::String(k.clone()));
+            write_str(out, k);
             out.push(b':');
             write_value(out, v);
         }
     }
 }
 
+/// A byte of hash of a key, to tell most pairs of keys apart unread.
+fn key_hash(key: &[u8]) -> u8 {
+    let first = key.first().map_or(0, |&b| b as u32);
+    let last = key.last().map_or(0, |&b| b as u32);
+    let h = (key.len() as u32) ^ (first << 8) ^ (last << 16);
+    (h.wrapping_mul(0x9E37_79B1) >> 24) as u8
+}
+
+/// The value, unshared if it can be (else copied).
+fn unshare(v: Shared) -> Value {
+    Arc::try_unwrap(v).unwrap_or_else(|v| Value::clone(&v))
+}
+
 fn write_value(out: &mut Vec<u8>, v: &Value) {
-    // Writing into a Vec cannot fail, and a Value always serializes.
-    let _ = serde_json::to_writer(out, v);
+    match v {
+        Value::String(s) => write_str(out, s),
+        // Writing into a Vec cannot fail, and a Value always serializes.
+        _ => drop(serde_json::to_writer(out, v)),
+    }
+}
+
+/// A JSON string as serde_json writes it: quoted, with `"`, `\` and control
+/// characters escaped (the rest as they are).
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    let plain = {
+        let mut words = s.as_bytes().chunks_exact(8);
+        let clean = words
+            .by_ref()
+            .all(|w| stops(u64::from_le_bytes(w.try_into().expect("8 bytes")), false) == 0);
+        clean && words.remainder().iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\')
+    };
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, s);
+    }
 }
 
 /// The text of a validated JSON string's content with its escapes resolved.
 fn unescape(raw: &[u8]) -> String {
+    try_unescape(raw).expect("a validated string parses")
+}
+
+/// The text of a JSON string's content with its escapes resolved, if it is one.
+fn try_unescape(raw: &[u8]) -> Option<String> {
     let mut quoted = Vec::with_capacity(raw.len() + 2);
     quoted.push(b'"');
     quoted.extend_from_slice(raw);
     quoted.push(b'"');
-    serde_json::from_slice(&quoted).expect("a validated string parses")
+    serde_json::from_slice(&quoted).ok()
 }
 
 fn is_ws(b: u8) -> bool {
@@ -314,16 +459,22 @@ fn is_ws(b: u8) -> bool {
 /// Scans `bytes` as serde_json would; with `fields`, the top-level value
 /// must be an object and its fields are recorded. Returns the span of the
 /// top-level value.
-fn scan(bytes: &[u8], fields: Option<&mut Vec<Field>>) -> Result<(usize, usize), NotIndexed> {
-    // Outside strings every byte must be ASCII, so checking the whole input
-    // once is the same as checking each string.
-    if std::str::from_utf8(bytes).is_err() || bytes.len() > u32::MAX as usize {
+/// The third value is false when the object's keys are surely all
+/// different (their hashes are), true when they may not be.
+fn scan(
+    bytes: &[u8],
+    fields: Option<&mut SmallVec<[Field; INLINE_FIELDS]>>,
+) -> Result<(usize, usize, bool), NotIndexed> {
+    if bytes.len() > u32::MAX as usize {
         return Err(NotIndexed::Invalid);
     }
     let mut s = Scanner {
         b: bytes,
         i: 0,
         depth: DEPTH,
+        non_ascii: false,
+        keys_seen: 0,
+        keys_alike: false,
     };
     s.ws();
     let start = s.i;
@@ -342,16 +493,48 @@ fn scan(bytes: &[u8], fields: Option<&mut Vec<Field>>) -> Result<(usize, usize),
     if s.i != bytes.len() {
         return Err(NotIndexed::Invalid);
     }
-    Ok((start, end))
+    // Outside strings every byte must be ASCII (the grammar saw to that),
+    // so checking the whole input once is the same as checking each string.
+    if s.non_ascii && std::str::from_utf8(bytes).is_err() {
+        return Err(NotIndexed::Invalid);
+    }
+    Ok((start, end, s.keys_alike))
 }
 
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
     depth: usize,
+    /// A string had a byte beyond ASCII: the input's UTF-8 is checked at the end.
+    non_ascii: bool,
+    /// One bit per hash of the top-level keys seen ([`key_hash`] mod 128).
+    keys_seen: u128,
+    /// Two top-level keys hashed alike (or one had an escape): they may be
+    /// the same key, which [`Lazy::has_duplicates`] then checks.
+    keys_alike: bool,
 }
 
 type Step = Result<(), NotIndexed>;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` that is zero (exact for the lowest one
+/// set: a borrow only marks bytes above a zero byte).
+fn zero_bytes(w: u64) -> u64 {
+    w.wrapping_sub(ONES) & !w & HIGH
+}
+
+/// The bytes of `w` (8 bytes of a string) a string scan must stop at: `"`,
+/// `\`, a control character, and with `ascii` a byte beyond ASCII. The
+/// lowest marked byte is the first such byte.
+fn stops(w: u64, ascii: bool) -> u64 {
+    let quote = zero_bytes(w ^ (ONES * b'"' as u64));
+    let backslash = zero_bytes(w ^ (ONES * b'\\' as u64));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let high = if ascii { w & HIGH } else { 0 };
+    quote | backslash | control | high
+}
 
 impl Scanner<'_> {
     fn peek(&self) -> Option<u8> {
@@ -430,7 +613,7 @@ impl Scanner<'_> {
         }
     }
 
-    fn object(&mut self, mut fields: Option<&mut Vec<Field>>) -> Step {
+    fn object(&mut self, mut fields: Option<&mut SmallVec<[Field; INLINE_FIELDS]>>) -> Step {
         self.descend()?;
         self.i += 1;
         self.ws();
@@ -446,12 +629,13 @@ impl Scanner<'_> {
             }
             let key_start = self.i + 1;
             let key_escaped = self.string()?;
-            let key = key_start..self.i - 1;
+            let key = (key_start as u32, self.i as u32 - 1);
             if first {
                 first = false;
-                let raw = &self.b[key.clone()];
+                let raw = &self.b[key.0 as usize..key.1 as usize];
                 let special = if key_escaped {
-                    let text = unescape(raw);
+                    // Not yet checked as UTF-8: bad bytes are bad JSON.
+                    let text = try_unescape(raw).ok_or(NotIndexed::Invalid)?;
                     MAGIC.contains(&text.as_bytes())
                 } else {
                     MAGIC.contains(&raw)
@@ -466,12 +650,14 @@ impl Scanner<'_> {
             let value_start = self.i;
             self.value()?;
             if let Some(fields) = fields.as_deref_mut() {
+                let bit = 1u128 << (key_hash(&self.b[key.0 as usize..key.1 as usize]) & 127);
+                self.keys_alike |= key_escaped || self.keys_seen & bit != 0;
+                self.keys_seen |= bit;
                 fields.push(Field {
-                    key: key.start as u32..key.end as u32,
+                    key,
+                    value: (value_start as u32, self.i as u32),
                     key_escaped,
-                    value: value_start as u32..self.i as u32,
                     edit: Edit::Keep,
-                    parsed: OnceLock::new(),
                 });
             }
             self.ws();
@@ -490,17 +676,31 @@ impl Scanner<'_> {
         }
     }
 
+    /// The position of the next byte a string scan stops at, from `self.i`.
+    fn next_stop(&self) -> Option<usize> {
+        let b = self.b;
+        let ascii = !self.non_ascii;
+        let mut i = self.i;
+        while let Some(chunk) = b.get(i..i + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            let m = stops(w, ascii);
+            if m != 0 {
+                return Some(i + (m.trailing_zeros() / 8) as usize);
+            }
+            i += 8;
+        }
+        b[i..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (ascii && c >= 0x80))
+            .map(|n| i + n)
+    }
+
     /// A string from its opening quote; returns whether it has escapes.
     fn string(&mut self) -> Result<bool, NotIndexed> {
         self.i += 1;
         let mut escaped = false;
         loop {
-            let rest = &self.b[self.i..];
-            let n = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                .ok_or(NotIndexed::Invalid)?;
-            self.i += n;
+            self.i = self.next_stop().ok_or(NotIndexed::Invalid)?;
             match self.b[self.i] {
                 b'"' => {
                     self.i += 1;
@@ -510,6 +710,10 @@ impl Scanner<'_> {
                     escaped = true;
                     self.i += 1;
                     self.escape()?;
+                }
+                c if c >= 0x80 => {
+                    self.non_ascii = true;
+                    self.i += 1;
                 }
                 _ => return Err(NotIndexed::Invalid),
             }
@@ -747,6 +951,38 @@ mod tests {
         assert!(!serde_ok(deep(128, "[", "]").as_bytes()));
         assert!(validate(deep(127, "[", "]").as_bytes()));
         assert!(!validate(deep(128, "[", "]").as_bytes()));
+    }
+
+    #[test]
+    fn the_word_at_a_time_string_scan_stops_where_serde_json_does() {
+        // Each byte a scan must stop at (or must not), at every place of
+        // strings shorter and longer than a word, in keys and values.
+        let specials: [&[u8]; 10] = [
+            b"\"",
+            b"\\n",
+            b"\\",
+            b"\x01",
+            b"\x1f",
+            b" ",
+            b"\x7f",
+            "é".as_bytes(),
+            b"\xff",
+            b"\xc3",
+        ];
+        for len in 0..20 {
+            for at in 0..=len {
+                for sp in specials {
+                    let mut text = vec![b'a'; len];
+                    text.splice(at..at, sp.iter().copied());
+                    let mut doc = b"{\"".to_vec();
+                    doc.extend_from_slice(&text);
+                    doc.extend_from_slice(b"\":\"");
+                    doc.extend_from_slice(&text);
+                    doc.extend_from_slice(b"\",\"z\":1}");
+                    agree(&doc);
+                }
+            }
+        }
     }
 
     #[test]

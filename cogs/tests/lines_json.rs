@@ -464,7 +464,7 @@ fn a_malformed_line_in_the_middle_is_counted_shown_to_the_error_output_and_dropp
         &[r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n": oops}"#, r#"{"n":4}"#, "[5]"],
         decode,
     );
-    let data: Vec<&Value> = seen.iter().map(|e| &*e.data).collect();
+    let data: Vec<&Value> = seen.iter().map(|e| e.value()).collect();
     assert_eq!(data, [&json!({"n":1}), &json!({"n":2}), &json!({"n":4}), &json!([5])]);
     assert_eq!(malformed.get(), 1);
     let errors = errors.lock().unwrap();
@@ -489,7 +489,7 @@ fn wrap_keeps_a_non_json_line_as_a_message_with_the_error() {
     let (seen, _) = run_decode(&["plain text", r#"{"ok":true}"#], decode);
     assert_eq!(seen[0].data["message"], "plain text");
     assert!(seen[0].data["error"].as_str().unwrap().contains("expected"));
-    assert_eq!(*seen[1].data, json!({"ok": true}));
+    assert_eq!(*seen[1].value(), json!({"ok": true}));
 }
 
 #[test]
@@ -646,7 +646,7 @@ fn cogs_describe_themselves_with_their_settings() {
         [
             "lines source=raw max_line_bytes=1048576 strip_cr=true utf8=keep",
             "json_decode source=raw target=data on_error=drop error_field=err non_object=keep non_object_field=value \
-             log_interval=10s",
+             log_interval=10s lazy",
             "json_encode source=data target=raw",
         ]
     );

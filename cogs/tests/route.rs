@@ -294,7 +294,7 @@ fn json_decode_sends_what_it_cannot_read_to_its_error_output_with_the_reason() {
             .cog(Collect { seen: bad.clone() }),
     );
     assert_eq!(esc.run().unwrap(), Exit::Clean);
-    let good: Vec<Value> = good.lock().unwrap().iter().map(|e| (*e.data).clone()).collect();
+    let good: Vec<Value> = good.lock().unwrap().iter().map(|e| e.value().clone()).collect();
     assert_eq!(good, [json!({"n": 1}), json!({"n": 3})], "the good lines go on");
     let bad = bad.lock().unwrap().clone();
     assert_eq!(bad.len(), 2);

@@ -94,9 +94,9 @@ fn two_trains_from_one_config() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         read(&d.join("a.out")),
-        "{\"train\":\"a\",\"x\":\"a1\"}\n{\"train\":\"a\",\"x\":\"a2\"}\n"
+        "{\"x\":\"a1\",\"train\":\"a\"}\n{\"x\":\"a2\",\"train\":\"a\"}\n"
     );
-    assert_eq!(read(&d.join("b.out")), "{\"train\":\"b\",\"x\":\"b1\"}\n");
+    assert_eq!(read(&d.join("b.out")), "{\"x\":\"b1\",\"train\":\"b\"}\n");
 }
 
 /// A config that follows `in.log` into `out.jsonl`, with a `[daemon]` section.

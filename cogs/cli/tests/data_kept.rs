@@ -46,10 +46,11 @@ fn the_default_job_keeps_non_objects_and_numbers_as_written() {
          {\"host\":\"H\",\"received_at\":\"T\",\"value\":null}\n\
          {\"host\":\"H\",\"received_at\":\"T\",\"value\":\"text\"}\n\
          {\"host\":\"H\",\"received_at\":\"T\",\"value\":[1,2]}\n\
-         {\"a\":{\"b\":3,\"y\":2},\"host\":\"H\",\"received_at\":\"T\",\"z\":1}\n\
-         {\"big\":123456789012345678901234567890,\"d\":1.10,\"e\":1e+400,\"host\":\"H\",\
-         \"neg\":-98765432109876543210987654321,\"received_at\":\"T\",\"zero\":-0}\n",
-        "keys come out sorted (serde_json's map); numbers keep their digits, the exponent is spelt e+"
+         {\"z\":1,\"a\":{\"y\":2,\"b\":3},\"host\":\"H\",\"received_at\":\"T\"}\n\
+         {\"big\":123456789012345678901234567890,\"neg\":-98765432109876543210987654321,\
+         \"d\":1.10,\"zero\":-0,\"e\":1E400,\"host\":\"H\",\"received_at\":\"T\"}\n",
+        "objects keep their key order and number text as written, new fields after them; \
+         other values are wrapped (a tree: keys sorted)"
     );
     let log = logged(&out.stderr);
     assert!(

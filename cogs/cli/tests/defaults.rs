@@ -94,7 +94,7 @@ fn a_replay_leaves_live_outputs_alone_reproduces_received_at_and_shows_text() {
     .unwrap();
     let out = text(&diff.stdout);
     assert_eq!(diff.status.code(), Some(1), "{out}");
-    assert!(out.contains(r#""raw":"{\"at\":"#), "the datum as text: {out}");
+    assert!(out.contains(r#""raw":"{\"n\":1,\"at\":"#), "the datum as text: {out}");
     assert!(!out.contains("[123,"), "bytes as numbers: {out}");
     assert!(d.join("other/t.5.live.jsonl").exists());
 }

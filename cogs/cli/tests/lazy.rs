@@ -152,7 +152,7 @@ fn lazy_decoding_is_refused_where_it_does_not_read_raw_into_data() {
     use tourbillon_cogs::step::json::JsonDecodeSettings;
     for (source, target) in [("message", "data"), ("raw", "parsed")] {
         let settings = JsonDecodeSettings {
-            lazy: true,
+            lazy: Some(true),
             source: source.into(),
             target: target.into(),
             ..JsonDecodeSettings::default()

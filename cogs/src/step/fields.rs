@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,8 @@ impl Default for SetSettings {
 
 struct Field<D> {
     get: Getter<D, Value>,
-    set: Setter<D, Value>,
+    /// Values are shared with the data (see `Json::json_put_shared`).
+    set: Setter<D, Arc<Value>>,
     path: Path,
 }
 
@@ -61,8 +63,8 @@ pub const KEPT_UNDER: &str = "value";
 /// rest summarized).
 pub struct SetFields<D = Event> {
     settings: SetSettings,
-    fixed: Vec<(Field<D>, Value)>,
-    host: Option<(Field<D>, Value)>,
+    fixed: Vec<(Field<D>, Arc<Value>)>,
+    host: Option<(Field<D>, Arc<Value>)>,
     received_at: Option<Field<D>>,
     place: Box<dyn Fn(&D) -> String>,
     kept: crate::Counter,
@@ -82,7 +84,7 @@ fn field<D: Json>(key: &str, path: &str) -> Result<Field<D>, Error> {
     }
     Ok(Field {
         get: Getter::path(path),
-        set: Setter::path(path),
+        set: Setter::path_shared(path),
         path: Path::parse(path),
     })
 }
@@ -109,10 +111,10 @@ impl<D: Json> SetFields<D> {
     pub fn new(settings: SetSettings) -> Result<Self, Error> {
         let mut fixed = Vec::new();
         for (path, value) in &settings.fields {
-            fixed.push((field(&format!("fields.{path}"), path)?, value.clone()));
+            fixed.push((field(&format!("fields.{path}"), path)?, Arc::new(value.clone())));
         }
         let host = match &settings.host {
-            Some(p) => Some((field("host", p)?, Value::String(hostname()))),
+            Some(p) => Some((field("host", p)?, Arc::new(Value::String(hostname())))),
             None => None,
         };
         let received_at = settings
@@ -201,7 +203,7 @@ impl<D: Json> Cog<D> for SetFields<D> {
             kept_log,
             ..
         } = self;
-        let mut put = |mut d: D, f: &Field<D>, v: Value| {
+        let mut put = |mut d: D, f: &Field<D>, v: &Arc<Value>| {
             if !overwrite && f.get.get(&d).is_some_and(|x| !x.is_null()) {
                 return d;
             }
@@ -224,16 +226,16 @@ impl<D: Json> Cog<D> for SetFields<D> {
                     );
                 }
             }
-            f.set.set(d, v)
+            f.set.set(d, Arc::clone(v))
         };
         for (f, v) in fixed.iter() {
-            datum = put(datum, f, v.clone());
+            datum = put(datum, f, v);
         }
         if let Some((f, v)) = host {
-            datum = put(datum, f, v.clone());
+            datum = put(datum, f, v);
         }
         if let Some(f) = received_at {
-            datum = put(datum, f, Value::String(rfc3339(wall)));
+            datum = put(datum, f, &Arc::new(Value::String(rfc3339(wall))));
         }
         self.meter.emit(datum, ctx)
     }

@@ -121,9 +121,11 @@ pub struct JsonDecodeSettings {
     /// fields in place, `json_encode` writes the bytes read with the edits
     /// spliced in (key order, spacing and number text kept), and a cog
     /// that needs the whole tree builds it. What is accepted and rejected,
-    /// and the errors, are serde_json's. Only with `source = "raw"` and
-    /// `target = "data"`. Default false.
-    pub lazy: bool,
+    /// and the errors, are serde_json's. `true` only with `source = "raw"`
+    /// and `target = "data"`; `false` always builds the tree (serde_json's
+    /// map: keys come out sorted). Default: lazy when reading `raw` into
+    /// `data`.
+    pub lazy: Option<bool>,
 }
 
 impl Default for JsonDecodeSettings {
@@ -137,7 +139,7 @@ impl Default for JsonDecodeSettings {
             non_object: NonObject::Keep,
             non_object_field: "value".into(),
             log_interval: 10,
-            lazy: false,
+            lazy: None,
         }
     }
 }
@@ -241,6 +243,15 @@ fn non_empty(key: &str, value: &str) -> Result<(), Error> {
 }
 
 impl JsonDecodeSettings {
+    fn raw_into_data(&self) -> bool {
+        self.source == "raw" && self.target == "data"
+    }
+
+    /// Whether objects are kept lazily (see [`lazy`](Self::lazy)).
+    pub fn is_lazy(&self) -> bool {
+        self.lazy.unwrap_or_else(|| self.raw_into_data())
+    }
+
     /// Checks the values; the error names the key.
     pub fn validate(&self) -> Result<(), Error> {
         non_empty("source", &self.source)?;
@@ -249,7 +260,7 @@ impl JsonDecodeSettings {
         if let Some(field) = &self.error_field {
             non_empty("error_field", field)?;
         }
-        if self.lazy && (self.source != "raw" || self.target != "data") {
+        if self.lazy == Some(true) && !self.raw_into_data() {
             return Err(Error::setting(
                 "lazy",
                 format!(
@@ -290,7 +301,7 @@ impl JsonDecode<Event> {
         let source = event_bytes(&settings.source);
         let target = event_value_setter(&settings.target);
         let error_field = settings.reason_field().map(Setter::path);
-        let lazy = settings.lazy;
+        let lazy = settings.is_lazy();
         let mut decode = JsonDecode::with_accessors(settings, source, target).place(Event::place);
         decode.error_field = error_field;
         if lazy {
@@ -573,7 +584,7 @@ impl<D: 'static> Cog<D> for JsonDecode<D> {
             self.settings.non_object, self.settings.non_object_field
         )?;
         write!(f, " log_interval={}s", self.settings.log_interval)?;
-        if self.settings.lazy {
+        if self.settings.is_lazy() {
             f.write_str(" lazy")?;
         }
         Ok(())
