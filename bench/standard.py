@@ -12,7 +12,9 @@ read, parse, drop `level == "debug"`, set `pipeline`, write) and
 three RUNS times each (default 5), alternating, and prints the median CPU
 time (user + sys, from the kernel's accounting of each child) and its
 ratio to the hand-written loop. Checks that the three wrote the same
-events (compared as JSON objects: the loop's serde_json sorts keys).
+events (compared as JSON objects: the loop's serde_json sorts keys), and
+that the binary and json_pipeline wrote each kept line byte for byte as
+it was read with the new field added (key order and number text kept).
 With valgrind installed, also the instructions each runs on 100,000
 lines (cachegrind), which a busy machine does not move.
 """
@@ -70,6 +72,25 @@ def events(path):
         return sorted(json.dumps(json.loads(l), sort_keys=True) for l in f)
 
 
+def read_lines(path):
+    with open(path, "rb") as f:
+        return f.read().splitlines()
+
+
+def spliced(data):
+    """What a job that keeps the bytes writes: each kept input line as it
+    was, `,"pipeline":"tourbillon"` added before its closing brace."""
+    out = []
+    for line in read_lines(data):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("level") != "debug":
+            out.append(line[:-1] + b',"pipeline":"tourbillon"}')
+    return out
+
+
 def instructions(cmd):
     r = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"] + cmd,
@@ -106,6 +127,8 @@ def main():
         for k in kinds[1:]:
             if events(outs[k]) != same:
                 sys.exit("%s wrote other events than the hand-written loop" % k)
+            if spliced(data) != read_lines(outs[k]):
+                sys.exit("%s did not write each kept line as it was read with the field added" % k)
         base = statistics.median(times["plain"])
         print("standard job, %d lines (%d bytes), %d runs each, median CPU (user+sys):" % (n, os.path.getsize(data), runs))
         for k in kinds:

@@ -19,10 +19,11 @@ use std::cell::Cell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tourbillon::logging::{self, LogSettings};
-use tourbillon::{Cog, Escapement, Event, Train};
+use tourbillon::{Cog, Escapement, Event, Getter, Setter, Train};
 use tourbillon_cogs::drain::file::{FileDrain, FileDrainSettings};
 use tourbillon_cogs::drain::stdout::StdoutDrain;
 use tourbillon_cogs::step::json::{JsonDecode, JsonEncode};
@@ -65,19 +66,21 @@ fn run<C: Cog<Event>>(tail: Tail, drain: C) -> Result<(u64, u64), Box<dyn std::e
     let counted = Rc::clone(&kept);
     let decode = JsonDecode::new(Default::default())?;
     let bad = decode.malformed();
+    // Accessors: they read and set fields in place in the bytes the
+    // decoder indexed, where `value()` would build the whole tree.
+    let level = Getter::<Event, str>::path_str("level");
+    let mark = Setter::<Event, Arc<Value>>::path_shared("pipeline");
+    let tourbillon = Arc::new(Value::from("tourbillon"));
     let mut esc = Escapement::new()?;
     esc.add_train(
         Train::new("json_pipeline")
             .ids(Event::id_getter())
             .cog(tail)
             .cog(decode)
-            .filter(|e: &Event| e.data.get("level").and_then(Value::as_str) != Some("debug"))
-            .map(move |mut e: Event| {
-                if let Some(fields) = e.data_mut().as_object_mut() {
-                    fields.insert("pipeline".into(), Value::from("tourbillon"));
-                }
+            .filter(move |e: &Event| level.get(e) != Some("debug"))
+            .map(move |e: Event| {
                 counted.set(counted.get() + 1);
-                e
+                mark.set(e, Arc::clone(&tourbillon))
             })
             .cog(JsonEncode::new(Default::default())?)
             .cog(drain),

@@ -30,21 +30,24 @@ impl fmt::Display for EventId {
 /// and `raw` as bytes. `raw` is reused: a decoder reads it, an encoder
 /// writes into it, a drain writes it out.
 ///
-/// A lazy decoder ([`index_raw`](Self::index_raw)) keeps the data as its
-/// bytes and an index of its fields ([`Lazy`]) instead of a tree: `data`
-/// is then `Null` and the data are read with [`value`](Self::value) or the
-/// [`Json`] methods the accessors use, which read and edit fields in place
-/// and build the tree only for a cog that asks for all of it.
+/// A lazy decoder ([`index_raw`](Self::index_raw), what `json_decode`
+/// does by default) keeps the data as its bytes and an index of its fields
+/// ([`Lazy`]) instead of a tree. The data are read with
+/// [`value`](Self::value) (which builds the whole tree, once) or, better,
+/// through accessors ([`Getter::path`](crate::Getter::path) and the
+/// [`Json`] methods under them), which read and edit fields in place.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(into = "EventText", from = "EventText")]
 pub struct Event {
     /// The event's id.
     pub id: EventId,
-    /// The event's data (usually a JSON object; `Null` before decoding).
-    /// Shared by the copies a fan-out makes (a train's output read by
-    /// several trains): a copy is a count, not a tree, until a cog changes
-    /// the data of one of them ([`data_mut`](Self::data_mut) copies it then).
-    pub data: Arc<Value>,
+    /// The event's data as a tree (usually a JSON object; `Null` before
+    /// decoding, and while the data are held lazily). Read with
+    /// [`value`](Self::value), which sees both. Shared by the copies a
+    /// fan-out makes (a train's output read by several trains): a copy is
+    /// a count, not a tree, until a cog changes the data of one of them
+    /// ([`data_mut`](Self::data_mut) copies it then).
+    data: Arc<Value>,
     /// The bytes the event was read as (a line without its newline), or
     /// encoded to.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "raw_text")]
@@ -259,30 +262,22 @@ impl Json for Event {
     }
 
     fn json_put(&mut self, path: &Path, value: Value) {
-        let value = match (&mut self.lazy, path.parts()) {
-            (Some(lazy), [key]) => match lazy.set(key, value) {
-                Ok(()) => return,
-                Err(value) => value,
-            },
-            _ => value,
-        };
+        if let (Some(lazy), [key]) = (&mut self.lazy, path.parts()) {
+            return lazy.set(key, value);
+        }
         *path.place(self.data_mut()) = value;
     }
 
     fn json_put_shared(&mut self, path: &Path, value: &Arc<Value>) {
         if let (Some(lazy), Some(key)) = (&mut self.lazy, path.shared_key()) {
-            if lazy.set_shared(key, value) {
-                return;
-            }
+            return lazy.set_shared(key, value);
         }
         *path.place(self.data_mut()) = Value::clone(value);
     }
 
     fn json_remove(&mut self, path: &Path) -> Option<Value> {
         if let (Some(lazy), [key]) = (&mut self.lazy, path.parts()) {
-            if let Some(old) = lazy.remove(key) {
-                return old;
-            }
+            return lazy.remove(key);
         }
         path.take(self.data_mut())
     }

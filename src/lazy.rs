@@ -74,6 +74,10 @@ enum Edit {
 /// [`Lazy`] itself, with no allocation of its own.
 const INLINE_FIELDS: usize = 12;
 
+/// Most lines are shorter than this: their bytes live in the [`Lazy`]
+/// itself, one allocation per event for both.
+const INLINE_BYTES: usize = 256;
+
 /// A value an edit holds: shared, so that a cog setting the same value on
 /// every event ([`Lazy::set_shared`]) copies a pointer, not the value.
 type Shared = Arc<Value>;
@@ -82,10 +86,8 @@ type Shared = Arc<Value>;
 /// to it. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Lazy {
-    bytes: Box<[u8]>,
+    bytes: SmallVec<[u8; INLINE_BYTES]>,
     fields: SmallVec<[Field; INLINE_FIELDS]>,
-    /// A key appears twice (serde_json keeps the last value).
-    duplicates: bool,
     /// A field of the bytes was set or cut (not only fields added).
     edited: bool,
     /// The values of fields set.
@@ -124,9 +126,8 @@ impl Lazy {
             return Err(NotIndexed::Other);
         }
         let mut lazy = Box::new(Lazy {
-            bytes: Box::default(),
+            bytes: SmallVec::new(),
             fields: SmallVec::new(),
-            duplicates: false,
             edited: false,
             sets: Vec::new(),
             added: SmallVec::new(),
@@ -134,29 +135,9 @@ impl Lazy {
             more: OnceLock::new(),
             tree: OnceLock::new(),
         });
-        let (_, _, maybe_duplicates) = scan(text, Some(&mut lazy.fields))?;
-        lazy.bytes = text.into();
-        lazy.duplicates = maybe_duplicates && lazy.has_duplicates();
+        scan(text, Some(&mut lazy.fields))?;
+        lazy.bytes.extend_from_slice(text);
         Ok(lazy)
-    }
-
-    fn has_duplicates(&self) -> bool {
-        let n = self.fields.len();
-        if n < 2 {
-            return false;
-        }
-        if self.fields.iter().any(|f| f.key_escaped) || n > 32 {
-            let mut keys: Vec<String> = (0..n).map(|i| self.key(i)).collect();
-            keys.sort_unstable();
-            return keys.windows(2).any(|w| w[0] == w[1]);
-        }
-        // Compare a byte of hash per pair; the keys themselves only when
-        // the hashes are equal.
-        let mut hashes = [0u8; 32];
-        for (i, h) in hashes.iter_mut().take(n).enumerate() {
-            *h = key_hash(self.raw_key(i));
-        }
-        (0..n).any(|i| (i + 1..n).any(|j| hashes[i] == hashes[j] && self.raw_key(i) == self.raw_key(j)))
     }
 
     fn raw_key(&self, i: usize) -> &[u8] {
@@ -232,26 +213,17 @@ impl Lazy {
         }
     }
 
-    /// Sets top-level field `key`; `Err` gives the value back (nothing
-    /// done) when the object has duplicate keys, which only the tree can
-    /// edit as serde_json would.
-    pub fn set(&mut self, key: &str, value: Value) -> Result<(), Value> {
-        if self.duplicates {
-            return Err(value);
-        }
+    /// Sets top-level field `key`: in place if the bytes have it (the last
+    /// of its fields, if the key is written more than once: the one
+    /// serde_json reads), else added after the last field.
+    pub fn set(&mut self, key: &str, value: Value) {
         self.put(key, || Arc::from(key), Arc::new(value));
-        Ok(())
     }
 
     /// [`set`](Self::set) with a key and a value shared with the caller,
     /// which sets the same ones on every event: no copy of either is made.
-    /// False (nothing done) when the object has duplicate keys.
-    pub fn set_shared(&mut self, key: &Arc<str>, value: &Arc<Value>) -> bool {
-        if self.duplicates {
-            return false;
-        }
+    pub fn set_shared(&mut self, key: &Arc<str>, value: &Arc<Value>) {
         self.put(key, || Arc::clone(key), Arc::clone(value));
-        true
     }
 
     fn put(&mut self, key: &str, owned: impl FnOnce() -> Arc<str>, value: Shared) {
@@ -272,23 +244,21 @@ impl Lazy {
         }
     }
 
-    /// Removes top-level field `key` and returns its value (`Some(None)`
-    /// if absent); `None` (nothing done) when the object has duplicate keys.
-    pub fn remove(&mut self, key: &str) -> Option<Option<Value>> {
-        if self.duplicates {
-            return None;
-        }
+    /// Removes top-level field `key` (every field of it, if the key is
+    /// written more than once) and returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
         self.tree = OnceLock::new();
         if let Some(at) = self.added.iter().position(|(k, _)| &**k == key) {
-            return Some(Some(unshare(self.added.remove(at).1)));
+            return Some(unshare(self.added.remove(at).1));
         }
-        let Some(i) = self.find(key) else {
-            return Some(None);
-        };
         let old = self.get(key).cloned();
-        self.fields[i].edit = Edit::Cut;
-        self.edited = true;
-        Some(old)
+        for i in 0..self.fields.len() {
+            if self.key_is(i, key) {
+                self.fields[i].edit = Edit::Cut;
+                self.edited = true;
+            }
+        }
+        old
     }
 
     /// The whole value, built once (bytes parsed, edits applied).
@@ -396,14 +366,6 @@ impl Lazy {
     }
 }
 
-/// A byte of hash of a key, to tell most pairs of keys apart unread.
-fn key_hash(key: &[u8]) -> u8 {
-    let first = key.first().map_or(0, |&b| b as u32);
-    let last = key.last().map_or(0, |&b| b as u32);
-    let h = (key.len() as u32) ^ (first << 8) ^ (last << 16);
-    (h.wrapping_mul(0x9E37_79B1) >> 24) as u8
-}
-
 /// The value, unshared if it can be (else copied).
 fn unshare(v: Shared) -> Value {
     Arc::try_unwrap(v).unwrap_or_else(|v| Value::clone(&v))
@@ -459,12 +421,7 @@ fn is_ws(b: u8) -> bool {
 /// Scans `bytes` as serde_json would; with `fields`, the top-level value
 /// must be an object and its fields are recorded. Returns the span of the
 /// top-level value.
-/// The third value is false when the object's keys are surely all
-/// different (their hashes are), true when they may not be.
-fn scan(
-    bytes: &[u8],
-    fields: Option<&mut SmallVec<[Field; INLINE_FIELDS]>>,
-) -> Result<(usize, usize, bool), NotIndexed> {
+fn scan(bytes: &[u8], fields: Option<&mut SmallVec<[Field; INLINE_FIELDS]>>) -> Result<(usize, usize), NotIndexed> {
     if bytes.len() > u32::MAX as usize {
         return Err(NotIndexed::Invalid);
     }
@@ -473,8 +430,6 @@ fn scan(
         i: 0,
         depth: DEPTH,
         non_ascii: false,
-        keys_seen: 0,
-        keys_alike: false,
     };
     s.ws();
     let start = s.i;
@@ -498,7 +453,7 @@ fn scan(
     if s.non_ascii && std::str::from_utf8(bytes).is_err() {
         return Err(NotIndexed::Invalid);
     }
-    Ok((start, end, s.keys_alike))
+    Ok((start, end))
 }
 
 struct Scanner<'a> {
@@ -507,11 +462,6 @@ struct Scanner<'a> {
     depth: usize,
     /// A string had a byte beyond ASCII: the input's UTF-8 is checked at the end.
     non_ascii: bool,
-    /// One bit per hash of the top-level keys seen ([`key_hash`] mod 128).
-    keys_seen: u128,
-    /// Two top-level keys hashed alike (or one had an escape): they may be
-    /// the same key, which [`Lazy::has_duplicates`] then checks.
-    keys_alike: bool,
 }
 
 type Step = Result<(), NotIndexed>;
@@ -521,6 +471,7 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// The high bit of each byte of `w` that is zero (exact for the lowest one
 /// set: a borrow only marks bytes above a zero byte).
+#[inline(always)]
 fn zero_bytes(w: u64) -> u64 {
     w.wrapping_sub(ONES) & !w & HIGH
 }
@@ -528,6 +479,7 @@ fn zero_bytes(w: u64) -> u64 {
 /// The bytes of `w` (8 bytes of a string) a string scan must stop at: `"`,
 /// `\`, a control character, and with `ascii` a byte beyond ASCII. The
 /// lowest marked byte is the first such byte.
+#[inline(always)]
 fn stops(w: u64, ascii: bool) -> u64 {
     let quote = zero_bytes(w ^ (ONES * b'"' as u64));
     let backslash = zero_bytes(w ^ (ONES * b'\\' as u64));
@@ -537,16 +489,23 @@ fn stops(w: u64, ascii: bool) -> u64 {
 }
 
 impl Scanner<'_> {
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
+    #[inline(always)]
     fn ws(&mut self) {
-        while self.peek().is_some_and(is_ws) {
+        // Compact JSON has none: one comparison says so.
+        while let Some(&c) = self.b.get(self.i) {
+            if c > b' ' || !is_ws(c) {
+                return;
+            }
             self.i += 1;
         }
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: u8) -> Step {
         if self.peek() == Some(c) {
             self.i += 1;
@@ -569,6 +528,7 @@ impl Scanner<'_> {
         }
     }
 
+    #[inline(always)]
     fn word(&mut self, w: &[u8]) -> Step {
         if self.b[self.i..].starts_with(w) {
             self.i += w.len();
@@ -650,9 +610,6 @@ impl Scanner<'_> {
             let value_start = self.i;
             self.value()?;
             if let Some(fields) = fields.as_deref_mut() {
-                let bit = 1u128 << (key_hash(&self.b[key.0 as usize..key.1 as usize]) & 127);
-                self.keys_alike |= key_escaped || self.keys_seen & bit != 0;
-                self.keys_seen |= bit;
                 fields.push(Field {
                     key,
                     value: (value_start as u32, self.i as u32),
@@ -677,6 +634,7 @@ impl Scanner<'_> {
     }
 
     /// The position of the next byte a string scan stops at, from `self.i`.
+    #[inline(always)]
     fn next_stop(&self) -> Option<usize> {
         let b = self.b;
         let ascii = !self.non_ascii;
@@ -696,6 +654,7 @@ impl Scanner<'_> {
     }
 
     /// A string from its opening quote; returns whether it has escapes.
+    #[inline(always)]
     fn string(&mut self) -> Result<bool, NotIndexed> {
         self.i += 1;
         let mut escaped = false;
@@ -756,12 +715,14 @@ impl Scanner<'_> {
         Ok(n)
     }
 
+    #[inline(always)]
     fn digits(&mut self) -> usize {
         let n = self.b[self.i..].iter().take_while(|c| c.is_ascii_digit()).count();
         self.i += n;
         n
     }
 
+    #[inline(always)]
     fn number(&mut self) -> Step {
         if self.peek() == Some(b'-') {
             self.i += 1;
@@ -1005,43 +966,56 @@ mod tests {
         let mut out = Vec::new();
         l.write(&mut out);
         assert_eq!(out, br#"{ "b" : 1.0 , "a":"x\"y", "c":[1, 2] }"#);
-        assert!(l.set("new", json!({"k": "v"})).is_ok());
-        assert!(l.set("a", json!(2)).is_ok());
+        l.set("new", json!({"k": "v"}));
+        l.set("a", json!(2));
         out.clear();
         l.write(&mut out);
         assert_eq!(out, br#"{ "b" : 1.0 , "a":2, "c":[1, 2],"new":{"k":"v"} }"#);
-        assert_eq!(l.remove("b"), Some(Some(json!(1.0))));
-        assert_eq!(l.remove("c"), Some(Some(json!([1, 2]))));
+        assert_eq!(l.remove("b"), Some(json!(1.0)));
+        assert_eq!(l.remove("c"), Some(json!([1, 2])));
         out.clear();
         l.write(&mut out);
         assert_eq!(out, br#"{ "a":2,"new":{"k":"v"} }"#);
         assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), *l.value());
-        assert_eq!(l.remove("a"), Some(Some(json!(2))));
-        assert_eq!(l.remove("new"), Some(Some(json!({"k": "v"}))));
+        assert_eq!(l.remove("a"), Some(json!(2)));
+        assert_eq!(l.remove("new"), Some(json!({"k": "v"})));
+        assert_eq!(l.remove("new"), None);
         out.clear();
         l.write(&mut out);
         assert_eq!(out, b"{  }");
-        assert!(l.set("z", json!(null)).is_ok());
+        l.set("z", json!(null));
         out.clear();
         l.write(&mut out);
         assert_eq!(out, br#"{ "z":null }"#);
         let mut empty = Lazy::index(b"{}").unwrap();
-        assert!(empty.set("k", json!("v")).is_ok());
+        empty.set("k", json!("v"));
         out.clear();
         empty.write(&mut out);
         assert_eq!(out, br#"{"k":"v"}"#);
     }
 
     #[test]
-    fn duplicate_keys_read_the_last_and_refuse_edits_in_place() {
-        let mut l = Lazy::index(br#"{"a":1,"b":2,"a":3}"#).unwrap();
+    fn duplicate_keys_are_read_edited_and_removed_as_serde_json_reads_them() {
+        let src = br#"{"a":1,"b":2,"a":3}"#;
+        let mut l = Lazy::index(src).unwrap();
         assert_eq!(l.get("a"), Some(&json!(3)));
-        assert_eq!(l.set("c", json!(1)), Err(json!(1)));
-        assert_eq!(l.remove("a"), None);
-        assert_eq!(l.value(), &json!({"a": 3, "b": 2}));
-        let escaped = Lazy::index(br#"{"a":1,"\u0061":2}"#).unwrap();
+        l.set("a", json!(4));
+        let mut out = Vec::new();
+        l.write(&mut out);
+        assert_eq!(out, br#"{"a":1,"b":2,"a":4}"#, "the last one is the one read");
+        assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), json!({"a": 4, "b": 2}));
+        assert_eq!(l.value(), &json!({"a": 4, "b": 2}));
+        assert_eq!(l.remove("a"), Some(json!(4)));
+        out.clear();
+        l.write(&mut out);
+        assert_eq!(out, br#"{"b":2}"#, "every field of the key is cut");
+        assert_eq!(l.value(), &json!({"b": 2}));
+        let mut escaped = Lazy::index(br#"{"a":1,"\u0061":2,"c":3}"#).unwrap();
         assert_eq!(escaped.get("a"), Some(&json!(2)));
-        assert!(escaped.duplicates);
+        assert_eq!(escaped.remove("a"), Some(json!(2)));
+        out.clear();
+        escaped.write(&mut out);
+        assert_eq!(out, br#"{"c":3}"#);
     }
 
     /// JSON-ish bytes: valid documents, then mutated (a byte changed,
@@ -1112,11 +1086,12 @@ mod tests {
                     let map = tree.as_object_mut().unwrap();
                     match v {
                         Some(v) => {
-                            if l.set(&k, json!(v)).is_ok() { map.insert(k, json!(v)); } else { return Ok(()); }
+                            l.set(&k, json!(v));
+                            map.insert(k, json!(v));
                         }
                         None => {
                             let old = map.remove(&k);
-                            match l.remove(&k) { Some(got) => prop_assert_eq!(got, old), None => return Ok(()) }
+                            prop_assert_eq!(l.remove(&k), old);
                         }
                     }
                 }

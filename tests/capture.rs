@@ -669,7 +669,7 @@ fn records_hold_the_datum_its_id_its_supply_and_the_clock() {
     assert_eq!(inputs.len(), 5);
     for (i, datum) in inputs.iter().enumerate() {
         let event: Event = datum.decode().unwrap();
-        assert_eq!(*event.data, json!({ "tick": i + 1 }));
+        assert_eq!(*event.value(), json!({ "tick": i + 1 }));
         assert_eq!((datum.id, datum.train.as_str()), (Some(event.id), "lines"));
         assert_eq!((datum.cog, datum.name.as_str()), (0, "ticker"));
         assert_eq!(datum.at, clock.lock().unwrap()[i], "the clock the supply read");

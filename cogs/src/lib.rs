@@ -38,10 +38,11 @@
 //!
 //! A tail pipeline by hand: follow files of JSON lines, drop the debug
 //! events, write the others out (the tail emits one event per line and keeps
-//! its read positions in `checkpoint_dir`):
+//! its read positions in `checkpoint_dir`; the decoder keeps each object as
+//! its bytes and an index, which the `level` getter reads in place):
 //!
 //! ```no_run
-//! use tourbillon::{Escapement, Event, Train};
+//! use tourbillon::{Escapement, Event, Getter, Train};
 //! use tourbillon_cogs::drain::file::{FileDrain, FileDrainSettings};
 //! use tourbillon_cogs::step::json::{JsonDecode, JsonEncode};
 //! use tourbillon_cogs::supply::tail::{Tail, TailSettings};
@@ -53,13 +54,14 @@
 //!     ..Default::default()
 //! };
 //! let out = FileDrainSettings { path: "/var/log/out.jsonl".into(), ..Default::default() };
+//! let level = Getter::<Event, str>::path_str("level");
 //! let mut esc = Escapement::new()?;
 //! esc.add_train(
 //!     Train::new("tail")
 //!         .ids(Event::id_getter())
 //!         .cog(Tail::new(tail)?)
 //!         .cog(JsonDecode::new(Default::default())?)
-//!         .filter(|e: &Event| e.data["level"] != "debug")
+//!         .filter(move |e: &Event| level.get(e) != Some("debug"))
 //!         .cog(JsonEncode::new(Default::default())?)
 //!         .cog(FileDrain::new(out)?),
 //! );

@@ -33,7 +33,7 @@ impl Cog<Event> for Collect {
         Role::Drain
     }
     fn process<N: Next<Event> + ?Sized>(&mut self, e: Event, ctx: &mut Context<'_, Event, N>) {
-        self.0.lock().unwrap().push((*e.data).clone());
+        self.0.lock().unwrap().push(e.value().clone());
         ctx.discard(&e);
     }
 }

@@ -487,8 +487,8 @@ fn wrap_keeps_a_non_json_line_as_a_message_with_the_error() {
     })
     .unwrap();
     let (seen, _) = run_decode(&["plain text", r#"{"ok":true}"#], decode);
-    assert_eq!(seen[0].data["message"], "plain text");
-    assert!(seen[0].data["error"].as_str().unwrap().contains("expected"));
+    assert_eq!(seen[0].value()["message"], "plain text");
+    assert!(seen[0].value()["error"].as_str().unwrap().contains("expected"));
     assert_eq!(*seen[1].value(), json!({"ok": true}));
 }
 
@@ -500,7 +500,7 @@ fn pass_leaves_the_target_untouched_and_invalid_utf8_wraps_lossily() {
     })
     .unwrap();
     let (seen, _) = run_decode(&["nope"], decode);
-    assert_eq!(*seen[0].data, Value::Null);
+    assert_eq!(*seen[0].value(), Value::Null);
     assert_eq!(seen[0].raw, b"nope");
 
     let _g = exclusive();
@@ -523,7 +523,7 @@ fn pass_leaves_the_target_untouched_and_invalid_utf8_wraps_lossily() {
             }),
     );
     esc.run().unwrap();
-    assert_eq!(*seen.lock().unwrap()[0].data, json!({"message": "caf\u{FFFD}"}));
+    assert_eq!(*seen.lock().unwrap()[0].value(), json!({"message": "caf\u{FFFD}"}));
 }
 
 #[test]
@@ -553,7 +553,7 @@ fn decode_reads_a_string_field_and_writes_to_a_path() {
             }),
     );
     esc.run().unwrap();
-    assert_eq!(seen.lock().unwrap()[0].data["parsed"], json!({"a": [1, 2]}));
+    assert_eq!(seen.lock().unwrap()[0].value()["parsed"], json!({"a": [1, 2]}));
 }
 
 #[test]

@@ -74,7 +74,7 @@ struct Run {
 
 impl Run {
     fn data(&self) -> Vec<Value> {
-        self.good.iter().map(|e| (*e.data).clone()).collect()
+        self.good.iter().map(|e| e.value().clone()).collect()
     }
     fn count(&self, name: &str) -> u64 {
         self.counts.iter().find(|(n, _)| n == name).map(|(_, c)| *c).unwrap()
@@ -361,7 +361,7 @@ fn parse_one(parse: Parse, event: Event) -> Value {
     assert_eq!(esc.run().unwrap(), Exit::Clean);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
-    (*seen[0].data).clone()
+    seen[0].value().clone()
 }
 
 #[test]
@@ -380,14 +380,14 @@ fn a_line_that_does_not_parse_goes_to_the_error_output_with_the_reason() {
     assert_eq!(r.good.len(), 2, "the rest goes on");
     assert!(r.data().iter().all(|d| d["status"] == json!(200)));
     assert_eq!(r.bad.len(), 2);
-    assert_eq!(r.bad[0].data["message"], json!("garbage here"));
+    assert_eq!(r.bad[0].value()["message"], json!("garbage here"));
     assert_eq!(r.bad[0].raw, b"garbage here", "the line read is kept");
     assert!(
-        r.bad[0].data["error"].as_str().unwrap().contains("expected `- `"),
+        r.bad[0].value()["error"].as_str().unwrap().contains("expected `- `"),
         "{}",
-        r.bad[0].data
+        r.bad[0].value()
     );
-    assert!(r.bad[1].data["error"].as_str().unwrap().starts_with("not UTF-8"));
+    assert!(r.bad[1].value()["error"].as_str().unwrap().starts_with("not UTF-8"));
     assert_eq!((r.count("unparsed"), r.count("to_error_output")), (2, 2));
     assert_eq!((r.meter.output, r.meter.dropped, r.done), (4, 0, 4));
 

@@ -178,7 +178,7 @@ fn through<C: Cog<Event>>(cog: C, items: Vec<Value>) -> Record {
 }
 
 fn data(r: &Record) -> Vec<Value> {
-    r.written.iter().map(|e| (*e.data).clone()).collect()
+    r.written.iter().map(|e| e.value().clone()).collect()
 }
 
 /// Every datum emitted is acked exactly once.
@@ -518,7 +518,7 @@ fn merged_data_are_acked_exactly_once_and_only_after_their_merge_is_written() {
     let by_host: HashMap<&str, EventId> = r
         .written
         .iter()
-        .map(|e| (e.data["host"].as_str().unwrap(), e.id))
+        .map(|e| (e.value()["host"].as_str().unwrap(), e.id))
         .collect();
     for (i, input) in web_hits().iter().enumerate() {
         let out = by_host[input["host"].as_str().unwrap()];
@@ -615,7 +615,7 @@ fn a_tail_checkpoint_covers_every_line_merged_once_the_merge_is_written() {
     assert!(matches!(esc.run().unwrap(), Exit::Clean));
     drop(esc);
     let r = record.lock().unwrap();
-    let total: i64 = r.written.iter().map(|e| e.data["bytes"].as_i64().unwrap()).sum();
+    let total: i64 = r.written.iter().map(|e| e.value()["bytes"].as_i64().unwrap()).sum();
     assert_eq!(total, (0..50).sum::<i64>());
     let saved = saved_positions(&state).unwrap();
     assert_eq!(saved.len(), 1);

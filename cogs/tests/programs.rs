@@ -54,7 +54,7 @@ impl Cog<Event> for Collect {
     }
     fn process<N: Next<Event> + ?Sized>(&mut self, e: Event, ctx: &mut Context<'_, Event, N>) {
         let mut seen = self.seen.lock().unwrap();
-        seen.push((*e.data).clone());
+        seen.push(e.value().clone());
         if seen.len() == self.until {
             ctx.finish_all();
         }

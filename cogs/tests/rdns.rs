@@ -99,7 +99,7 @@ fn run(settings: ReverseDnsSettings, ips: &[&str]) -> (Vec<Value>, tourbillon_co
             .cog(from_iter(events).batch(1))
             .cog(cog)
             .map(move |e: Event| {
-                o2.lock().unwrap().push((*e.data).clone());
+                o2.lock().unwrap().push(e.value().clone());
                 e
             }),
     );

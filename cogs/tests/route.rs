@@ -107,7 +107,7 @@ fn names(seen: &Shared<Event>) -> Vec<String> {
     seen.lock()
         .unwrap()
         .iter()
-        .map(|e| e.data["n"].as_str().unwrap_or("?").to_owned())
+        .map(|e| e.value()["n"].as_str().unwrap_or("?").to_owned())
         .collect()
 }
 
@@ -298,15 +298,15 @@ fn json_decode_sends_what_it_cannot_read_to_its_error_output_with_the_reason() {
     assert_eq!(good, [json!({"n": 1}), json!({"n": 3})], "the good lines go on");
     let bad = bad.lock().unwrap().clone();
     assert_eq!(bad.len(), 2);
-    assert_eq!(bad[0].data["message"], json!(r#"{"n": oops}"#));
+    assert_eq!(bad[0].value()["message"], json!(r#"{"n": oops}"#));
     assert_eq!(bad[0].raw, br#"{"n": oops}"#, "the line read is kept");
-    let reason = bad[0].data["error"].as_str().unwrap();
+    let reason = bad[0].value()["error"].as_str().unwrap();
     assert!(reason.contains("line 1 column"), "{reason}");
-    assert_eq!(bad[1].data["message"], json!(""));
+    assert_eq!(bad[1].value()["message"], json!(""));
     assert!(
-        bad[1].data["error"].as_str().unwrap().contains("EOF"),
+        bad[1].value()["error"].as_str().unwrap().contains("EOF"),
         "{:?}",
-        bad[1].data
+        bad[1].value()
     );
     assert_eq!((malformed.get(), sent.get()), (2, 2));
     let ids = ids.lock().unwrap().clone();
@@ -351,7 +351,7 @@ fn timestamp_sends_a_time_it_cannot_read_to_its_error_output() {
     assert_eq!(esc.run().unwrap(), Exit::Clean);
     assert_eq!(names(&good), ["ok", "none"], "a missing field is left alone");
     assert_eq!(names(&bad), ["bad"]);
-    let why = bad.lock().unwrap()[0].data["why"].as_str().unwrap().to_owned();
+    let why = bad.lock().unwrap()[0].value()["why"].as_str().unwrap().to_owned();
     assert!(why.contains("`timestamp` holds no time"), "{why}");
     assert_eq!(sent.get(), 1);
     let ids = ids.lock().unwrap().clone();
