@@ -369,6 +369,45 @@ pub fn json_id_setter(path: &str) -> IdSetter<Value> {
     })
 }
 
+/// Takes the byte buffer out of a datum a drain is through with (it wrote
+/// the bytes), so that the buffer can be filled again
+/// ([`Context::recycle`](crate::Context::recycle)) rather than freed.
+pub struct Recycler<D> {
+    f: Arc<dyn Fn(D) -> Option<Vec<u8>> + Send + Sync>,
+}
+
+impl<D> Clone for Recycler<D> {
+    fn clone(&self) -> Self {
+        Recycler { f: Arc::clone(&self.f) }
+    }
+}
+
+impl<D> fmt::Debug for Recycler<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Recycler")
+    }
+}
+
+impl<D> Recycler<D> {
+    /// A recycler from a function that gives up the datum's buffer.
+    pub fn new(f: impl Fn(D) -> Option<Vec<u8>> + Send + Sync + 'static) -> Self {
+        Recycler { f: Arc::new(f) }
+    }
+
+    /// The datum's buffer, if it has one; the rest of the datum is dropped.
+    #[inline]
+    pub fn take(&self, datum: D) -> Option<Vec<u8>> {
+        (self.f)(datum)
+    }
+}
+
+impl Recycler<Event> {
+    /// The `raw` bytes of an [`Event`].
+    pub fn raw() -> Self {
+        Recycler::new(|mut e: Event| Some(std::mem::take(&mut e.raw)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

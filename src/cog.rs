@@ -65,6 +65,19 @@ pub trait Cog<D>: 'static {
         let _ = (id, ctx);
     }
 
+    /// Broadcast: the events `ids` are finished, in this order: the
+    /// runtime hands the `event_done`s that follow one another in a train
+    /// to each cog at once. The default calls
+    /// [`event_done`](Cog::event_done) for each; a cog that acts once per
+    /// batch (moves a checkpoint, acks upstream) overrides this to do it
+    /// once. A rename, or any other broadcast, between two dones splits
+    /// the batch, so it is seen between them.
+    fn events_done<N: Next<D> + ?Sized>(&mut self, ids: &[EventId], ctx: &mut Context<'_, D, N>) {
+        for &id in ids {
+            self.event_done(id, ctx)
+        }
+    }
+
     /// Broadcast: event `old` lives on as `new` (merged or split).
     fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, ctx: &mut Context<'_, D, N>) {
         let _ = (old, new, ctx);
@@ -180,6 +193,9 @@ impl<D: 'static, C: Cog<D>> Cog<D> for Named<C> {
     }
     fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, ctx: &mut Context<'_, D, N>) {
         self.cog.event_done(id, ctx)
+    }
+    fn events_done<N: Next<D> + ?Sized>(&mut self, ids: &[EventId], ctx: &mut Context<'_, D, N>) {
+        self.cog.events_done(ids, ctx)
     }
     fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, ctx: &mut Context<'_, D, N>) {
         self.cog.event_rename(old, new, ctx)

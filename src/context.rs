@@ -243,6 +243,20 @@ impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
         self.core.next_event_id()
     }
 
+    /// An empty byte buffer to fill, reused if a drain gave one back
+    /// ([`Core::buffer`]).
+    #[inline]
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.core.buffer()
+    }
+
+    /// Gives back the byte buffer of a datum this cog is through with (it
+    /// wrote the bytes), for a supply to fill again ([`Core::recycle`]).
+    #[inline]
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.core.recycle(buf)
+    }
+
     /// The loop's clock.
     pub fn now(&self) -> Instant {
         self.core.now()

@@ -13,6 +13,7 @@ use crate::accessor::IdGetter;
 use crate::error::Error;
 use crate::event::EventId;
 use crate::graph::{Graph, QueueFill};
+use crate::pool::BufferPool;
 use crate::recorder::{Recorder, Seen, Tap};
 use crate::sources::fd::FdSlot;
 use crate::sources::immediate::Immediates;
@@ -195,6 +196,8 @@ pub struct Core {
     pub(crate) wall_anchor: Option<(Instant, SystemTime)>,
     /// Turns, idle time and phase, for other threads.
     pub(crate) gauges: LoopGauges,
+    /// Byte buffers drains gave back, for supplies to fill again.
+    pub(crate) buffers: BufferPool,
 }
 
 /// What [`Core::replace_trains`] asked: the trains to finish, and what to
@@ -253,6 +256,7 @@ impl Core {
             replacements: VecDeque::new(),
             wall_anchor: None,
             gauges: LoopGauges::default(),
+            buffers: BufferPool::default(),
         }
     }
 
@@ -316,6 +320,29 @@ impl Core {
             Some((at, wall)) => wall + self.clock.now().saturating_duration_since(at),
             None => SystemTime::now(),
         }
+    }
+
+    /// An empty byte buffer, one a drain gave back with
+    /// [`recycle`](Self::recycle) if there is one: a supply fills it
+    /// instead of allocating a new one per datum.
+    #[inline]
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.buffers.take()
+    }
+
+    /// Gives back the byte buffer of a datum that is through (written by a
+    /// drain), for [`buffer`](Self::buffer) to hand out again. The pool is
+    /// bounded (see [`pool`](crate::pool)): past its caps the buffer is
+    /// freed.
+    #[inline]
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.buffers.give(buf)
+    }
+
+    /// The buffers given back and not yet taken again, and their capacity
+    /// in bytes, in all.
+    pub fn pooled_buffers(&self) -> (usize, usize) {
+        self.buffers.held()
     }
 
     /// Starts the graceful finish: `finish` through every train in order,

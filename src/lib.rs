@@ -100,6 +100,7 @@ mod graph;
 pub mod lazy;
 pub mod ledger;
 pub mod logging;
+pub mod pool;
 mod recorder;
 mod remote;
 mod role;

@@ -69,6 +69,9 @@ impl<D: 'static, C: Cog<D>> Cog<D> for Swapped<C> {
     fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, ctx: &mut Context<'_, D, N>) {
         swapped!(self, c => Cog::<D>::event_done(c, id, ctx))
     }
+    fn events_done<N: Next<D> + ?Sized>(&mut self, ids: &[EventId], ctx: &mut Context<'_, D, N>) {
+        swapped!(self, c => Cog::<D>::events_done(c, ids, ctx))
+    }
     fn event_rename<N: Next<D> + ?Sized>(&mut self, old: EventId, new: EventId, ctx: &mut Context<'_, D, N>) {
         swapped!(self, c => Cog::<D>::event_rename(c, old, new, ctx))
     }

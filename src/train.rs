@@ -21,6 +21,7 @@ use crate::accessor::IdGetter;
 use crate::cog::{Cog, Described, FilterFn, Finish, FlatMap, Map};
 use crate::context::{Context, Next};
 use crate::core::Core;
+use crate::event::EventId;
 use crate::graph::{Gauge, Inlet, Reader};
 use crate::recorder::Codec;
 use crate::role::Role;
@@ -72,6 +73,13 @@ pub trait Chain<D>: Next<D> + 'static {
     fn fire(&mut self, index: u32, key: u64, fired: Fired, core: &mut Core, train: &TrainShared<D>);
     /// Delivers a broadcast to every cog, in order.
     fn notify(&mut self, notice: Broadcast, core: &mut Core, train: &TrainShared<D>);
+    /// Delivers `event_done` of each of `ids` (in order) to every cog, in
+    /// order, as one [`Cog::events_done`] per cog.
+    fn notify_done(&mut self, ids: &[EventId], core: &mut Core, train: &TrainShared<D>) {
+        for &id in ids {
+            self.notify(Broadcast::EventDone(id), core, train)
+        }
+    }
     /// Delivers `finish` to cog `index`.
     fn finish(&mut self, index: u32, core: &mut Core, train: &TrainShared<D>) -> Finish;
     /// Delivers `done` to every cog, in order.
@@ -119,6 +127,7 @@ impl<D: 'static> Chain<D> for End {
     fn start(&mut self, _: &mut Core, _: &TrainShared<D>) {}
     fn fire(&mut self, _: u32, _: u64, _: Fired, _: &mut Core, _: &TrainShared<D>) {}
     fn notify(&mut self, _: Broadcast, _: &mut Core, _: &TrainShared<D>) {}
+    fn notify_done(&mut self, _: &[EventId], _: &mut Core, _: &TrainShared<D>) {}
     fn finish(&mut self, _: u32, _: &mut Core, _: &TrainShared<D>) -> Finish {
         Finish::Done
     }
@@ -203,6 +212,12 @@ impl<D: 'static, C: Cog<D>, R: Chain<D>> Chain<D> for Link<C, R> {
         deliver(&mut self.cog, notice, &mut ctx);
         self.rest.notify(notice, core, train)
     }
+    fn notify_done(&mut self, ids: &[EventId], core: &mut Core, train: &TrainShared<D>) {
+        let supply = self.cog.role() == Role::Supply;
+        let mut ctx = Context::callback(core, &mut self.rest, train, self.index, supply);
+        self.cog.events_done(ids, &mut ctx);
+        self.rest.notify_done(ids, core, train)
+    }
     fn finish(&mut self, index: u32, core: &mut Core, train: &TrainShared<D>) -> Finish {
         if index == self.index {
             let supply = self.cog.role() == Role::Supply;
@@ -240,6 +255,12 @@ pub trait DynCog<D>: 'static {
     fn fire_dyn(&mut self, key: u64, fired: Fired, ctx: &mut DynContext<'_, D>);
     /// [`Cog::event_done`], [`Cog::event_rename`], [`Cog::resume`].
     fn notify_dyn(&mut self, notice: Broadcast, ctx: &mut DynContext<'_, D>);
+    /// [`Cog::events_done`].
+    fn events_done_dyn(&mut self, ids: &[EventId], ctx: &mut DynContext<'_, D>) {
+        for &id in ids {
+            self.notify_dyn(Broadcast::EventDone(id), ctx)
+        }
+    }
     /// [`Cog::finish`].
     fn finish_dyn(&mut self, ctx: &mut DynContext<'_, D>) -> Finish;
     /// [`Cog::done`].
@@ -266,6 +287,9 @@ impl<D, C: Cog<D>> DynCog<D> for C {
     }
     fn notify_dyn(&mut self, notice: Broadcast, ctx: &mut DynContext<'_, D>) {
         deliver(self, notice, ctx)
+    }
+    fn events_done_dyn(&mut self, ids: &[EventId], ctx: &mut DynContext<'_, D>) {
+        self.events_done(ids, ctx)
     }
     fn finish_dyn(&mut self, ctx: &mut DynContext<'_, D>) -> Finish {
         self.finish(ctx)
@@ -400,6 +424,11 @@ impl<D: 'static> Chain<D> for DynChain<D> {
     fn notify(&mut self, notice: Broadcast, core: &mut Core, train: &TrainShared<D>) {
         for i in 0..self.cogs.len() as u32 {
             DynRest::with(&mut self.cogs, i, core, train, |cog, ctx| cog.notify_dyn(notice, ctx));
+        }
+    }
+    fn notify_done(&mut self, ids: &[EventId], core: &mut Core, train: &TrainShared<D>) {
+        for i in 0..self.cogs.len() as u32 {
+            DynRest::with(&mut self.cogs, i, core, train, |cog, ctx| cog.events_done_dyn(ids, ctx));
         }
     }
     fn finish(&mut self, index: u32, core: &mut Core, train: &TrainShared<D>) -> Finish {
@@ -685,6 +714,8 @@ pub(crate) trait AnyTrain {
     fn start(&mut self, core: &mut Core);
     fn fire(&mut self, cog: u32, key: u64, fired: Fired, core: &mut Core);
     fn notify(&mut self, notice: Broadcast, core: &mut Core);
+    /// `event_done` of each of `ids`, in order, one batch per cog.
+    fn notify_done(&mut self, ids: &[EventId], core: &mut Core);
     fn finish(&mut self, cog: u32, core: &mut Core) -> Finish;
     fn done(&mut self, core: &mut Core);
     /// Decodes a captured datum and emits it from the place of cog `cog`.
@@ -810,6 +841,10 @@ impl<D: 'static, C: Chain<D>> AnyTrain for Placed<D, C> {
     fn notify(&mut self, notice: Broadcast, core: &mut Core) {
         let body = &mut *self.body.borrow_mut();
         body.train.chain.notify(notice, core, &body.shared)
+    }
+    fn notify_done(&mut self, ids: &[EventId], core: &mut Core) {
+        let body = &mut *self.body.borrow_mut();
+        body.train.chain.notify_done(ids, core, &body.shared)
     }
     fn finish(&mut self, cog: u32, core: &mut Core) -> Finish {
         let body = &mut *self.body.borrow_mut();

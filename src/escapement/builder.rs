@@ -151,6 +151,7 @@ impl Builder {
             upstream: Vec::new(),
             wired: false,
             retiring: None,
+            done_ids: Vec::new(),
         })
     }
 }

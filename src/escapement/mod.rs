@@ -19,8 +19,9 @@ pub use self::builder::Builder;
 pub use self::finish::Exit;
 use self::pacing::Step;
 use crate::context::TrainShared;
-use crate::core::{CogPhase, Core, Notice, Phase};
+use crate::core::{Broadcast, CogPhase, Core, Notice, Phase};
 use crate::error::Error;
+use crate::event::EventId;
 use crate::graph::Outlet;
 use crate::recorder::{Playback, Tap};
 use crate::role::{CogInfo, Role};
@@ -85,6 +86,8 @@ pub struct Escapement {
     wired: bool,
     /// The trains being replaced ([`Core::replace_trains`]), if any.
     retiring: Option<retire::Retiring>,
+    /// The batch of `event_done`s being delivered (kept for its capacity).
+    done_ids: Vec<EventId>,
 }
 
 impl std::fmt::Debug for Escapement {
@@ -477,6 +480,34 @@ impl Escapement {
         }
     }
 
+    /// Delivers `event_done(first)` in `train` together with the dones of
+    /// that train queued right after it, as one batch per cog: the cogs
+    /// see the same dones in the same order, and any other notice (a
+    /// rename, a resume, another train's) ends the batch, so it stays
+    /// between the dones it came between.
+    fn deliver_dones(&mut self, train: u32, first: EventId) {
+        let mut ids = std::mem::take(&mut self.done_ids);
+        ids.clear();
+        ids.push(first);
+        while let Some(&(t, Notice::Cast(Broadcast::EventDone(id)))) = self.core.notices.front() {
+            if t != train {
+                break;
+            }
+            ids.push(id);
+            self.core.notices.pop_front();
+        }
+        if let Some(t) = self.trains.get_mut(train as usize) {
+            t.notify_done(&ids, &mut self.core);
+        }
+        if self.core.graph.active {
+            let core = &mut self.core;
+            for &id in &ids {
+                core.graph.follow(train, Broadcast::EventDone(id), &mut core.notices);
+            }
+        }
+        self.done_ids = ids;
+    }
+
     fn deliver_casts(&mut self) {
         while let Some((train, notice)) = self.core.notices.pop_front() {
             match notice {
@@ -491,6 +522,7 @@ impl Escapement {
                         }
                     }
                 }
+                Notice::Cast(Broadcast::EventDone(id)) => self.deliver_dones(train, id),
                 Notice::Cast(cast) => {
                     if let Some(t) = self.trains.get_mut(train as usize) {
                         t.notify(cast, &mut self.core);

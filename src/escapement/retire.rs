@@ -183,6 +183,7 @@ impl AnyTrain for Retired {
     fn start(&mut self, _: &mut Core) {}
     fn fire(&mut self, _: u32, _: u64, _: Fired, _: &mut Core) {}
     fn notify(&mut self, _: Broadcast, _: &mut Core) {}
+    fn notify_done(&mut self, _: &[crate::event::EventId], _: &mut Core) {}
     fn finish(&mut self, _: u32, _: &mut Core) -> Finish {
         Finish::Done
     }

@@ -51,7 +51,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tourbillon::accessor::Getter;
+use tourbillon::accessor::{Getter, Recycler};
 use tourbillon::{Cog, Context, Core, Event, Finish, Fired, Next, Role};
 
 use crate::drain::batch::{Driver, FLUSH, RETRY};
@@ -153,6 +153,8 @@ struct Open {
 pub struct FileDrain<D = Event> {
     settings: FileDrainSettings,
     bytes: Getter<D, [u8]>,
+    /// Gives the buffer of a datum written back for reuse, if set.
+    recycler: Option<Recycler<D>>,
     file: Option<Open>,
     driver: Driver,
     /// How many attempts failed since writes last succeeded.
@@ -183,7 +185,7 @@ impl<D> fmt::Debug for FileDrain<D> {
 impl FileDrain<Event> {
     /// Appends the `raw` bytes of events.
     pub fn new(settings: FileDrainSettings) -> Result<Self, Error> {
-        FileDrain::with_accessor(settings, Getter::<Event, [u8]>::raw())
+        FileDrain::with_accessor(settings, Getter::<Event, [u8]>::raw()).map(|d| d.recycling(Recycler::raw()))
     }
 }
 
@@ -195,6 +197,7 @@ impl<D: 'static> FileDrain<D> {
             driver: Driver::new(settings.buffer_bytes, Duration::from_millis(settings.retry_interval_ms)),
             settings,
             bytes,
+            recycler: None,
             file: None,
             failures: 0,
             failure_log: LogThrottle::new(LOG_INTERVAL),
@@ -205,6 +208,14 @@ impl<D: 'static> FileDrain<D> {
             finish_by: None,
             stats: FileDrainStats::default(),
         })
+    }
+
+    /// Gives each datum's byte buffer back for reuse once its bytes are
+    /// copied for writing ([`Context::recycle`](tourbillon::Context::recycle)),
+    /// through `recycler`; `new` does it for the `raw` bytes of events.
+    pub fn recycling(mut self, recycler: Recycler<D>) -> Self {
+        self.recycler = Some(recycler);
+        self
     }
 
     /// Its counters.
@@ -545,7 +556,10 @@ impl<D: 'static> Cog<D> for FileDrain<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         let id = ctx.id_of(&datum);
         let now = self.driver.push(self.bytes.get(&datum).unwrap_or_default(), id, ctx);
-        drop(datum);
+        // The bytes are copied into the batch: their buffer can be filled again.
+        if let Some(buf) = self.recycler.as_ref().and_then(|r| r.take(datum)) {
+            ctx.recycle(buf);
+        }
         if now {
             self.flush(ctx);
         }

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tourbillon::accessor::Getter;
+use tourbillon::accessor::{Getter, Recycler};
 use tourbillon::{Cog, Context, Event, Finish, Fired, Next, Role};
 
 use crate::drain::batch::{Batch, Driver, FLUSH, RETRY};
@@ -84,6 +84,8 @@ enum Output {
 pub struct StdoutDrain<D = Event> {
     settings: StdoutSettings,
     bytes: Getter<D, [u8]>,
+    /// Gives the buffer of a datum written back for reuse, if set.
+    recycler: Option<Recycler<D>>,
     output: Output,
     driver: Driver,
     /// The reader went away: nothing more is written.
@@ -104,7 +106,7 @@ impl<D: 'static> fmt::Debug for StdoutDrain<D> {
 impl StdoutDrain<Event> {
     /// Writes the `raw` bytes of events.
     pub fn new(settings: StdoutSettings) -> Result<Self, Error> {
-        StdoutDrain::with_accessor(settings, Getter::<Event, [u8]>::raw())
+        StdoutDrain::with_accessor(settings, Getter::<Event, [u8]>::raw()).map(|d| d.recycling(Recycler::raw()))
     }
 }
 
@@ -117,9 +119,18 @@ impl<D: 'static> StdoutDrain<D> {
             driver: Driver::new(settings.buffer_bytes, Duration::from_millis(settings.retry_interval_ms)),
             settings,
             bytes,
+            recycler: None,
             broken: false,
             finishing: false,
         })
+    }
+
+    /// Gives each datum's byte buffer back for reuse once its bytes are
+    /// copied for writing ([`Context::recycle`](tourbillon::Context::recycle)),
+    /// through `recycler`; `new` does it for the `raw` bytes of events.
+    pub fn recycling(mut self, recycler: Recycler<D>) -> Self {
+        self.recycler = Some(recycler);
+        self
     }
 
     /// Writes to `writer` instead of the standard stream (a pipe, a socket,
@@ -223,7 +234,10 @@ impl<D: 'static> Cog<D> for StdoutDrain<D> {
         }
         let id = ctx.id_of(&datum);
         let now = self.driver.push(self.bytes.get(&datum).unwrap_or_default(), id, ctx);
-        drop(datum);
+        // The bytes are copied into the batch: their buffer can be filled again.
+        if let Some(buf) = self.recycler.as_ref().and_then(|r| r.take(datum)) {
+            ctx.recycle(buf);
+        }
         if now {
             self.flush(ctx);
         }

@@ -159,7 +159,7 @@ use self::files::Files;
 use self::limits::Pending;
 pub use self::position::Position;
 pub use self::reader::TailLine;
-use self::reader::{Reader, PARKED};
+use self::reader::{Maker, Reader, PARKED};
 pub use self::settings::{ReadFrom, TailSettings, MAX_FINGERPRINT_BYTES};
 pub use self::stats::TailStats;
 use crate::Error;
@@ -202,8 +202,8 @@ impl Tail<Event> {
     /// Emits [`Event`]s: `raw` the line's bytes, `origin` the file's path,
     /// `line` its number, a fresh id.
     pub fn new(settings: TailSettings) -> Result<Self, Error> {
-        Tail::with(settings, |line: TailLine<'_>| {
-            Event::from_raw(line.id, line.bytes.to_vec(), Some(Arc::clone(line.origin)), line.number)
+        Tail::with_buffers(settings, |line: TailLine<'_>, raw: Vec<u8>| {
+            Event::from_raw(line.id, raw, Some(Arc::clone(line.origin)), line.number)
         })
     }
 }
@@ -213,6 +213,23 @@ impl<D: 'static> Tail<D> {
     /// [`id`](TailLine::id): the tail follows it to know when the line is
     /// delivered.
     pub fn with(settings: TailSettings, make: impl FnMut(TailLine<'_>) -> D + 'static) -> Result<Self, Error> {
+        Tail::with_maker(settings, Maker::Borrowed(Box::new(make)))
+    }
+
+    /// Emits what `make` builds from each line and a copy of its bytes,
+    /// in a buffer a drain gave back for reuse if there is one
+    /// ([`Context::buffer`]; the file and stdout drains give back what
+    /// [`recycling`](crate::drain::file::FileDrain::recycling) takes): the
+    /// datum keeps the buffer rather than allocating its own. As with
+    /// [`with`](Self::with), give the datum the line's id.
+    pub fn with_buffers(
+        settings: TailSettings,
+        make: impl FnMut(TailLine<'_>, Vec<u8>) -> D + 'static,
+    ) -> Result<Self, Error> {
+        Tail::with_maker(settings, Maker::Owned(Box::new(make)))
+    }
+
+    fn with_maker(settings: TailSettings, make: Maker<D>) -> Result<Self, Error> {
         settings.validate()?;
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let discovery = Discovery::new(&settings, &cwd)?;
@@ -226,7 +243,7 @@ impl<D: 'static> Tail<D> {
             discovery,
             rescan: Rescan::new(RESCAN),
             files: Files::new(&settings, stats.clone(), PUMP),
-            reader: Reader::new(&settings, stats.clone(), Box::new(make)),
+            reader: Reader::new(&settings, stats.clone(), make),
             checkpoint,
             tick: None,
             exhausted: false,
@@ -560,6 +577,17 @@ impl<D: 'static> Cog<D> for Tail<D> {
 
     fn event_done<N: Next<D> + ?Sized>(&mut self, id: EventId, _: &mut Context<'_, D, N>) {
         if self.reader.done(id) {
+            self.reader.acks_moved(&mut self.files);
+        }
+    }
+
+    fn events_done<N: Next<D> + ?Sized>(&mut self, ids: &[EventId], _: &mut Context<'_, D, N>) {
+        // Positions move once for the whole batch.
+        let mut ours = false;
+        for &id in ids {
+            ours |= self.reader.done(id);
+        }
+        if ours {
             self.reader.acks_moved(&mut self.files);
         }
     }

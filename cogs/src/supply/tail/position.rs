@@ -243,11 +243,13 @@ impl Acks {
     /// became (the [ledger](crate::ledger)'s rule).
     pub(crate) fn done(&mut self, id: EventId) -> bool {
         let (head, entries) = (self.head, &mut self.entries);
-        let known = self.moved.done(id, |seq| {
-            if let Some(e) = seq.checked_sub(head).and_then(|i| entries.get_mut(i as usize)) {
-                e.done = true;
-            }
-        });
+        // Almost no line is renamed: skip the ledger's lookup then.
+        let known = !self.moved.is_empty()
+            && self.moved.done(id, |seq| {
+                if let Some(e) = seq.checked_sub(head).and_then(|i| entries.get_mut(i as usize)) {
+                    e.done = true;
+                }
+            });
         if known {
             return true;
         }

@@ -44,7 +44,13 @@ pub struct TailLine<'a> {
 }
 
 /// What builds a datum from a line.
-pub(crate) type Maker<D> = Box<dyn FnMut(TailLine<'_>) -> D>;
+pub(crate) enum Maker<D> {
+    /// From the line as it lies in the read buffer.
+    Borrowed(Box<dyn FnMut(TailLine<'_>) -> D>),
+    /// From the line and a copy of its bytes in a buffer of its own, one
+    /// a drain gave back if there is one ([`Context::buffer`]).
+    Owned(Box<dyn FnMut(TailLine<'_>, Vec<u8>) -> D>),
+}
 
 /// How a read of one file ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -441,14 +447,21 @@ impl<D, N: Next<D> + ?Sized> Emitter<'_, '_, D, N> {
             let place = format_args!("{}:{}", self.origin, *self.file_line);
             self.cuts.note(place, bytes.len(), flags, self.ctx.now());
         }
-        let id = self.ctx.next_event_id();
-        let datum = (self.make)(TailLine {
-            id,
+        let line = TailLine {
+            id: self.ctx.next_event_id(),
             bytes,
             origin: self.origin,
             number: *self.file_line,
             flags,
-        });
+        };
+        let datum = match self.make {
+            Maker::Borrowed(make) => make(line),
+            Maker::Owned(make) => {
+                let mut buf = self.ctx.buffer();
+                buf.extend_from_slice(bytes);
+                make(line, buf)
+            }
+        };
         if let Some(id) = self.ctx.id_of(&datum) {
             *self.last_seq = Some(self.acks.push(id, self.slot, self.epoch));
             *self.in_flight += 1;
