@@ -191,7 +191,6 @@ impl<D: Json> Cog<D> for SetFields<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, mut datum: D, ctx: &mut Context<'_, D, N>) {
         let overwrite = self.settings.overwrite;
         let now = ctx.now();
-        let wall = ctx.wall_now();
         // Its data are values: no bytes to count.
         self.meter.took(0);
         let SetFields {
@@ -235,6 +234,9 @@ impl<D: Json> Cog<D> for SetFields<D> {
             datum = put(datum, f, v);
         }
         if let Some(f) = received_at {
+            // The wall clock is read only here: otherwise a system call per
+            // datum, for a field most configurations do not set.
+            let wall = ctx.wall_now();
             datum = put(datum, f, &Arc::new(Value::String(rfc3339(wall))));
         }
         self.meter.emit(datum, ctx)
