@@ -41,11 +41,7 @@ impl BufferPool {
     #[inline]
     pub(crate) fn give(&mut self, mut buf: Vec<u8>) {
         let cap = buf.capacity();
-        if cap == 0
-            || cap > MAX_BUFFER_BYTES
-            || self.free.len() >= MAX_BUFFERS
-            || self.bytes + cap > MAX_POOLED_BYTES
-        {
+        if cap == 0 || cap > MAX_BUFFER_BYTES || self.free.len() >= MAX_BUFFERS || self.bytes + cap > MAX_POOLED_BYTES {
             return;
         }
         buf.clear();

@@ -219,7 +219,10 @@ impl Cog<u64> for Flush {
     }
 }
 
-fn counted(n: u64, journal: &Journal) -> (Counted, Arc<Mutex<BTreeMap<u64, u32>>>, Arc<Mutex<Vec<usize>>>) {
+/// How often each id was done, and the size of each batch.
+type Tally = (Arc<Mutex<BTreeMap<u64, u32>>>, Arc<Mutex<Vec<usize>>>);
+
+fn counted(n: u64, journal: &Journal) -> (Counted, Tally) {
     let done = Arc::new(Mutex::new(BTreeMap::new()));
     let batches = Arc::new(Mutex::new(Vec::new()));
     let c = Counted {
@@ -229,7 +232,7 @@ fn counted(n: u64, journal: &Journal) -> (Counted, Arc<Mutex<BTreeMap<u64, u32>>
         done: done.clone(),
         batches: batches.clone(),
     };
-    (c, done, batches)
+    (c, (done, batches))
 }
 
 fn flush(name: &'static str, ms: u64, journal: &Journal) -> Flush {
@@ -245,7 +248,7 @@ fn flush(name: &'static str, ms: u64, journal: &Journal) -> Flush {
 fn a_batch_split_across_two_trains_settles_each_datum_once_both_copies_are_done() {
     let _g = exclusive();
     let journal = Journal::default();
-    let (supply, done, batches) = counted(500, &journal);
+    let (supply, (done, batches)) = counted(500, &journal);
     let mut e = esc();
     e.add_train(Train::new("src").ids(ids()).cog(supply));
     e.add_train(
@@ -266,8 +269,14 @@ fn a_batch_split_across_two_trains_settles_each_datum_once_both_copies_are_done(
     assert!(done.values().all(|&n| n == 1), "and once: {done:?}");
     for n in 1..=500 {
         let at = journal.position(&format!("src done {n}"));
-        assert!(journal.position(&format!("fast done {n}")) < at, "{n}: done before the fast copy");
-        assert!(journal.position(&format!("slow done {n}")) < at, "{n}: done before the slow copy");
+        assert!(
+            journal.position(&format!("fast done {n}")) < at,
+            "{n}: done before the fast copy"
+        );
+        assert!(
+            journal.position(&format!("slow done {n}")) < at,
+            "{n}: done before the slow copy"
+        );
     }
     let batches = batches.lock().unwrap();
     assert!(
@@ -281,7 +290,7 @@ fn a_batch_split_across_two_trains_settles_each_datum_once_both_copies_are_done(
 fn a_batch_in_a_train_that_alone_reads_another_is_passed_up_whole() {
     let _g = exclusive();
     let journal = Journal::default();
-    let (supply, done, batches) = counted(300, &journal);
+    let (supply, (done, batches)) = counted(300, &journal);
     let mut e = esc();
     e.add_train(Train::new("src").ids(ids()).cog(supply));
     e.add_train(
@@ -342,7 +351,10 @@ impl Cog<Vec<u8>> for GiveBack {
         Role::Drain
     }
     fn process<N: Next<Vec<u8>> + ?Sized>(&mut self, d: Vec<u8>, ctx: &mut Context<'_, Vec<u8>, N>) {
-        assert!(d.iter().all(|&b| b == d[0]) && d.len() == 40, "no bytes of an earlier datum left");
+        assert!(
+            d.iter().all(|&b| b == d[0]) && d.len() == 40,
+            "no bytes of an earlier datum left"
+        );
         self.seen.lock().unwrap().push(d[0]);
         ctx.recycle(d);
     }

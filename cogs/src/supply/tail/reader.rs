@@ -43,13 +43,16 @@ pub struct TailLine<'a> {
     pub flags: LineFlags,
 }
 
+/// What builds a datum from a line and a buffer holding a copy of it.
+type OwnedMaker<D> = Box<dyn FnMut(TailLine<'_>, Vec<u8>) -> D>;
+
 /// What builds a datum from a line.
 pub(crate) enum Maker<D> {
     /// From the line as it lies in the read buffer.
     Borrowed(Box<dyn FnMut(TailLine<'_>) -> D>),
     /// From the line and a copy of its bytes in a buffer of its own, one
     /// a drain gave back if there is one ([`Context::buffer`]).
-    Owned(Box<dyn FnMut(TailLine<'_>, Vec<u8>) -> D>),
+    Owned(OwnedMaker<D>),
 }
 
 /// How a read of one file ended.
