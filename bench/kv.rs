@@ -1,17 +1,33 @@
 //! Updates per second through a key-value bucket, on loopback: `kv_put` in
 //! one `tourbillon` process (stdin, `json_decode`, `kv_put`) to `kv_watch`
-//! in another (`kv_watch`, `file`), against a bare async-nats client in the
-//! same run (one thread puts, at most 1024 acks in flight; another watches
-//! and counts). Each side's time runs from the first put until the watcher
-//! has every update.
+//! in another (`kv_watch`, `file`), against a bare async-nats client doing
+//! the same job in the same run, alternately.
+//!
+//! Like with like, on both sides:
+//! - the same updates: 100 keys, values `{"n":"000000042"}` (the same
+//!   bytes: `kv_put` puts the JSON text of the decoded value);
+//! - the same puts: each carries a `Nats-Msg-Id` (what lets a put be sent
+//!   again without a second revision: `kv_put` needs it for no loss), at
+//!   most 1024 puts in flight, each one's ack awaited before it counts;
+//! - the same watch: every revision from the first, each value written as
+//!   a line to a file;
+//! - the same clock: both sides are connected and have put and watched one
+//!   update before the clock starts (no process start, connect or bucket
+//!   lookup in the figure); it stops when the watcher has every update.
 //!
 //! ```sh
-//! cargo bench -p tourbillon-cli --bench kv                 # 100,000 updates
-//! KV_BENCH_UPDATES=300000 cargo bench -p tourbillon-cli --bench kv
+//! cargo bench -p tourbillon-cli --bench kv                 # 100,000 updates, 3 rounds
+//! KV_BENCH_UPDATES=300000 KV_BENCH_ROUNDS=5 cargo bench -p tourbillon-cli --bench kv
 //! ```
 //!
+//! A third line, for the record, is the bare client without message ids:
+//! what they cost the server (it keeps each for the duplicate window).
+//!
+//! `KV_BENCH_BIN=path` runs another `tourbillon` binary (an earlier build)
+//! on the tourbillon side.
+//!
 //! It starts its own `nats-server -js` on a free loopback port, its store
-//! in a temporary directory.
+//! in a temporary directory, a new bucket for each run.
 
 use std::fs;
 use std::io::Write;
@@ -24,11 +40,17 @@ use async_nats::jetstream;
 use futures_util::StreamExt;
 
 const KEYS: usize = 100;
+const IN_FLIGHT: usize = 1024;
 
 /// One update: the same width for every `i`, so the watcher's output size
 /// says how many came.
 fn update(i: usize) -> (String, String) {
     (format!("k{:02}", i % KEYS), format!("{{\"n\":\"{i:09}\"}}"))
+}
+
+/// Bytes a watcher writes for the first `n` updates (a line each).
+fn written(n: usize) -> u64 {
+    (n * (update(0).1.len() + 1)) as u64
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -58,53 +80,90 @@ fn create_bucket(url: &str, bucket: &str) {
     });
 }
 
-fn bare(url: &str, n: usize) -> Duration {
-    create_bucket(url, "bare");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+/// Waits until `path` holds `bytes` bytes.
+fn wait_for(path: &Path, bytes: u64, what: &str) {
+    let start = Instant::now();
+    while fs::metadata(path).map_or(0, |m| m.len()) < bytes {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{what}: not every update came"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The bare client: one thread puts (a `Nats-Msg-Id` each if `msg_id`, at
+/// most `IN_FLIGHT` acks pending), another watches and writes each value.
+fn bare_client(url: &str, dir: &Path, bucket: &str, n: usize, msg_id: bool) -> Duration {
+    create_bucket(url, bucket);
+    let out = dir.join(format!("{bucket}.seen"));
     let watch_url = url.to_owned();
+    let (watch_bucket, watch_out) = (bucket.to_owned(), out.clone());
     let watcher = std::thread::spawn(move || {
         rt().block_on(async {
             let js = jetstream::new(async_nats::connect(&watch_url).await.unwrap());
-            let kv = js.get_key_value("bare").await.unwrap();
+            let kv = js.get_key_value(&watch_bucket).await.unwrap();
             let mut w = kv.watch_all_from_revision(1).await.unwrap();
-            ready_tx.send(()).unwrap();
+            let mut f = std::io::BufWriter::new(fs::File::create(&watch_out).unwrap());
             let mut seen = 0;
             while let Some(e) = w.next().await {
-                e.unwrap();
+                let e = e.unwrap();
+                f.write_all(&e.value).unwrap();
+                f.write_all(b"\n").unwrap();
                 seen += 1;
-                if seen == n {
-                    return Instant::now();
+                // The warm-up, and the end, are seen at once.
+                if seen == 1 || seen == n + 1 {
+                    f.flush().unwrap();
+                }
+                if seen == n + 1 {
+                    return;
                 }
             }
             panic!("the watch ended after {seen}");
         })
     });
-    ready_rx.recv().unwrap();
-    let start = Instant::now();
-    rt().block_on(async {
+    let subject = |k: &str| format!("$KV.{bucket}.{k}");
+    let took = rt().block_on(async {
         let js = jetstream::context::ContextBuilder::new()
-            .max_ack_inflight(1024)
+            .max_ack_inflight(IN_FLIGHT)
             .backpressure_on_inflight(true)
             .build(async_nats::connect(url).await.unwrap());
-        let mut acks = Vec::with_capacity(512);
-        for i in 0..n {
+        let put = |i: usize| {
             let (k, v) = update(i);
-            acks.push(js.publish(format!("$KV.bare.{k}"), v.into()).await.unwrap());
-            if acks.len() == 512 {
-                for a in acks.drain(..) {
-                    a.await.unwrap();
-                }
+            let mut m = jetstream::message::PublishMessage::build().payload(v.into());
+            if msg_id {
+                m = m.message_id(format!("bare-{i}"));
             }
-        }
-        for a in acks {
-            a.await.unwrap();
-        }
+            js.send_publish(subject(&k), m)
+        };
+        put(0).await.unwrap().await.unwrap();
+        wait_for(&out, written(1), "bare warm-up");
+        let start = Instant::now();
+        // Acks awaited in order as they come, while later puts go out.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<jetstream::context::PublishAckFuture>();
+        let acks = async move {
+            while let Some(a) = rx.recv().await {
+                a.await.unwrap();
+            }
+        };
+        let sends = async move {
+            for i in 1..=n {
+                tx.send(put(i).await.unwrap()).unwrap();
+            }
+        };
+        tokio::join!(acks, sends);
+        start
     });
-    watcher.join().unwrap() - start
+    wait_for(&out, written(n + 1), "bare");
+    let took = took.elapsed();
+    watcher.join().unwrap();
+    took
 }
 
 fn tourbillon(config: &Path, stdin: Stdio, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tourbillon"))
+    // KV_BENCH_BIN: another build to compare (a copy of an earlier one).
+    let bin = std::env::var("KV_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tourbillon").to_owned());
+    Command::new(bin)
         .arg("run")
         .arg(config)
         .stdin(stdin)
@@ -115,54 +174,49 @@ fn tourbillon(config: &Path, stdin: Stdio, log: &Path) -> Child {
         .unwrap()
 }
 
-fn train(url: &str, dir: &Path, n: usize) -> Duration {
-    create_bucket(url, "tb");
-    let input = dir.join("updates.jsonl");
-    let mut f = std::io::BufWriter::new(fs::File::create(&input).unwrap());
-    for i in 0..n {
-        let (k, v) = update(i);
-        writeln!(f, "{{\"key\":\"{k}\",\"value\":{v}}}").unwrap();
-    }
-    f.flush().unwrap();
-    drop(f);
-    let out = dir.join("seen");
-    let watch = dir.join("watch.toml");
+/// `kv_put` (max_in_flight 1024) in one process, `kv_watch` in another.
+fn train(url: &str, dir: &Path, bucket: &str, n: usize) -> Duration {
+    create_bucket(url, bucket);
+    let out = dir.join(format!("{bucket}.seen"));
+    let watch = dir.join(format!("{bucket}-watch.toml"));
     fs::write(
         &watch,
         format!(
-            "[trains.w]\ncogs = [{{ kind = \"kv_watch\", servers = [\"{url}\"], bucket = \"tb\" }}, \
+            "[trains.w]\ncogs = [{{ kind = \"kv_watch\", servers = [\"{url}\"], bucket = \"{bucket}\" }}, \
              {{ kind = \"file\", path = {:?} }}]\n",
             out.display().to_string()
         ),
     )
     .unwrap();
-    let put = dir.join("put.toml");
+    let put = dir.join(format!("{bucket}-put.toml"));
     fs::write(
         &put,
         format!(
             "[trains.p]\ncogs = [{{ kind = \"stdin\" }}, {{ kind = \"json_decode\" }}, \
-             {{ kind = \"kv_put\", servers = [\"{url}\"], bucket = \"tb\" }}]\n"
+             {{ kind = \"kv_put\", servers = [\"{url}\"], bucket = \"{bucket}\", max_in_flight = {IN_FLIGHT} }}]\n"
         ),
     )
     .unwrap();
-    let mut watcher = tourbillon(&watch, Stdio::null(), &dir.join("watch.log"));
-    // The watcher is up once its empty output file is there.
-    let up = Instant::now();
-    while !out.exists() && up.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(5));
+    let mut watcher = tourbillon(&watch, Stdio::null(), &dir.join(format!("{bucket}-watch.log")));
+    let mut putter = tourbillon(&put, Stdio::piped(), &dir.join(format!("{bucket}-put.log")));
+    let mut stdin = putter.stdin.take().unwrap();
+    let line = |i: usize| {
+        let (k, v) = update(i);
+        format!("{{\"key\":\"{k}\",\"value\":{v}}}\n")
+    };
+    stdin.write_all(line(0).as_bytes()).unwrap();
+    wait_for(&out, written(1), "tourbillon warm-up");
+    let mut rest = Vec::with_capacity(n * line(0).len());
+    for i in 1..=n {
+        rest.extend_from_slice(line(i).as_bytes());
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let want = (n * (update(0).1.len() + 1)) as u64;
     let start = Instant::now();
-    let mut putter = tourbillon(&put, Stdio::from(fs::File::open(&input).unwrap()), &dir.join("put.log"));
-    while fs::metadata(&out).map_or(0, |m| m.len()) < want {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "the watcher did not get every update"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let feeder = std::thread::spawn(move || {
+        stdin.write_all(&rest).unwrap();
+    });
+    wait_for(&out, written(n + 1), "tourbillon");
     let took = start.elapsed();
+    feeder.join().unwrap();
     assert!(putter.wait().unwrap().success());
     // SAFETY: a plain kill(2) of our own child.
     unsafe { libc::kill(watcher.id() as i32, libc::SIGTERM) };
@@ -170,11 +224,48 @@ fn train(url: &str, dir: &Path, n: usize) -> Duration {
     took
 }
 
+/// CPU seconds (user and system) of this process, or of its children
+/// waited for.
+fn cpu(who: i32) -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut u) };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    s(u.ru_utime) + s(u.ru_stime)
+}
+
+/// CPU seconds of the server so far.
+fn server_cpu(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command's closing parenthesis: fields 3...; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|w| w.parse().unwrap_or(0.0)).collect();
+    // SAFETY: a plain sysconf.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    f.get(11).zip(f.get(12)).map_or(0.0, |(u, s)| (u + s) / tick)
+}
+
+/// Wall time, the clients' CPU seconds and the server's, of one side.
+struct Side {
+    wall: Duration,
+    client: f64,
+    server: f64,
+}
+
+fn measure(server: u32, run: impl FnOnce() -> Duration) -> Side {
+    let (me, children, srv) = (cpu(libc::RUSAGE_SELF), cpu(libc::RUSAGE_CHILDREN), server_cpu(server));
+    let wall = run();
+    Side {
+        wall,
+        client: cpu(libc::RUSAGE_SELF) - me + cpu(libc::RUSAGE_CHILDREN) - children,
+        server: server_cpu(server) - srv,
+    }
+}
+
 fn main() {
-    let n: usize = std::env::var("KV_BENCH_UPDATES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000);
+    let env = |name: &str, default: usize| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let n = env("KV_BENCH_UPDATES", 100_000);
+    let rounds = env("KV_BENCH_ROUNDS", 3);
     let Some(bin) = [
         "/usr/sbin/nats-server",
         "/usr/local/bin/nats-server",
@@ -197,13 +288,54 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let url = format!("nats://127.0.0.1:{port}");
-    let bare = bare(&url, n);
-    let train = train(&url, dir.path(), n);
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    println!("kv updates, put in one process and watched in another ({n} updates, {KEYS} keys):");
-    println!("  bare async-nats      {:>10.0} updates/s", rate(bare));
-    println!("  kv_put -> kv_watch   {:>10.0} updates/s", rate(train));
-    println!("  ratio                {:>10.2}x", rate(train) / rate(bare));
+    let pid = server.id();
+    println!(
+        "kv updates, put in one process and watched in another ({n} updates, {KEYS} keys, {IN_FLIGHT} in flight):"
+    );
+    println!("  (client CPU: the putting and watching processes or threads, and this bench's feeding and polling)");
+    let mut ratios = Vec::new();
+    let mut cpu_ratios = Vec::new();
+    for round in 0..rounds {
+        let run_bare = || measure(pid, || bare_client(&url, dir.path(), &format!("bare{round}"), n, true));
+        let run_train = || measure(pid, || train(&url, dir.path(), &format!("tb{round}"), n));
+        // Alternately first, so that neither always runs on a fresher server.
+        let (bare, train) = if round % 2 == 0 {
+            let b = run_bare();
+            (b, run_train())
+        } else {
+            let t = run_train();
+            (run_bare(), t)
+        };
+        // What the message ids cost the server, for the record.
+        let no_id = measure(pid, || bare_client(&url, dir.path(), &format!("noid{round}"), n, false));
+        let ratio = rate(train.wall) / rate(bare.wall);
+        ratios.push(ratio);
+        cpu_ratios.push(train.client / bare.client);
+        for (name, side) in [
+            ("bare async-nats   ", &bare),
+            ("kv_put -> kv_watch", &train),
+            ("bare, no msg ids  ", &no_id),
+        ] {
+            println!(
+                "  round {round}: {name} {:>8.0} updates/s   client CPU {:>5.2} s   server CPU {:>5.2} s",
+                rate(side.wall),
+                side.client,
+                side.server
+            );
+        }
+        println!(
+            "  round {round}: ratio {ratio:.2}x (updates/s), client CPU {:.2}x",
+            train.client / bare.client
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    cpu_ratios.sort_by(f64::total_cmp);
+    println!(
+        "  median ratio {:.2}x (updates/s; target >= 0.8x), client CPU {:.2}x",
+        ratios[ratios.len() / 2],
+        cpu_ratios[cpu_ratios.len() / 2]
+    );
     let _ = server.kill();
     let _ = server.wait();
 }

@@ -13,6 +13,15 @@ pub struct Summary {
     pub over: Duration,
 }
 
+impl Summary {
+    /// `" (N more in the last Ss)"` for a log line, or nothing.
+    pub fn note(held: Option<Summary>) -> String {
+        held.map_or(String::new(), |s| {
+            format!(" ({} more in the last {:.0}s)", s.count, s.over.as_secs_f64())
+        })
+    }
+}
+
 /// What to do about one occurrence, says [`LogThrottle::hit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {

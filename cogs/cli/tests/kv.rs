@@ -210,6 +210,182 @@ fn a_compare_and_set_that_loses_goes_to_the_error_output() {
     );
 }
 
+/// An example node's configuration in `dir`, talking to `server`, its pace
+/// `interval_ms` instead of a second.
+fn example(server: &Server, name: &str, dir: &Path, interval_ms: u64) -> std::path::PathBuf {
+    let text = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/kv_nodes")
+            .join(name),
+    )
+    .unwrap()
+    .replace("nats://127.0.0.1:4222", &server.url());
+    assert!(text.contains(&server.url()), "{name} names no server");
+    let paced = text.replace("interval_ms = 1000", &format!("interval_ms = {interval_ms}"));
+    assert!(
+        name != "counter.toml" || paced != text,
+        "the counter is paced by interval_ms = 1000"
+    );
+    let path = dir.join(name);
+    fs::write(&path, paced).unwrap();
+    path
+}
+
+/// A node of `examples/kv_nodes/` started in `dir` (its relative paths are
+/// there), its stdout to `out` and its log (at info) to `log`.
+fn node(config: &Path, dir: &Path, out: &Path, log: &Path) -> Proc {
+    let log = fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg(config)
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(out).unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Proc(Some(child))
+}
+
+/// `(revision, count)` of each line of a node's output, in file order.
+fn counts(path: &Path) -> Vec<(u64, i64)> {
+    lines(path)
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+            assert_eq!(v["key"], "counter", "{l}");
+            (v["revision"].as_u64().unwrap(), v["value"]["count"].as_i64().unwrap())
+        })
+        .collect()
+}
+
+/// The `kv_put` summaries in a counter's log: (acknowledged, refused by
+/// compare-and-set), summed over its trains.
+fn put_summary(log: &Path) -> (u64, u64) {
+    let log = fs::read_to_string(log).unwrap();
+    let mut sum = (0, 0);
+    let mut found = 0;
+    for l in log.lines().filter(|l| l.contains("kv_put: bucket shared: ") && l.contains(" acknowledged, ")) {
+        let n: Vec<u64> = l
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|w| !w.is_empty())
+            .map(|w| w.parse().unwrap())
+            .collect();
+        // ... acknowledged, refused ..., invalid, retried: the last four numbers.
+        let n = &n[n.len() - 4..];
+        sum.0 += n[0];
+        sum.1 += n[1];
+        found += 1;
+    }
+    assert_eq!(found, 2, "a summary per kv_put (start, count): {log}");
+    sum
+}
+
+/// The three nodes of `examples/kv_nodes/`, two counters at once: every
+/// update is seen by the watcher node and written once by the writer, in
+/// order, and the racing counters lose no increment: the value is the
+/// number of puts that succeeded, each count from 1 up once, and every
+/// put that lost its compare-and-set is counted and shown.
+#[test]
+fn two_counters_racing_lose_no_increment_and_every_node_sees_each_update() {
+    let server = server_or_skip!("two_counters_racing_lose_no_increment_and_every_node_sees_each_update");
+    let dir = server.path("nodes");
+    fs::create_dir_all(&dir).unwrap();
+    let node_config = example(&server, "node.toml", &dir, 1000);
+    let writer_config = example(&server, "writer.toml", &dir, 1000);
+    let counter_config = example(&server, "counter.toml", &dir, 50);
+    let seen = dir.join("seen.jsonl");
+    let written = dir.join("shared.jsonl");
+    let watcher = node(&node_config, &dir, &seen, &dir.join("node.log"));
+    let writer = node(&writer_config, &dir, &dir.join("writer.out"), &dir.join("writer.log"));
+    wait_until("the nodes made the bucket", || {
+        block(async { js(&server).await.get_key_value("shared").await.is_ok() })
+    });
+    let mut counters: Vec<Proc> = ["a", "b"]
+        .iter()
+        .map(|c| {
+            node(
+                &counter_config,
+                &dir,
+                &dir.join(format!("lost-{c}.jsonl")),
+                &dir.join(format!("counter-{c}.log")),
+            )
+        })
+        .collect();
+    let want = 40;
+    wait_until("the counters counted", || lines(&written).len() >= want);
+    for c in &counters {
+        signal(c.0.as_ref().unwrap(), libc::SIGTERM);
+    }
+    for (c, name) in counters.iter_mut().zip(["a", "b"]) {
+        let status = c.child().wait().unwrap();
+        c.0 = None;
+        let log = dir.join(format!("counter-{name}.log"));
+        assert!(status.success(), "counter {name}: {}", fs::read_to_string(log).unwrap());
+    }
+
+    // The counters are gone: the value they leave.
+    let last = block(async {
+        js(&server)
+            .await
+            .get_key_value("shared")
+            .await
+            .unwrap()
+            .entry("counter")
+            .await
+            .unwrap()
+            .expect("the key exists")
+    });
+    let value: Value = serde_json::from_slice(&last.value).unwrap();
+    let final_count = value["count"].as_i64().unwrap();
+    wait_until("the writer has the last update", || {
+        counts(&written).last().map(|&(r, _)| r) == Some(last.revision)
+    });
+    wait_until("the watcher node has the last update", || {
+        counts(&seen).last().map(|&(r, _)| r) == Some(last.revision)
+    });
+    stop(writer);
+    stop(watcher);
+
+    let written = counts(&written);
+    let n = written.len() as i64;
+    assert!(n >= want as i64, "{n} updates");
+    let each: Vec<i64> = written.iter().map(|&(_, c)| c).collect();
+    assert_eq!(each, (1..=n).collect::<Vec<_>>(), "each count once, in order, no gap");
+    assert!(
+        written.windows(2).all(|w| w[0].0 < w[1].0),
+        "revisions in order: {written:?}"
+    );
+    assert_eq!(final_count, n, "the value is the number of updates");
+    assert_eq!(counts(&seen), written, "the watcher node saw every update, in order");
+
+    let (a, b) = (
+        put_summary(&dir.join("counter-a.log")),
+        put_summary(&dir.join("counter-b.log")),
+    );
+    eprintln!("counter a: {a:?}, counter b: {b:?} (acknowledged, lost)");
+    assert_eq!(
+        (a.0 + b.0) as i64,
+        final_count,
+        "the value is the number of increments that succeeded"
+    );
+    let lost = lines(&dir.join("lost-a.jsonl")).len() + lines(&dir.join("lost-b.jsonl")).len();
+    assert_eq!(
+        (a.1 + b.1) as usize,
+        lost,
+        "every lost compare-and-set is counted and shown"
+    );
+    // Both start trains try to make the key: one of them loses at least.
+    assert!(lost >= 1, "racing counters conflict");
+    for l in lines(&dir.join("lost-a.jsonl"))
+        .iter()
+        .chain(&lines(&dir.join("lost-b.jsonl")))
+    {
+        assert!(l.contains("wrong last sequence"), "{l}");
+    }
+}
+
 #[test]
 fn the_example_nodes_pass_check() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/kv_nodes");

@@ -1,7 +1,7 @@
 //! The `kv_put` drain: each event puts (or deletes) a key of a key-value
 //! bucket, done on the server's ack; optionally compare-and-set.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -190,12 +190,64 @@ enum Outcome {
     Refused(u64, String, bool),
 }
 
+/// The server's answer to one send, inside the helper.
+enum Answer {
+    Acked(u64),
+    Refused(u64, String, bool),
+}
+
 /// What the drain keeps of an event in flight.
 struct InFlight<D> {
     id: Option<EventId>,
     key: String,
     /// The event itself, kept only with an error output.
     datum: Option<D>,
+}
+
+/// The events in flight, by send number: numbers are given in order and
+/// mostly answered in order, so a queue from the oldest unanswered one
+/// finds each without hashing.
+struct Window<T> {
+    /// The send number of `slots[0]`.
+    base: u64,
+    slots: VecDeque<Option<T>>,
+    len: usize,
+}
+
+impl<T> Window<T> {
+    fn new() -> Self {
+        Window {
+            base: 1,
+            slots: VecDeque::new(),
+            len: 0,
+        }
+    }
+
+    /// Keeps `v`; its send number.
+    fn push(&mut self, v: T) -> u64 {
+        self.slots.push_back(Some(v));
+        self.len += 1;
+        self.base + self.slots.len() as u64 - 1
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<T> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        let v = self.slots.get_mut(i)?.take()?;
+        self.len -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(v)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Puts each event's value under its key; see the [module docs](super).
@@ -208,10 +260,9 @@ pub struct KvPutDrain<D = Event> {
     error: Setter<D, Option<Value>>,
     output: Option<Output>,
     run: String,
-    seq: u64,
     tx: Option<UnboundedSender<Vec<Put>>>,
     outbox: Vec<Put>,
-    in_flight: HashMap<u64, InFlight<D>>,
+    in_flight: Window<InFlight<D>>,
     flush_queued: bool,
     congested: bool,
     finishing: bool,
@@ -247,10 +298,9 @@ impl<D> KvPutDrain<D> {
             error: access.writer(&settings.error_field),
             output: None,
             run: format!("kv-{:016x}-", super::client::run_nonce()),
-            seq: 0,
             tx: None,
             outbox: Vec::new(),
-            in_flight: HashMap::new(),
+            in_flight: Window::new(),
             flush_queued: false,
             congested: false,
             finishing: false,
@@ -401,18 +451,17 @@ impl<D: 'static> Cog<D> for KvPutDrain<D> {
             }
             _ => Bytes::new(),
         };
-        self.seq += 1;
-        let seq = self.seq;
+        let subject = subject(&self.settings.bucket, &key);
+        let datum = self.output.is_some().then_some(datum);
+        let seq = self.in_flight.push(InFlight { id, key, datum });
         self.outbox.push(Put {
             seq,
-            subject: subject(&self.settings.bucket, &key),
+            subject,
             msg_id: format!("{}{seq}", self.run),
             revision,
             operation,
             payload,
         });
-        let datum = self.output.is_some().then_some(datum);
-        self.in_flight.insert(seq, InFlight { id, key, datum });
         if self.in_flight.len() >= self.settings.max_in_flight {
             self.congested = true;
         }
@@ -436,13 +485,13 @@ impl<D: 'static> Cog<D> for KvPutDrain<D> {
             Outcome::Acked(seqs) => {
                 self.stats.acked.add(seqs.len() as u64);
                 for s in seqs {
-                    if let Some(InFlight { id: Some(id), .. }) = self.in_flight.remove(&s) {
+                    if let Some(InFlight { id: Some(id), .. }) = self.in_flight.remove(s) {
                         ctx.event_done(id);
                     }
                 }
             }
             Outcome::Refused(s, why, conflict) => {
-                if let Some(f) = self.in_flight.remove(&s) {
+                if let Some(f) = self.in_flight.remove(s) {
                     if conflict {
                         self.stats.conflicts.add(1);
                     } else {
@@ -476,6 +525,15 @@ impl<D: 'static> Cog<D> for KvPutDrain<D> {
     }
 
     fn done(&mut self, _: &mut tourbillon::Core) {
+        let s = &self.stats;
+        log::info!(
+            "kv_put: bucket {}: {} acknowledged, {} refused by compare-and-set, {} invalid, {} sends retried",
+            self.settings.bucket,
+            s.acked.get(),
+            s.conflicts.get(),
+            s.invalid.get(),
+            s.retries.get()
+        );
         if !self.in_flight.is_empty() {
             log::error!(
                 "kv_put: {} events were not acknowledged before the end; they were not reported done",
@@ -568,20 +626,20 @@ async fn run(settings: KvPutSettings, mut rx: UnboundedReceiver<Vec<Put>>, remot
     // The bucket must exist (or be made) before the first put: a put to a
     // bucket not there would be refused (no stream has its subject).
     kv_bucket::bind(&js, &settings.bucket, &settings.bucket_settings(), "kv_put").await;
-    let (out_tx, mut out_rx) = unbounded_channel::<Outcome>();
+    let (out_tx, mut out_rx) = unbounded_channel::<Answer>();
     // Acks go to the loop in batches: one wake for all that came meanwhile.
     tokio::task::spawn_local(async move {
         let mut batch = Vec::new();
         while out_rx.recv_many(&mut batch, 4096).await > 0 {
-            let mut acked = Vec::new();
+            let mut acked = Vec::with_capacity(batch.len());
             for o in batch.drain(..) {
                 match o {
-                    Outcome::Acked(s) => acked.extend(s),
-                    refused => {
+                    Answer::Acked(s) => acked.push(s),
+                    Answer::Refused(s, why, conflict) => {
                         if !acked.is_empty() && remote.send(Outcome::Acked(std::mem::take(&mut acked))).is_err() {
                             return;
                         }
-                        if remote.send(refused).is_err() {
+                        if remote.send(Outcome::Refused(s, why, conflict)).is_err() {
                             return;
                         }
                     }
@@ -600,9 +658,9 @@ async fn run(settings: KvPutSettings, mut rx: UnboundedReceiver<Vec<Put>>, remot
         tokio::task::spawn_local(async move {
             while let Some((p, ack, deadline)) = ack_rx.recv().await {
                 match tokio::time::timeout_at(deadline, ack.into_future()).await {
-                    Ok(Ok(_)) => drop(out.send(Outcome::Acked(vec![p.seq]))),
+                    Ok(Ok(_)) => drop(out.send(Answer::Acked(p.seq))),
                     Ok(Err(e)) => match refused(&e) {
-                        Some(conflict) => drop(out.send(Outcome::Refused(p.seq, e.to_string(), conflict))),
+                        Some(conflict) => drop(out.send(Answer::Refused(p.seq, e.to_string(), conflict))),
                         None => retry(js.clone(), p, Some(e), out.clone(), stats.clone()),
                     },
                     Err(_) => retry(js.clone(), p, None, out.clone(), stats.clone()),
@@ -612,15 +670,16 @@ async fn run(settings: KvPutSettings, mut rx: UnboundedReceiver<Vec<Put>>, remot
     }
     let mut batches = Vec::with_capacity(16);
     while rx.recv_many(&mut batches, 16).await > 0 {
+        // Once per batch: it copies the whole server info.
+        let max = client.server_info().max_payload;
         for p in batches.drain(..).flatten() {
             // Too big for the server: no send would ever land.
-            let max = client.server_info().max_payload;
             if max > 0 && p.payload.len() + p.subject.len() + HEADROOM > max {
                 let why = format!(
                     "a value of {} bytes is more than the server's max_payload ({max} bytes) allows",
                     p.payload.len()
                 );
-                let _ = out_tx.send(Outcome::Refused(p.seq, why, false));
+                let _ = out_tx.send(Answer::Refused(p.seq, why, false));
                 continue;
             }
             match js.send_publish(p.subject.clone(), message(&p)).await {
@@ -639,7 +698,7 @@ fn retry(
     js: async_nats::jetstream::Context,
     p: Put,
     first: Option<PublishError>,
-    out: UnboundedSender<Outcome>,
+    out: UnboundedSender<Answer>,
     stats: KvPutStats,
 ) {
     tokio::task::spawn_local(async move {
@@ -668,14 +727,43 @@ fn retry(
                 Err(e) => Err(e),
             };
             match result {
-                Ok(_) => return drop(out.send(Outcome::Acked(vec![p.seq]))),
+                Ok(_) => return drop(out.send(Answer::Acked(p.seq))),
                 Err(e) => {
                     if let Some(conflict) = refused(&e) {
-                        return drop(out.send(Outcome::Refused(p.seq, e.to_string(), conflict)));
+                        return drop(out.send(Answer::Refused(p.seq, e.to_string(), conflict)));
                     }
                     error = Some(e);
                 }
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Window;
+
+    #[test]
+    fn a_window_finds_answers_in_any_order_and_forgets_the_answered() {
+        let mut w = Window::new();
+        let seqs: Vec<u64> = (0..5).map(|i| w.push(i * 10)).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert_eq!(w.remove(3), Some(20));
+        assert_eq!(w.remove(3), None, "answered once");
+        assert_eq!(w.remove(1), Some(0));
+        assert_eq!(w.remove(2), Some(10));
+        assert_eq!(
+            (w.len(), w.base, w.slots.len()),
+            (2, 4, 2),
+            "the answered front is dropped"
+        );
+        assert_eq!(w.remove(0), None);
+        assert_eq!(w.remove(9), None);
+        assert_eq!(w.push(60), 6);
+        assert_eq!(w.remove(5), Some(40));
+        assert_eq!(w.remove(4), Some(30));
+        assert_eq!(w.remove(6), Some(60));
+        assert!(w.is_empty() && w.slots.is_empty());
+        assert_eq!(w.push(70), 7);
+    }
 }

@@ -7,9 +7,11 @@
 pub mod anonymize;
 pub mod fields;
 pub mod filter;
+pub mod increment;
 pub mod json;
 pub mod lines;
 pub mod multiline;
+pub mod pace;
 pub mod parse;
 pub mod ratelimit;
 pub mod rdns;

@@ -7,3 +7,4 @@
 pub mod listen;
 pub mod stdin;
 pub mod tail;
+pub mod tick;

@@ -35,6 +35,13 @@ impl Registry {
             metered(&board, "tail", |s, _| Tail::new(s)),
         );
         r.add(
+            "tick",
+            "supply: an event of fixed fields every interval (or `count` of them)",
+            Role::Supply,
+            by_building(supply::tick::Tick::new),
+            metered(&board, "tick", |s, _| supply::tick::Tick::new(s)),
+        );
+        r.add(
             "listen",
             "supply: frames from TCP or Unix-socket clients, or UDP datagrams",
             Role::Supply,
@@ -163,6 +170,20 @@ impl Registry {
             Role::Step,
             by_building(step::ratelimit::RateLimit::new),
             metered(&board, "rate_limit", |s, _| step::ratelimit::RateLimit::new(s)),
+        );
+        r.add(
+            "pace",
+            "let data through no faster than one per interval, in order, holding the others",
+            Role::Step,
+            by_building(step::pace::Pace::new),
+            metered(&board, "pace", |s, _| step::pace::Pace::new(s)),
+        );
+        r.add(
+            "increment",
+            "add to the integer in a field (a missing one counts as `start`)",
+            Role::Step,
+            by_building(step::increment::Increment::new),
+            metered(&board, "increment", |s, _| step::increment::Increment::new(s)),
         );
         r.add(
             "sample",
