@@ -266,7 +266,10 @@ fn put_summary(log: &Path) -> (u64, u64) {
     let log = fs::read_to_string(log).unwrap();
     let mut sum = (0, 0);
     let mut found = 0;
-    for l in log.lines().filter(|l| l.contains("kv_put: bucket shared: ") && l.contains(" acknowledged, ")) {
+    for l in log
+        .lines()
+        .filter(|l| l.contains("kv_put: bucket shared: ") && l.contains(" acknowledged, "))
+    {
         let n: Vec<u64> = l
             .split(|c: char| !c.is_ascii_digit())
             .filter(|w| !w.is_empty())

@@ -133,9 +133,9 @@ impl<D: 'static> Cog<D> for Pace<D> {
         self.meter.took(self.access.size(&datum));
         let now = ctx.now();
         if self.held.is_empty()
-            && self
+            && !self
                 .last
-                .is_none_or(|l| now.saturating_duration_since(l) >= self.interval)
+                .is_some_and(|l| now.saturating_duration_since(l) < self.interval)
         {
             self.last = Some(now);
             return self.meter.emit(datum, ctx);
