@@ -65,7 +65,9 @@ pub struct Pace<D = Event> {
     settings: PaceSettings,
     interval: Duration,
     held: VecDeque<D>,
-    /// When the last datum went on.
+    /// When the last datum went on: the clock read then, not the loop's
+    /// time of the turn, which may be earlier (a gap measured from it
+    /// would come out short).
     last: Option<Instant>,
     timer: Option<TimerId>,
     access: Access<D>,
@@ -131,7 +133,7 @@ impl<D: 'static> Metered for Pace<D> {
 impl<D: 'static> Cog<D> for Pace<D> {
     fn process<N: Next<D> + ?Sized>(&mut self, datum: D, ctx: &mut Context<'_, D, N>) {
         self.meter.took(self.access.size(&datum));
-        let now = ctx.now();
+        let now = Instant::now();
         if self.held.is_empty()
             && !self
                 .last
@@ -150,9 +152,14 @@ impl<D: 'static> Cog<D> for Pace<D> {
             return;
         }
         self.timer = None;
+        let now = Instant::now();
+        if self.last.is_some_and(|l| now < l + self.interval) {
+            // A timer rounded to the loop's clock came early: not yet.
+            return self.arm(ctx);
+        }
         let was_full = self.congested();
         if let Some(d) = self.held.pop_front() {
-            self.last = Some(ctx.now());
+            self.last = Some(now);
             self.meter.emit(d, ctx);
         }
         self.arm(ctx);
