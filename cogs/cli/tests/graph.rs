@@ -83,7 +83,7 @@ fn check_names_every_graph_mistake_by_key_path() {
          file c.toml: trains.j.queue: this train has no `inputs`: `queue` is the capacity of the queue of what a \
          train reads from other trains\n  \
          file c.toml: trains.g.cogs: no supply and no `inputs` in this train: nothing would ever reach it (begin it \
-         with a supply: jetstream_consume, kv_watch, listen, program_server, stdin, tail; or read other trains with \
+         with a supply: jetstream_consume, kv_watch, listen, program_server, stdin, tail, tick; or read other trains with \
          `inputs = [\"TRAIN\"]`)\n  \
          file c.toml: trains.a.cogs[2]: `file` comes after the drain `file` (trains.a.cogs[1]): a drain ends its \
          train and passes nothing on, so this cog would never get anything; to send the same data to several \
