@@ -156,17 +156,13 @@ impl Lazy {
     }
 
     fn key_is(&self, i: usize, key: &str) -> bool {
-        let f = &self.fields[i];
-        if f.key_escaped {
-            unescape(self.raw_key(i)) == key
-        } else {
-            f.key_len() == key.len() && self.raw_key(i) == key.as_bytes()
-        }
+        key_matches(&self.bytes, &self.fields[i], key)
     }
 
     /// The index of the field serde_json would keep for `key` (the last).
     fn find(&self, key: &str) -> Option<usize> {
-        (0..self.fields.len()).rev().find(|&i| self.key_is(i, key))
+        let bytes = &self.bytes[..];
+        self.fields.iter().rposition(|f| key_matches(bytes, f, key))
     }
 
     /// The value of top-level field `key`.
@@ -364,6 +360,16 @@ impl Lazy {
             write_value(out, v);
         }
     }
+}
+
+/// Whether field `f` of `bytes` has key `key` (lengths compared first: most
+/// keys differ in length, and those are told apart without reading them).
+#[inline(always)]
+fn key_matches(bytes: &[u8], f: &Field, key: &str) -> bool {
+    if f.key_escaped {
+        return unescape(&bytes[f.key.0 as usize..f.key.1 as usize]) == key;
+    }
+    f.key_len() == key.len() && &bytes[f.key.0 as usize..f.key.1 as usize] == key.as_bytes()
 }
 
 /// The value, unshared if it can be (else copied).
