@@ -9,20 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{exclusive, Journal, VecSupply};
-use tourbillon::{Cog, Context, Escapement, EventId, Finish, Fired, IdGetter, Next, Role, Train};
-
-fn esc() -> Escapement {
-    Escapement::builder()
-        .graceful_signals(false)
-        .finish_deadline(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-fn ids() -> IdGetter<u64> {
-    IdGetter::new(|n: &u64| Some(EventId(*n)))
-}
+use common::{exclusive, number_ids as ids, test_escapement as esc, Journal, VecSupply};
+use tourbillon::{Cog, Context, EventId, Finish, Fired, Next, Role, Train};
 
 fn list(ids: &[EventId]) -> String {
     ids.iter().map(|i| i.0.to_string()).collect::<Vec<_>>().join(",")

@@ -9,22 +9,8 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{exclusive, Collect, Journal, VecSupply};
-use tourbillon::{
-    from_iter, Cog, Context, Error, Escapement, EventId, Finish, Fired, IdGetter, Next, Output, Role, Train,
-};
-
-fn esc() -> Escapement {
-    Escapement::builder()
-        .graceful_signals(false)
-        .finish_deadline(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-fn ids() -> IdGetter<u64> {
-    IdGetter::new(|n: &u64| Some(EventId(*n)))
-}
+use common::{exclusive, number_ids as ids, test_escapement as esc, Collect, Journal, VecSupply};
+use tourbillon::{from_iter, Cog, Context, Error, Escapement, EventId, Finish, Fired, Next, Output, Role, Train};
 
 /// A supply of 1..=n (each number its own id) that records every
 /// `event_done` it gets in the journal, and how often; an id renamed into

@@ -8,16 +8,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{exclusive, Collect, Journal};
-use tourbillon::{Cog, Context, Error, Escapement, Finish, Fired, Next, Role, Train};
-
-fn esc() -> Escapement {
-    Escapement::builder()
-        .graceful_signals(false)
-        .finish_deadline(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
+use common::{exclusive, test_escapement as esc, Collect, Journal};
+use tourbillon::{Cog, Context, Error, Finish, Fired, Next, Role, Train};
 
 /// A supply of 1, 2, 3… one every 2 ms, that notes its finish and done.
 struct Ticker {

@@ -10,7 +10,21 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
-use tourbillon::{Cog, Context, EventId, Finish, Fired, Next, Role};
+use tourbillon::{Cog, Context, Escapement, EventId, Finish, Fired, IdGetter, Next, Role};
+
+/// An escapement for a test: signals left to the test harness, 10 s to finish.
+pub fn test_escapement() -> Escapement {
+    Escapement::builder()
+        .graceful_signals(false)
+        .finish_deadline(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The ids of numbers: the number itself.
+pub fn number_ids() -> IdGetter<u64> {
+    IdGetter::new(|n: &u64| Some(EventId(*n)))
+}
 
 /// One escapement per process: tests that build one take this first.
 pub fn exclusive() -> MutexGuard<'static, ()> {

@@ -8,7 +8,6 @@ use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 
 use super::client::Backoff;
-use super::pull_helper::held_note;
 use crate::Error;
 
 /// How a bucket is made when `create_bucket` is set; an existing bucket
@@ -136,7 +135,7 @@ pub(super) async fn bind(
             }
             Err(e) => {
                 if let crate::Verdict::Log { held } = throttle.hit(std::time::Instant::now()) {
-                    log::warn!("{who}: {e}; retrying{}", held_note(held));
+                    log::warn!("{who}: {e}; retrying{}", crate::Summary::note(held));
                 }
             }
         }

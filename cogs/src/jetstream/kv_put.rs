@@ -16,7 +16,6 @@ use tourbillon::{Cog, CogRemote, Context, Event, EventId, Finish, Fired, Getter,
 
 use super::client::{Auth, Backoff};
 use super::kv_bucket::{self, BucketSettings};
-use super::pull_helper::held_note;
 use crate::access::Access;
 use crate::{Counter, Error, LogThrottle, Verdict};
 
@@ -399,7 +398,7 @@ impl<D> KvPutDrain<D> {
             log::warn!(
                 "kv_put: bucket {}: {why}: {fate}{}",
                 self.settings.bucket,
-                held_note(held)
+                crate::Summary::note(held)
             );
         }
     }
@@ -717,7 +716,7 @@ fn retry(
                     log::warn!(
                         "kv_put: {} failed {failures} times: {why}; retrying{}",
                         p.subject,
-                        held_note(held)
+                        crate::Summary::note(held)
                     );
                 }
             }

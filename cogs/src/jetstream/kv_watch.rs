@@ -18,7 +18,6 @@ use tourbillon::{Cog, CogRemote, Context, Event, EventId, Finish, Fired, Next, R
 
 use super::client::Auth;
 use super::kv_bucket::{self, BucketSettings};
-use super::pull_helper::held_note;
 use crate::access::Access;
 use crate::{Counter, Error, LogThrottle, Verdict};
 
@@ -248,7 +247,7 @@ fn decode_value(bytes: &[u8], stats: &KvWatchStats, key: &str, log: &mut LogThro
             if let Verdict::Log { held } = log.hit(std::time::Instant::now()) {
                 log::warn!(
                     "kv_watch: key {key}: the value is neither JSON nor UTF-8: invalid bytes replaced with U+FFFD{}",
-                    held_note(held)
+                    crate::Summary::note(held)
                 );
             }
             Value::String(String::from_utf8_lossy(bytes).into_owned())
@@ -635,7 +634,7 @@ async fn watch(js: &async_nats::jetstream::Context, s: &KvWatchSettings, after: 
                     log::warn!(
                         "kv_watch: bucket {}: cannot watch: {e}; retrying{}",
                         s.bucket,
-                        held_note(held)
+                        crate::Summary::note(held)
                     );
                 }
             }
@@ -692,7 +691,7 @@ async fn run(settings: KvWatchSettings, after: Option<u64>, mut rx: UnboundedRec
                                         "kv_watch: bucket {}: {e}; watching again after revision {}{}",
                                         settings.bucket,
                                         after.unwrap_or(0),
-                                        held_note(held)
+                                        crate::Summary::note(held)
                                     );
                                 }
                                 if !batch.is_empty() && remote.send(Incoming::Entries(batch)).is_err() {

@@ -459,7 +459,7 @@ fn retry(
                         "jetstream_publish: publish to {} failed {failures} time{}: {why}; retrying{}",
                         p.subject,
                         if failures == 1 { "" } else { "s" },
-                        super::pull_helper::held_note(held)
+                        crate::Summary::note(held)
                     );
                 }
             }

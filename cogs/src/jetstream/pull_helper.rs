@@ -102,7 +102,7 @@ async fn bind(js: &async_nats::jetstream::Context, s: &ConsumeSettings) -> Resul
             }
             Err(e) => {
                 if let crate::Verdict::Log { held } = throttle.hit(std::time::Instant::now()) {
-                    log::warn!("jetstream_consume: {e}; retrying{}", held_note(held));
+                    log::warn!("jetstream_consume: {e}; retrying{}", crate::Summary::note(held));
                 }
             }
         }
@@ -163,7 +163,10 @@ async fn run(settings: ConsumeSettings, mut rx: UnboundedReceiver<Command>, remo
                             permits.add_permits(1);
                             errors += 1;
                             if let crate::Verdict::Log { held } = pull_log.hit(std::time::Instant::now()) {
-                                log::warn!("jetstream_consume: pulling: {e} ({errors} so far){}", held_note(held));
+                                log::warn!(
+                                    "jetstream_consume: pulling: {e} ({errors} so far){}",
+                                    crate::Summary::note(held)
+                                );
                             }
                         }
                         None => {
@@ -247,12 +250,5 @@ fn received(m: async_nats::jetstream::Message) -> Option<Received> {
         reply,
         stream_sequence,
         delivered,
-    })
-}
-
-/// What a throttled warning adds about the ones it held back.
-pub(super) fn held_note(held: Option<crate::Summary>) -> String {
-    held.map_or(String::new(), |s| {
-        format!(" ({} more in the last {:.0}s)", s.count, s.over.as_secs_f64())
     })
 }
