@@ -22,6 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use serde_json::Value;
+use tourbillon::accessor::Encoded;
 use tourbillon::logging::{self, LogSettings};
 use tourbillon::{Cog, Escapement, Event, Getter, Setter, Train};
 use tourbillon_cogs::drain::file::{FileDrain, FileDrainSettings};
@@ -69,8 +70,8 @@ fn run<C: Cog<Event>>(tail: Tail, drain: C) -> Result<(u64, u64), Box<dyn std::e
     // Accessors: they read and set fields in place in the bytes the
     // decoder indexed, where `value()` would build the whole tree.
     let level = Getter::<Event, str>::path_str("level");
-    let mark = Setter::<Event, Arc<Value>>::path_shared("pipeline");
-    let tourbillon = Arc::new(Value::from("tourbillon"));
+    let mark = Setter::<Event, Arc<Encoded>>::path_shared("pipeline");
+    let tourbillon = Arc::new(Encoded::new(Value::from("tourbillon")));
     let mut esc = Escapement::new()?;
     esc.add_train(
         Train::new("json_pipeline")

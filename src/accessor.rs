@@ -163,9 +163,10 @@ pub trait Json: 'static {
     }
     /// Writes a value shared with the caller at `path`: a cog that sets the
     /// same value on every datum calls this, and data that can keep the
-    /// value shared (an [`Event`] decoded lazily) copy a pointer, not it.
-    fn json_put_shared(&mut self, path: &Path, value: &Arc<Value>) {
-        self.json_put(path, Value::clone(value))
+    /// value shared (an [`Event`] decoded lazily) copy a pointer, not it,
+    /// and write its text as it was encoded once.
+    fn json_put_shared(&mut self, path: &Path, value: &Arc<Encoded>) {
+        self.json_put(path, value.value().clone())
     }
     /// Removes and returns the value at `path`.
     fn json_remove(&mut self, path: &Path) -> Option<Value> {
@@ -310,15 +311,48 @@ impl<D: Json> Setter<D, Value> {
     }
 }
 
-impl<D: Json> Setter<D, Arc<Value>> {
+impl<D: Json> Setter<D, Arc<Encoded>> {
     /// Writes a shared JSON value at a field path (see
     /// [`Json::json_put_shared`]): for a value set on every datum.
     pub fn path_shared(path: &str) -> Self {
         let p = Path::parse(path);
-        Setter::new(path, move |mut d: D, v: Arc<Value>| {
+        Setter::new(path, move |mut d: D, v: Arc<Encoded>| {
             d.json_put_shared(&p, &v);
             d
         })
+    }
+}
+
+/// A JSON value and its text (compact, as `serde_json::to_vec` writes it),
+/// encoded once: what a cog that sets the same value on every datum holds,
+/// so that data kept as bytes splice the text in without encoding it again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoded {
+    value: Value,
+    text: Box<[u8]>,
+}
+
+impl Encoded {
+    /// The value, encoded.
+    pub fn new(value: Value) -> Encoded {
+        // Encoding a Value into a Vec cannot fail.
+        let text = serde_json::to_vec(&value).unwrap_or_default().into_boxed_slice();
+        Encoded { value, text }
+    }
+
+    /// The value.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// Its JSON text.
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// The value, taken.
+    pub fn into_value(self) -> Value {
+        self.value
     }
 }
 

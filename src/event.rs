@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::accessor::{Json, Path};
+use crate::accessor::{Encoded, Json, Path};
 use crate::lazy::Lazy;
 
 /// The id of one event, unique within a process run (see
@@ -268,11 +268,11 @@ impl Json for Event {
         *path.place(self.data_mut()) = value;
     }
 
-    fn json_put_shared(&mut self, path: &Path, value: &Arc<Value>) {
+    fn json_put_shared(&mut self, path: &Path, value: &Arc<Encoded>) {
         if let (Some(lazy), Some(key)) = (&mut self.lazy, path.shared_key()) {
             return lazy.set_shared(key, value);
         }
-        *path.place(self.data_mut()) = Value::clone(value);
+        *path.place(self.data_mut()) = value.value().clone();
     }
 
     fn json_remove(&mut self, path: &Path) -> Option<Value> {
@@ -289,9 +289,11 @@ impl Json for Event {
 
 #[cfg(test)]
 mod lazy_tests {
+    use std::sync::Arc;
+
     use serde_json::json;
 
-    use crate::accessor::{Json, Path};
+    use crate::accessor::{Encoded, Json, Path};
     use crate::{Event, EventId};
 
     fn lazy(text: &str) -> Event {
@@ -324,6 +326,22 @@ mod lazy_tests {
         assert!(!deep.is_lazy(), "a nested edit works on the tree");
         assert_eq!(deep.data["b"]["c"][0], json!(9));
         assert!(!deep.encode_lazy());
+    }
+
+    #[test]
+    fn a_shared_value_is_kept_shared_and_spliced_as_it_was_encoded() {
+        let v = Arc::new(Encoded::new(json!({"k": "x\"y", "n": 1})));
+        let mut e = lazy(r#"{"a":1}"#);
+        e.json_put_shared(&Path::parse("mark"), &v);
+        e.json_put_shared(&Path::parse("a"), &v);
+        assert_eq!(Arc::strong_count(&v), 3, "the event holds the value, not a copy");
+        assert_eq!(e.json_at(&Path::parse("mark.k")), Some(&json!("x\"y")));
+        assert!(e.encode_lazy());
+        assert_eq!(e.raw, br#"{"a":{"k":"x\"y","n":1},"mark":{"k":"x\"y","n":1}}"#);
+        // A tree takes a copy.
+        let mut tree = Event::new(EventId(2), json!({"a": 1}));
+        tree.json_put_shared(&Path::parse("b.c"), &v);
+        assert_eq!(tree.value(), &json!({"a": 1, "b": {"c": {"k": "x\"y", "n": 1}}}));
     }
 
     #[test]

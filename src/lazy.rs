@@ -16,6 +16,8 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value;
 use smallvec::SmallVec;
 
+use crate::accessor::Encoded;
+
 /// serde_json's nesting limit: its parser counts down from 128 on each
 /// `[` or `{` and fails when the count reaches 0.
 const DEPTH: usize = 128;
@@ -78,9 +80,10 @@ const INLINE_FIELDS: usize = 12;
 /// itself, one allocation per event for both.
 const INLINE_BYTES: usize = 256;
 
-/// A value an edit holds: shared, so that a cog setting the same value on
-/// every event ([`Lazy::set_shared`]) copies a pointer, not the value.
-type Shared = Arc<Value>;
+/// A value an edit holds, with its text: shared, so that a cog setting the
+/// same value on every event ([`Lazy::set_shared`]) copies a pointer, not
+/// the value, and its text is not encoded again.
+type Shared = Arc<Encoded>;
 
 /// A JSON object as its bytes, an index of its fields and the edits made
 /// to it. See the [module docs](self).
@@ -168,12 +171,12 @@ impl Lazy {
     /// The value of top-level field `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         if let Some((_, v)) = self.added.iter().find(|(k, _)| &**k == key) {
-            return Some(v);
+            return Some(v.value());
         }
         let i = self.find(key)?;
         match self.fields[i].edit {
             Edit::Keep => Some(self.parsed(i)),
-            Edit::Set(s) => Some(&self.sets[s as usize]),
+            Edit::Set(s) => Some(self.sets[s as usize].value()),
             Edit::Cut => None,
         }
     }
@@ -213,12 +216,12 @@ impl Lazy {
     /// of its fields, if the key is written more than once: the one
     /// serde_json reads), else added after the last field.
     pub fn set(&mut self, key: &str, value: Value) {
-        self.put(key, || Arc::from(key), Arc::new(value));
+        self.put(key, || Arc::from(key), Arc::new(Encoded::new(value)));
     }
 
     /// [`set`](Self::set) with a key and a value shared with the caller,
     /// which sets the same ones on every event: no copy of either is made.
-    pub fn set_shared(&mut self, key: &Arc<str>, value: &Arc<Value>) {
+    pub fn set_shared(&mut self, key: &Arc<str>, value: &Arc<Encoded>) {
         self.put(key, || Arc::clone(key), Arc::clone(value));
     }
 
@@ -279,7 +282,7 @@ impl Lazy {
             match f.edit {
                 Edit::Keep => {}
                 Edit::Set(s) => {
-                    map.insert(self.key(i), Value::clone(&self.sets[s as usize]));
+                    map.insert(self.key(i), self.sets[s as usize].value().clone());
                 }
                 Edit::Cut => {
                     map.remove(&self.key(i));
@@ -287,7 +290,7 @@ impl Lazy {
             }
         }
         for (k, x) in &self.added {
-            map.insert(k.to_string(), Value::clone(x));
+            map.insert(k.to_string(), x.value().clone());
         }
         v
     }
@@ -340,7 +343,7 @@ impl Lazy {
             match f.edit {
                 Edit::Set(s) => {
                     out.extend_from_slice(&b[quote(f)..f.value.0 as usize]);
-                    write_value(out, &self.sets[s as usize]);
+                    out.extend_from_slice(self.sets[s as usize].text());
                 }
                 _ => out.extend_from_slice(&b[quote(f)..f.value.1 as usize]),
             }
@@ -357,7 +360,7 @@ impl Lazy {
             comma = true;
             write_str(out, k);
             out.push(b':');
-            write_value(out, v);
+            out.extend_from_slice(v.text());
         }
     }
 }
@@ -374,15 +377,7 @@ fn key_matches(bytes: &[u8], f: &Field, key: &str) -> bool {
 
 /// The value, unshared if it can be (else copied).
 fn unshare(v: Shared) -> Value {
-    Arc::try_unwrap(v).unwrap_or_else(|v| Value::clone(&v))
-}
-
-fn write_value(out: &mut Vec<u8>, v: &Value) {
-    match v {
-        Value::String(s) => write_str(out, s),
-        // Writing into a Vec cannot fail, and a Value always serializes.
-        _ => drop(serde_json::to_writer(out, v)),
-    }
+    Arc::try_unwrap(v).map_or_else(|v| v.value().clone(), Encoded::into_value)
 }
 
 /// A JSON string as serde_json writes it: quoted, with `"`, `\` and control

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tourbillon::accessor::{Json, Path};
+use tourbillon::accessor::{Encoded, Json, Path};
 use tourbillon::{Cog, Context, Event, Getter, Next, Setter};
 
 use crate::access::{check_path, Access};
@@ -47,7 +47,7 @@ impl Default for SetSettings {
 struct Field<D> {
     get: Getter<D, Value>,
     /// Values are shared with the data (see `Json::json_put_shared`).
-    set: Setter<D, Arc<Value>>,
+    set: Setter<D, Arc<Encoded>>,
     path: Path,
 }
 
@@ -63,8 +63,8 @@ pub const KEPT_UNDER: &str = "value";
 /// rest summarized).
 pub struct SetFields<D = Event> {
     settings: SetSettings,
-    fixed: Vec<(Field<D>, Arc<Value>)>,
-    host: Option<(Field<D>, Arc<Value>)>,
+    fixed: Vec<(Field<D>, Arc<Encoded>)>,
+    host: Option<(Field<D>, Arc<Encoded>)>,
     received_at: Option<Field<D>>,
     place: Box<dyn Fn(&D) -> String>,
     kept: crate::Counter,
@@ -111,10 +111,13 @@ impl<D: Json> SetFields<D> {
     pub fn new(settings: SetSettings) -> Result<Self, Error> {
         let mut fixed = Vec::new();
         for (path, value) in &settings.fields {
-            fixed.push((field(&format!("fields.{path}"), path)?, Arc::new(value.clone())));
+            fixed.push((
+                field(&format!("fields.{path}"), path)?,
+                Arc::new(Encoded::new(value.clone())),
+            ));
         }
         let host = match &settings.host {
-            Some(p) => Some((field("host", p)?, Arc::new(Value::String(hostname())))),
+            Some(p) => Some((field("host", p)?, Arc::new(Encoded::new(Value::String(hostname()))))),
             None => None,
         };
         let received_at = settings
@@ -202,7 +205,7 @@ impl<D: Json> Cog<D> for SetFields<D> {
             kept_log,
             ..
         } = self;
-        let mut put = |mut d: D, f: &Field<D>, v: &Arc<Value>| {
+        let mut put = |mut d: D, f: &Field<D>, v: &Arc<Encoded>| {
             if !overwrite && f.get.get(&d).is_some_and(|x| !x.is_null()) {
                 return d;
             }
@@ -237,7 +240,7 @@ impl<D: Json> Cog<D> for SetFields<D> {
             // The wall clock is read only here: otherwise a system call per
             // datum, for a field most configurations do not set.
             let wall = ctx.wall_now();
-            datum = put(datum, f, &Arc::new(Value::String(rfc3339(wall))));
+            datum = put(datum, f, &Arc::new(Encoded::new(Value::String(rfc3339(wall)))));
         }
         self.meter.emit(datum, ctx)
     }
