@@ -301,11 +301,6 @@ impl Lazy {
         self.bytes.len() + 64
     }
 
-    /// True when nothing was edited.
-    pub fn unedited(&self) -> bool {
-        self.added.is_empty() && !self.edited
-    }
-
     /// Appends the object's JSON text to `out`: the original bytes with
     /// set values in place of the old ones, removed fields cut with their
     /// comma, and new fields added after the last one (compact, as
