@@ -157,6 +157,12 @@ pub trait Json: 'static {
     fn json_at(&self, path: &Path) -> Option<&Value> {
         path.get(self.json())
     }
+    /// The string at `path` (`None` if absent or not a string). Data that
+    /// hold their text (an [`Event`] decoded lazily) lend a string without
+    /// escapes from it, with nothing parsed or allocated.
+    fn json_str_at(&self, path: &Path) -> Option<&str> {
+        self.json_at(path).and_then(Value::as_str)
+    }
     /// Writes `value` at `path`, creating objects on the way (see [`Path::place`]).
     fn json_put(&mut self, path: &Path, value: Value) {
         *path.place(self.json_mut()) = value;
@@ -296,7 +302,7 @@ impl<D: Json> Getter<D, str> {
     /// The string at a field path (`None` if absent or not a string).
     pub fn path_str(path: &str) -> Self {
         let p = Path::parse(path);
-        Getter::new(path, move |d: &D| d.json_at(&p).and_then(Value::as_str))
+        Getter::new(path, move |d: &D| d.json_str_at(&p))
     }
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::accessor::{Encoded, Json, Path};
-use crate::lazy::Lazy;
+use crate::lazy::{Lazy, Pooled};
 
 /// The id of one event, unique within a process run (see
 /// [`Core::next_event_id`](crate::Core::next_event_id)). Broadcasts such as
@@ -58,7 +58,7 @@ pub struct Event {
     /// Its line number in `origin`, from 1 (0 when not line-based).
     pub line: u64,
     /// The data as bytes and an index, when decoded lazily (then `data` is `Null`).
-    lazy: Option<Box<Lazy>>,
+    lazy: Option<Pooled>,
 }
 
 /// How an [`Event`] is written and read (captures, remote trains): its data
@@ -159,7 +159,7 @@ impl Event {
     /// it is not JSON, not an object, or an object serde_json reads as
     /// something else).
     pub fn index_raw(&mut self) -> bool {
-        match Lazy::index_boxed(&self.raw) {
+        match Lazy::index_pooled(&self.raw) {
             Ok(lazy) => {
                 self.lazy = Some(lazy);
                 self.data = Event::null();

@@ -11,6 +11,10 @@
 //! edits, and [`Lazy::write`] writes the original bytes with the edits
 //! spliced in: key order, spacing and number text are kept.
 
+use std::cell::RefCell;
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
@@ -105,6 +109,81 @@ pub struct Lazy {
     tree: OnceLock<Value>,
 }
 
+/// The most spare boxes a thread keeps (see [`Lazy::index_pooled`]):
+/// an event is usually dropped before the next one is read.
+const MAX_SPARES: usize = 32;
+/// A box whose bytes or index grew past these is freed, not kept.
+const MAX_SPARE_BYTES: usize = 4096;
+const MAX_SPARE_FIELDS: usize = 256;
+
+thread_local! {
+    // Boxes, not values: a box is what an event holds and what is reused.
+    #[allow(clippy::vec_box)]
+    static SPARES: RefCell<Vec<Box<Lazy>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps `lazy` for this thread's next event, emptied, unless it holds too
+/// much or the thread has enough spares (then it is freed).
+fn spare(mut lazy: Box<Lazy>) {
+    if lazy.reset() {
+        // A thread being torn down frees it.
+        let _ = SPARES.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < MAX_SPARES {
+                s.push(lazy);
+            }
+        });
+    }
+}
+
+/// A boxed [`Lazy`] that goes back to its thread's spares when dropped
+/// (see [`Lazy::index_pooled`]).
+pub(crate) struct Pooled(ManuallyDrop<Box<Lazy>>);
+
+impl Pooled {
+    /// The whole value, taken.
+    pub(crate) fn into_value(mut self) -> Value {
+        match self.tree.take() {
+            Some(v) => v,
+            None => self.build(),
+        }
+    }
+}
+
+impl Deref for Pooled {
+    type Target = Lazy;
+    fn deref(&self) -> &Lazy {
+        &self.0
+    }
+}
+
+impl DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Lazy {
+        &mut self.0
+    }
+}
+
+impl Clone for Pooled {
+    fn clone(&self) -> Pooled {
+        Pooled(ManuallyDrop::new(Box::new(Lazy::clone(self))))
+    }
+}
+
+impl fmt::Debug for Pooled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Lazy::fmt(self, f)
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        // SAFETY: the box is taken once, here, and `self.0` is not used
+        // after it (the `Pooled` is being dropped).
+        let lazy = unsafe { ManuallyDrop::take(&mut self.0) };
+        spare(lazy);
+    }
+}
+
 impl PartialEq for Lazy {
     fn eq(&self, other: &Lazy) -> bool {
         self.value() == other.value()
@@ -143,6 +222,45 @@ impl Lazy {
         Ok(lazy)
     }
 
+    /// [`index_boxed`](Self::index_boxed) into a box this thread had
+    /// spare (one a dropped [`Pooled`] gave back), if it has one: a
+    /// stream of events reuses a few boxes instead of allocating one each.
+    pub(crate) fn index_pooled(bytes: &[u8]) -> Result<Pooled, NotIndexed> {
+        let Some(mut lazy) = SPARES.try_with(|s| s.borrow_mut().pop()).ok().flatten() else {
+            return Lazy::index_boxed(bytes).map(|b| Pooled(ManuallyDrop::new(b)));
+        };
+        let start = bytes.iter().position(|&b| !is_ws(b)).unwrap_or(bytes.len());
+        let end = bytes.iter().rposition(|&b| !is_ws(b)).map_or(start, |e| e + 1);
+        let text = &bytes[start..end];
+        if text.first() != Some(&b'{') {
+            spare(lazy);
+            return Err(NotIndexed::Other);
+        }
+        if let Err(e) = scan(text, Some(&mut lazy.fields)) {
+            lazy.fields.clear();
+            spare(lazy);
+            return Err(e);
+        }
+        lazy.bytes.extend_from_slice(text);
+        Ok(Pooled(ManuallyDrop::new(lazy)))
+    }
+
+    /// Empties it for reuse; false when it holds too much to keep.
+    fn reset(&mut self) -> bool {
+        if self.bytes.capacity() > MAX_SPARE_BYTES || self.fields.capacity() > MAX_SPARE_FIELDS {
+            return false;
+        }
+        self.bytes.clear();
+        self.fields.clear();
+        self.edited = false;
+        self.sets.clear();
+        self.added.clear();
+        self.parsed = Default::default();
+        self.more = OnceLock::new();
+        self.tree = OnceLock::new();
+        true
+    }
+
     fn raw_key(&self, i: usize) -> &[u8] {
         let (start, end) = self.fields[i].key;
         &self.bytes[start as usize..end as usize]
@@ -177,6 +295,31 @@ impl Lazy {
         match self.fields[i].edit {
             Edit::Keep => Some(self.parsed(i)),
             Edit::Set(s) => Some(self.sets[s as usize].value()),
+            Edit::Cut => None,
+        }
+    }
+
+    /// The string value of top-level field `key` (`None` if absent or not
+    /// a string): a string without escapes is lent from the bytes, with
+    /// nothing parsed or allocated.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        if let Some((_, v)) = self.added.iter().find(|(k, _)| &**k == key) {
+            return v.value().as_str();
+        }
+        let i = self.find(key)?;
+        match self.fields[i].edit {
+            Edit::Keep => {
+                let (start, end) = self.fields[i].value;
+                let text = &self.bytes[start as usize..end as usize];
+                match text {
+                    [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
+                        Some(std::str::from_utf8(inner).expect("validated UTF-8"))
+                    }
+                    [b'"', ..] => self.parsed(i).as_str(),
+                    _ => None,
+                }
+            }
+            Edit::Set(s) => self.sets[s as usize].value().as_str(),
             Edit::Cut => None,
         }
     }
@@ -1014,6 +1157,55 @@ mod tests {
         assert_eq!(out, br#"{"c":3}"#);
     }
 
+    #[test]
+    fn a_spare_box_is_reused_and_carries_nothing_over() {
+        let mut a = Lazy::index_pooled(br#"{"a":"x","b":2,"c":3,"d":4}"#).unwrap();
+        a.set("e", json!(1));
+        a.set("b", json!(5));
+        assert_eq!(a.remove("a"), Some(json!("x")));
+        assert_eq!((a.get("c"), a.get("d")), (Some(&json!(3)), Some(&json!(4))));
+        assert_eq!(a.value(), &json!({"b": 5, "c": 3, "d": 4, "e": 1}));
+        let at: *const Lazy = &*a;
+        drop(a);
+        assert_eq!(Lazy::index_pooled(b"{bad").err(), Some(NotIndexed::Invalid));
+        assert_eq!(Lazy::index_pooled(b"[1]").err(), Some(NotIndexed::Other));
+        let b = Lazy::index_pooled(br#"{"c":"new"}"#).unwrap();
+        assert_eq!(&*b as *const Lazy, at, "the spare box is reused");
+        assert_eq!((b.get("b"), b.get("e"), b.get("c")), (None, None, Some(&json!("new"))));
+        let mut out = Vec::new();
+        b.write(&mut out);
+        assert_eq!(out, br#"{"c":"new"}"#);
+        assert_eq!(b.clone().into_value(), json!({"c": "new"}));
+        // A box that grew for a long line is freed, not kept.
+        let long = format!(r#"{{"k":"{}"}}"#, "x".repeat(MAX_SPARE_BYTES));
+        let c = Lazy::index_pooled(long.as_bytes()).unwrap();
+        assert_eq!(c.get_str("k").map(str::len), Some(MAX_SPARE_BYTES));
+        let held = || SPARES.with_borrow(Vec::len);
+        let before = held();
+        drop(c);
+        assert_eq!(held(), before, "not kept");
+        drop(b);
+        assert_eq!(held(), before + 1, "kept");
+    }
+
+    #[test]
+    fn strings_are_lent_from_the_bytes_unless_escaped_or_edited() {
+        let src = br#"{"a":"plain","b":"t\u00e9\n","c":1,"d":"x","e":"y"}"#;
+        let mut l = Lazy::index(src).unwrap();
+        let plain = l.get_str("a").unwrap();
+        assert_eq!(plain, "plain");
+        let within = |s: &str, l: &Lazy| l.bytes.as_ptr_range().contains(&s.as_ptr());
+        assert!(within(plain, &l), "lent from the bytes");
+        assert_eq!(l.get_str("b"), Some("t\u{e9}\n"), "unescaped");
+        assert_eq!((l.get_str("c"), l.get_str("zz")), (None, None), "not a string, absent");
+        l.set("d", json!("set"));
+        l.set("e", json!(2));
+        l.set("f", json!("added"));
+        assert!(l.remove("a").is_some());
+        assert_eq!((l.get_str("d"), l.get_str("e")), (Some("set"), None));
+        assert_eq!((l.get_str("f"), l.get_str("a")), (Some("added"), None));
+    }
+
     /// JSON-ish bytes: valid documents, then mutated (a byte changed,
     /// inserted or removed) so that many are invalid in interesting places.
     fn jsonish() -> impl Strategy<Value = Vec<u8>> {
@@ -1090,6 +1282,10 @@ mod tests {
                             prop_assert_eq!(l.remove(&k), old);
                         }
                     }
+                }
+                let keys = tree.as_object().unwrap().keys().cloned().chain(["a", "b", "zz"].map(String::from));
+                for k in keys {
+                    prop_assert_eq!(l.get_str(&k), tree.get(&k).and_then(Value::as_str), "key {:?}", k);
                 }
                 let mut out = Vec::new();
                 l.write(&mut out);

@@ -15,6 +15,7 @@ use crate::Error;
 
 type GetFor<D> = dyn Fn(&str) -> Getter<D, Value> + Send + Sync;
 type PutFor<D> = dyn Fn(&str) -> Setter<D, Option<Value>> + Send + Sync;
+type StrFor<D> = dyn Fn(&str) -> Getter<D, str> + Send + Sync;
 
 /// How a cog built from settings reaches the fields they name: a field
 /// path becomes a [`Getter`] and a writer (a [`Setter`] of
@@ -38,6 +39,7 @@ type PutFor<D> = dyn Fn(&str) -> Setter<D, Option<Value>> + Send + Sync;
 pub struct Access<D> {
     get: Arc<GetFor<D>>,
     put: Arc<PutFor<D>>,
+    text: Option<Arc<StrFor<D>>>,
     bytes: Option<Getter<D, [u8]>>,
 }
 
@@ -46,6 +48,7 @@ impl<D> Clone for Access<D> {
         Access {
             get: Arc::clone(&self.get),
             put: Arc::clone(&self.put),
+            text: self.text.clone(),
             bytes: self.bytes.clone(),
         }
     }
@@ -68,8 +71,18 @@ impl<D> Access<D> {
         Access {
             get: Arc::new(get),
             put: Arc::new(put),
+            text: None,
             bytes: None,
         }
+    }
+
+    /// Reads string fields through `text` (a field path to a getter of
+    /// the string there), which may lend a string without building the
+    /// value; without it, [`text_getter`](Self::text_getter) goes through
+    /// the value getter.
+    pub fn text(mut self, text: impl Fn(&str) -> Getter<D, str> + Send + Sync + 'static) -> Self {
+        self.text = Some(Arc::new(text));
+        self
     }
 
     /// Counts the bytes `bytes` reads as the size of a datum (in stats).
@@ -81,6 +94,21 @@ impl<D> Access<D> {
     /// The getter of a field path.
     pub fn getter(&self, path: &str) -> Getter<D, Value> {
         (self.get)(path)
+    }
+
+    /// The getter of the string at a field path (`None` if absent or not a
+    /// string): for tests that only ever compare strings.
+    pub fn text_getter(&self, path: &str) -> Getter<D, str>
+    where
+        D: 'static,
+    {
+        match &self.text {
+            Some(text) => text(path),
+            None => {
+                let get = self.getter(path);
+                Getter::new(path, move |d: &D| get.get(d).and_then(Value::as_str))
+            }
+        }
     }
 
     /// The writer of a field path: `Some` writes, `None` removes.
@@ -109,6 +137,7 @@ impl<D: Json> Access<D> {
                 d
             })
         })
+        .text(Getter::path_str)
     }
 }
 

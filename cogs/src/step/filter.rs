@@ -219,6 +219,31 @@ impl Test {
     }
 }
 
+impl Test {
+    /// True when the test only ever holds for a string: it can read the
+    /// field as text ([`holds_str`](Self::holds_str)), not as a value.
+    fn on_strings(&self) -> bool {
+        match self {
+            Test::Equals(v) => v.is_string(),
+            Test::OneOf(vs) => vs.iter().all(Value::is_string),
+            Test::Regex(_) => true,
+            _ => false,
+        }
+    }
+
+    /// [`holds`](Self::holds) for a test [`on_strings`](Self::on_strings),
+    /// given the field's string (`None`: absent or not a string).
+    fn holds_str(&self, s: Option<&str>) -> bool {
+        match (self, s) {
+            (_, None) => false,
+            (Test::Equals(x), Some(s)) => x.as_str() == Some(s),
+            (Test::OneOf(xs), Some(s)) => xs.iter().any(|x| x.as_str() == Some(s)),
+            (Test::Regex(re), Some(s)) => re.is_match(s),
+            _ => unreachable!("not a test on strings"),
+        }
+    }
+}
+
 impl fmt::Display for Test {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -238,14 +263,26 @@ impl fmt::Display for Test {
 struct Compiled<D> {
     path: String,
     field: Getter<D, Value>,
+    /// The field as text, when every test is on strings: read without
+    /// building the value.
+    text: Option<Getter<D, str>>,
     tests: Vec<Test>,
     not: bool,
 }
 
 impl<D> Compiled<D> {
     fn holds(&self, datum: &D) -> bool {
-        let v = self.field.get(datum);
-        self.tests.iter().all(|t| t.holds(v)) != self.not
+        let held = match &self.text {
+            Some(text) => {
+                let s = text.get(datum);
+                self.tests.iter().all(|t| t.holds_str(s))
+            }
+            None => {
+                let v = self.field.get(datum);
+                self.tests.iter().all(|t| t.holds(v))
+            }
+        };
+        held != self.not
     }
 }
 
@@ -263,6 +300,7 @@ impl<D: 'static> Conditions<D> {
             .into_iter()
             .map(|(path, tests, not)| Compiled {
                 field: access.getter(&path),
+                text: tests.iter().all(Test::on_strings).then(|| access.text_getter(&path)),
                 path,
                 tests,
                 not,
@@ -422,6 +460,46 @@ mod tests {
         assert!(f.matches(&json!({"user": "u", "path": "/healthz", "level": "debug"})));
         assert!(f.matches(&json!({"user": "u", "level": "info"})));
         assert!(!f.matches(&json!({"user": "u", "path": "/x", "level": "trace"})));
+    }
+
+    #[test]
+    fn string_tests_read_a_lazy_event_as_the_tree_reads_it() {
+        let conditions = json!([
+            { "field": "level", "equals": "debug" },
+            { "field": "user", "one_of": ["é", "a\"b"] },
+            { "field": "path", "regex": "^/h" },
+            { "field": "n", "equals": "1", "not": true },
+        ]);
+        let lines = [
+            r#"{"level":"debug","user":"x","path":"/x","n":"1"}"#,
+            r#"{"level":"de\u0062ug","user":"\u00e9","path":"/h","n":1}"#,
+            r#"{"level":"info","user":"a\"b","path":"/y","n":"1"}"#,
+            r#"{"level":1,"user":["é"],"path":{"p":"/h"},"n":null}"#,
+            r#"{"level":"debug","level":"info","user":"é"}"#,
+            r#"{"level":"info","user":"y","path":"/x","n":"1"}"#,
+            r#"{}"#,
+        ];
+        for require in [Require::All, Require::Any] {
+            let on_values = filter(conditions.clone(), require);
+            let s = FilterSettings {
+                require,
+                conditions: serde_json::from_value(conditions.clone()).unwrap(),
+                ..FilterSettings::default()
+            };
+            let on_events = Filter::new(s).unwrap();
+            let mut seen = [0; 2];
+            for line in lines {
+                let value: Value = serde_json::from_str(line).unwrap();
+                let mut lazy = Event::from_raw(tourbillon::EventId(1), line.as_bytes().to_vec(), None, 1);
+                assert!(lazy.index_raw(), "{line}");
+                let tree = Event::new(tourbillon::EventId(2), value.clone());
+                let want = on_values.matches(&value);
+                assert_eq!(on_events.matches(&lazy), want, "{require:?} lazily: {line}");
+                assert_eq!(on_events.matches(&tree), want, "{require:?} as a tree: {line}");
+                seen[want as usize] += 1;
+            }
+            assert!(seen[0] > 0 && seen[1] > 0, "{require:?}: both outcomes tried: {seen:?}");
+        }
     }
 
     #[test]
