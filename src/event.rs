@@ -261,6 +261,13 @@ impl Json for Event {
         }
     }
 
+    fn json_str_at(&self, path: &Path) -> Option<&str> {
+        match (&self.lazy, path.parts()) {
+            (Some(lazy), [key]) => lazy.get_str(key),
+            _ => self.json_at(path).and_then(Value::as_str),
+        }
+    }
+
     fn json_put(&mut self, path: &Path, value: Value) {
         if let (Some(lazy), [key]) = (&mut self.lazy, path.parts()) {
             return lazy.set(key, value);
@@ -300,6 +307,22 @@ mod lazy_tests {
         let mut e = Event::from_raw(EventId(1), text.as_bytes().to_vec(), None, 3);
         assert!(e.index_raw());
         e
+    }
+
+    #[test]
+    fn a_string_getter_reads_a_lazy_event_without_parsing() {
+        let e = lazy(r#"{"level":"debug","esc":"a\nb","n":1,"o":{"k":"v"}}"#);
+        let level = crate::Getter::<Event, str>::path_str("level");
+        let got = level.get(&e).unwrap();
+        assert_eq!(got, "debug");
+        assert!(e.lazy.as_ref().unwrap().lends(got), "lent from the bytes, not parsed");
+        let get = |p: &str| e.json_str_at(&Path::parse(p));
+        assert_eq!(
+            (get("esc"), get("n"), get("o.k"), get("none")),
+            (Some("a\nb"), None, Some("v"), None)
+        );
+        let tree = Event::new(EventId(2), json!({"level": "debug"}));
+        assert_eq!(level.get(&tree), Some("debug"));
     }
 
     #[test]

@@ -324,6 +324,12 @@ impl Lazy {
         }
     }
 
+    /// True when `s` is lent from the bytes.
+    #[cfg(test)]
+    pub(crate) fn lends(&self, s: &str) -> bool {
+        self.bytes.as_ptr_range().contains(&s.as_ptr())
+    }
+
     /// The value of field `i` as the bytes hold it, parsed once.
     fn parsed(&self, i: usize) -> &Value {
         for slot in &self.parsed {
@@ -1194,8 +1200,7 @@ mod tests {
         let mut l = Lazy::index(src).unwrap();
         let plain = l.get_str("a").unwrap();
         assert_eq!(plain, "plain");
-        let within = |s: &str, l: &Lazy| l.bytes.as_ptr_range().contains(&s.as_ptr());
-        assert!(within(plain, &l), "lent from the bytes");
+        assert!(l.lends(plain), "lent from the bytes");
         assert_eq!(l.get_str("b"), Some("t\u{e9}\n"), "unescaped");
         assert_eq!((l.get_str("c"), l.get_str("zz")), (None, None), "not a string, absent");
         l.set("d", json!("set"));
