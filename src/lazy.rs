@@ -572,25 +572,21 @@ fn scan(bytes: &[u8], fields: Option<&mut SmallVec<[Field; INLINE_FIELDS]>>) -> 
     }
     let mut s = Scanner {
         b: bytes,
-        i: 0,
         depth: DEPTH,
         non_ascii: false,
     };
-    s.ws();
-    let start = s.i;
-    match fields {
+    let start = s.ws(0);
+    let end = match fields {
         Some(fields) => {
-            if s.peek() != Some(b'{') {
+            if s.at(start) != b'{' {
                 // Valid or not, serde_json decides.
                 return Err(NotIndexed::Other);
             }
-            s.object(Some(fields))?;
+            s.object(start, Some(fields))?
         }
-        None => s.value()?,
-    }
-    let end = s.i;
-    s.ws();
-    if s.i != bytes.len() {
+        None => s.value(start)?,
+    };
+    if s.ws(end) != bytes.len() {
         return Err(NotIndexed::Invalid);
     }
     // Outside strings every byte must be ASCII (the grammar saw to that),
@@ -601,15 +597,17 @@ fn scan(bytes: &[u8], fields: Option<&mut SmallVec<[Field; INLINE_FIELDS]>>) -> 
     Ok((start, end))
 }
 
+/// The scan's state. Its methods take the position to scan from and return
+/// the position after what they scanned, so that it stays in a register.
 struct Scanner<'a> {
     b: &'a [u8],
-    i: usize,
     depth: usize,
     /// A string had a byte beyond ASCII: the input's UTF-8 is checked at the end.
     non_ascii: bool,
 }
 
-type Step = Result<(), NotIndexed>;
+/// A position after what was scanned, or why the bytes are not indexed.
+type Scanned = Result<usize, NotIndexed>;
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -634,56 +632,48 @@ fn stops(w: u64, ascii: bool) -> u64 {
 }
 
 impl Scanner<'_> {
+    /// The byte at `i`, or 0 past the end: no JSON token starts with or
+    /// goes on at a NUL byte, so the end reads as what is not allowed there.
     #[inline(always)]
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
+    fn at(&self, i: usize) -> u8 {
+        self.b.get(i).copied().unwrap_or(0)
     }
 
+    /// The position of the first byte from `i` that is not whitespace.
     #[inline(always)]
-    fn ws(&mut self) {
+    fn ws(&self, mut i: usize) -> usize {
         // Compact JSON has none: one comparison says so.
-        while let Some(&c) = self.b.get(self.i) {
+        loop {
+            let c = self.at(i);
             if c > b' ' || !is_ws(c) {
-                return;
+                return i;
             }
-            self.i += 1;
+            i += 1;
         }
     }
 
     #[inline(always)]
-    fn eat(&mut self, c: u8) -> Step {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(NotIndexed::Invalid)
-        }
-    }
-
-    fn value(&mut self) -> Step {
-        match self.peek() {
-            Some(b'{') => self.object(None),
-            Some(b'[') => self.array(),
-            Some(b'"') => self.string().map(|_| ()),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(b't') => self.word(b"true"),
-            Some(b'f') => self.word(b"false"),
-            Some(b'n') => self.word(b"null"),
+    fn word(&self, i: usize, w: &[u8]) -> Scanned {
+        match self.b.get(i..i + w.len()) {
+            Some(found) if found == w => Ok(i + w.len()),
             _ => Err(NotIndexed::Invalid),
         }
     }
 
-    #[inline(always)]
-    fn word(&mut self, w: &[u8]) -> Step {
-        if self.b[self.i..].starts_with(w) {
-            self.i += w.len();
-            Ok(())
-        } else {
-            Err(NotIndexed::Invalid)
+    fn value(&mut self, i: usize) -> Scanned {
+        match self.at(i) {
+            b'"' => self.string(i).map(|(end, _)| end),
+            b'-' | b'0'..=b'9' => self.number(i),
+            b'{' => self.object(i, None),
+            b'[' => self.array(i),
+            b't' => self.word(i, b"true"),
+            b'f' => self.word(i, b"false"),
+            b'n' => self.word(i, b"null"),
+            _ => Err(NotIndexed::Invalid),
         }
     }
 
-    fn descend(&mut self) -> Step {
+    fn descend(&mut self) -> Result<(), NotIndexed> {
         self.depth -= 1;
         if self.depth == 0 {
             return Err(NotIndexed::Invalid);
@@ -691,50 +681,41 @@ impl Scanner<'_> {
         Ok(())
     }
 
-    fn array(&mut self) -> Step {
+    fn array(&mut self, i: usize) -> Scanned {
         self.descend()?;
-        self.i += 1;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
+        let mut i = self.ws(i + 1);
+        if self.at(i) == b']' {
             self.depth += 1;
-            return Ok(());
+            return Ok(i + 1);
         }
         loop {
-            self.value()?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    self.ws();
-                }
-                Some(b']') => {
-                    self.i += 1;
+            let end = self.value(i)?;
+            i = self.ws(end);
+            match self.at(i) {
+                b',' => i = self.ws(i + 1),
+                b']' => {
                     self.depth += 1;
-                    return Ok(());
+                    return Ok(i + 1);
                 }
                 _ => return Err(NotIndexed::Invalid),
             }
         }
     }
 
-    fn object(&mut self, mut fields: Option<&mut SmallVec<[Field; INLINE_FIELDS]>>) -> Step {
+    fn object(&mut self, i: usize, mut fields: Option<&mut SmallVec<[Field; INLINE_FIELDS]>>) -> Scanned {
         self.descend()?;
-        self.i += 1;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
+        let mut i = self.ws(i + 1);
+        if self.at(i) == b'}' {
             self.depth += 1;
-            return Ok(());
+            return Ok(i + 1);
         }
         let mut first = true;
         loop {
-            if self.peek() != Some(b'"') {
+            if self.at(i) != b'"' {
                 return Err(NotIndexed::Invalid);
             }
-            let key_start = self.i + 1;
-            let key_escaped = self.string()?;
-            let key = (key_start as u32, self.i as u32 - 1);
+            let (after_key, key_escaped) = self.string(i)?;
+            let key = (i as u32 + 1, after_key as u32 - 1);
             if first {
                 first = false;
                 let raw = &self.b[key.0 as usize..key.1 as usize];
@@ -749,41 +730,41 @@ impl Scanner<'_> {
                     return Err(NotIndexed::Other);
                 }
             }
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            let value_start = self.i;
-            self.value()?;
+            i = self.ws(after_key);
+            if self.at(i) != b':' {
+                return Err(NotIndexed::Invalid);
+            }
+            let value_start = self.ws(i + 1);
+            // Most values are strings: no call through `value` for them.
+            let value_end = match self.at(value_start) {
+                b'"' => self.string(value_start)?.0,
+                _ => self.value(value_start)?,
+            };
             if let Some(fields) = fields.as_deref_mut() {
                 fields.push(Field {
                     key,
-                    value: (value_start as u32, self.i as u32),
+                    value: (value_start as u32, value_end as u32),
                     key_escaped,
                     edit: Edit::Keep,
                 });
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    self.ws();
-                }
-                Some(b'}') => {
-                    self.i += 1;
+            i = self.ws(value_end);
+            match self.at(i) {
+                b',' => i = self.ws(i + 1),
+                b'}' => {
                     self.depth += 1;
-                    return Ok(());
+                    return Ok(i + 1);
                 }
                 _ => return Err(NotIndexed::Invalid),
             }
         }
     }
 
-    /// The position of the next byte a string scan stops at, from `self.i`.
+    /// The position of the first byte from `i` a string scan stops at.
     #[inline(always)]
-    fn next_stop(&self) -> Option<usize> {
+    fn next_stop(&self, mut i: usize) -> Option<usize> {
         let b = self.b;
         let ascii = !self.non_ascii;
-        let mut i = self.i;
         while let Some(chunk) = b.get(i..i + 8) {
             let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
             let m = stops(w, ascii);
@@ -798,108 +779,101 @@ impl Scanner<'_> {
             .map(|n| i + n)
     }
 
-    /// A string from its opening quote; returns whether it has escapes.
+    /// A string from its opening quote at `i`: the position after its
+    /// closing quote, and whether it has escapes.
     #[inline(always)]
-    fn string(&mut self) -> Result<bool, NotIndexed> {
-        self.i += 1;
+    fn string(&mut self, i: usize) -> Result<(usize, bool), NotIndexed> {
+        let mut i = i + 1;
         let mut escaped = false;
         loop {
-            self.i = self.next_stop().ok_or(NotIndexed::Invalid)?;
-            match self.b[self.i] {
-                b'"' => {
-                    self.i += 1;
-                    return Ok(escaped);
-                }
+            i = self.next_stop(i).ok_or(NotIndexed::Invalid)?;
+            match self.at(i) {
+                b'"' => return Ok((i + 1, escaped)),
                 b'\\' => {
                     escaped = true;
-                    self.i += 1;
-                    self.escape()?;
+                    i = self.escape(i + 1)?;
                 }
                 c if c >= 0x80 => {
                     self.non_ascii = true;
-                    self.i += 1;
+                    i += 1;
                 }
                 _ => return Err(NotIndexed::Invalid),
             }
         }
     }
 
-    fn escape(&mut self) -> Step {
-        let c = self.peek().ok_or(NotIndexed::Invalid)?;
-        self.i += 1;
-        match c {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
-            b'u' => {
-                let n = self.hex4()?;
-                match n {
-                    0xDC00..=0xDFFF => Err(NotIndexed::Invalid),
-                    0xD800..=0xDBFF => {
-                        // A leading surrogate needs a trailing one at once.
-                        self.eat(b'\\')?;
-                        self.eat(b'u')?;
-                        match self.hex4()? {
-                            0xDC00..=0xDFFF => Ok(()),
-                            _ => Err(NotIndexed::Invalid),
-                        }
+    /// An escape, from the byte after its `\`.
+    fn escape(&self, i: usize) -> Scanned {
+        match self.at(i) {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(i + 1),
+            b'u' => match self.hex4(i + 1)? {
+                0xDC00..=0xDFFF => Err(NotIndexed::Invalid),
+                0xD800..=0xDBFF => {
+                    // A leading surrogate needs a trailing one at once.
+                    if self.at(i + 5) != b'\\' || self.at(i + 6) != b'u' {
+                        return Err(NotIndexed::Invalid);
                     }
-                    _ => Ok(()),
+                    match self.hex4(i + 7)? {
+                        0xDC00..=0xDFFF => Ok(i + 11),
+                        _ => Err(NotIndexed::Invalid),
+                    }
                 }
-            }
+                _ => Ok(i + 5),
+            },
             _ => Err(NotIndexed::Invalid),
         }
     }
 
-    fn hex4(&mut self) -> Result<u16, NotIndexed> {
-        let digits = self.b.get(self.i..self.i + 4).ok_or(NotIndexed::Invalid)?;
+    /// Four hex digits from `i`.
+    fn hex4(&self, i: usize) -> Result<u16, NotIndexed> {
+        let digits = self.b.get(i..i + 4).ok_or(NotIndexed::Invalid)?;
         let mut n = 0u16;
         for &d in digits {
             let v = (d as char).to_digit(16).ok_or(NotIndexed::Invalid)?;
             n = n * 16 + v as u16;
         }
-        self.i += 4;
         Ok(n)
     }
 
+    /// The position of the first byte from `i` that is not a digit.
     #[inline(always)]
-    fn digits(&mut self) -> usize {
-        let n = self.b[self.i..].iter().take_while(|c| c.is_ascii_digit()).count();
-        self.i += n;
-        n
+    fn digits(&self, mut i: usize) -> usize {
+        while self.at(i).is_ascii_digit() {
+            i += 1;
+        }
+        i
     }
 
     #[inline(always)]
-    fn number(&mut self) -> Step {
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        match self.peek() {
-            Some(b'0') => {
-                self.i += 1;
-                if self.peek().is_some_and(|c| c.is_ascii_digit()) {
+    fn number(&self, i: usize) -> Scanned {
+        let mut i = i + usize::from(self.at(i) == b'-');
+        match self.at(i) {
+            b'0' => {
+                i += 1;
+                if self.at(i).is_ascii_digit() {
                     return Err(NotIndexed::Invalid);
                 }
             }
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
+            b'1'..=b'9' => i = self.digits(i + 1),
             _ => return Err(NotIndexed::Invalid),
         }
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            if self.digits() == 0 {
+        if self.at(i) == b'.' {
+            let end = self.digits(i + 1);
+            if end == i + 1 {
                 return Err(NotIndexed::Invalid);
             }
+            i = end;
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.i += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.i += 1;
-            }
-            if self.digits() == 0 {
+        if matches!(self.at(i), b'e' | b'E') {
+            i += 1;
+            i += usize::from(matches!(self.at(i), b'+' | b'-'));
+            let end = self.digits(i);
+            if end == i {
                 return Err(NotIndexed::Invalid);
             }
+            i = end;
         }
-        Ok(())
+        Ok(i)
     }
 }
 
