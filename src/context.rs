@@ -1,6 +1,7 @@
 //! The handle a cog gets in its callbacks: the loop's core, what follows the
 //! cog in its train, and the train's accessors.
 
+use std::fmt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -269,6 +270,16 @@ impl<'a, D, N: Next<D> + ?Sized> Context<'a, D, N> {
 
     /// Asks the whole escapement to finish (every train, in order).
     pub fn finish_all(&mut self) {
+        self.core.finish()
+    }
+
+    /// This cog cannot do its work and the process should not run on
+    /// without it (a supply that cannot listen on its socket): finishes the
+    /// whole escapement, in order, and [`Escapement::run`](crate::Escapement::run)
+    /// returns [`Exit::Failed`](crate::Exit::Failed) with `why`, so that a
+    /// daemon exits with an error rather than as if all went well.
+    pub fn fail(&mut self, why: impl fmt::Display) {
+        self.core.failures.push((self.train.index, self.cog, why.to_string()));
         self.core.finish()
     }
 

@@ -178,6 +178,9 @@ pub struct Core {
     pub(crate) phase: Phase,
     pub(crate) cog_phases: Vec<Vec<CogPhase>>,
     pub(crate) finish_requested: bool,
+    /// What cogs said failed ([`Context::fail`](crate::Context::fail)):
+    /// train, cog, why.
+    pub(crate) failures: Vec<(u32, u32, String)>,
     pub(crate) finish_deadline: Duration,
     pub(crate) clock: Clock,
     /// How many timers fired at one instant (not counting those of supplies
@@ -247,6 +250,7 @@ impl Core {
             phase: Phase::Running,
             cog_phases: Vec::new(),
             finish_requested: false,
+            failures: Vec::new(),
             finish_deadline,
             fired: (clock.now(), 0),
             clock,

@@ -617,6 +617,49 @@ fn a_cog_can_ask_the_escapement_to_finish() {
     assert_eq!(seen.lock().unwrap().len(), 30);
 }
 
+/// Fails when it sees `at`.
+struct FailAt(u64);
+
+impl Cog<u64> for FailAt {
+    fn process<N: Next<u64> + ?Sized>(&mut self, d: u64, ctx: &mut Context<'_, u64, N>) {
+        if d == self.0 {
+            ctx.fail(format_args!("cannot go on after {d}"))
+        }
+        ctx.emit(d)
+    }
+}
+
+#[test]
+fn a_cog_that_fails_finishes_everything_and_the_run_says_why() {
+    let _g = exclusive();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let journal = Journal::default();
+    let mut esc = quiet();
+    esc.add_train(
+        Train::new("failing")
+            .cog(VecSupply::new((1..=1_000_000u64).collect(), 10))
+            .cog(named("fail-at-25", FailAt(25)))
+            .cog(Collect {
+                name: "drain",
+                seen: Arc::clone(&seen),
+                journal: journal.clone(),
+            }),
+    );
+    let exit = esc.run().unwrap();
+    assert_eq!(
+        exit,
+        Exit::Failed(vec!["train failing cog 2 (fail-at-25): cannot go on after 25".into()])
+    );
+    // Finished in order, as when a cog asks to finish: the batch in
+    // progress completes, and every cog got `done`.
+    assert_eq!(seen.lock().unwrap().len(), 30);
+    assert!(
+        journal.lines().contains(&"drain:done".to_string()),
+        "{:?}",
+        journal.lines()
+    );
+}
+
 /// Records every `event_done` and `event_rename` it hears.
 struct Ears {
     heard: Arc<Mutex<Vec<String>>>,

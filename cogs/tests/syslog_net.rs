@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tourbillon::{Cog, Context, Escapement, Event, Next, Role, Train};
+use tourbillon::{Cog, Context, Escapement, Event, Exit, Next, Role, Train};
 use tourbillon_cogs::net::Framing;
 use tourbillon_cogs::step::syslog;
 use tourbillon_cogs::supply::listen::{NetSupply, NetSupplySettings};
@@ -199,6 +199,20 @@ fn logger_over_udp_one_message_per_datagram() {
     assert!(seen[1].contains(&format!("{ts} {} cron: job done", f["host"].as_str().unwrap())));
 }
 
+/// Runs `esc`, whose supply listens on a port picked free beforehand:
+/// false when another socket took the port first (the supply could not
+/// listen, and the run failed saying so), for the test to try another.
+fn ran(esc: &mut Escapement) -> bool {
+    match esc.run().unwrap() {
+        Exit::Clean => true,
+        Exit::Failed(why) if why.iter().all(|w| w.contains("cannot listen")) => {
+            eprintln!("{why:?}: trying another port");
+            false
+        }
+        exit => panic!("{exit:?}"),
+    }
+}
+
 /// Connects, retrying while the escapement has not bound yet.
 fn connect(port: u16) -> TcpStream {
     for _ in 0..500 {
@@ -216,43 +230,47 @@ fn logger_over_tcp_with_octet_counting_and_a_bad_count_closes_only_its_client() 
         return;
     }
     let _g = exclusive();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let s = supply(format!("127.0.0.1:{port}"), Framing::OctetCounting);
-    let stats = s.stats();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut esc = escapement();
-    esc.add_train(Train::new("syslog").ids(Event::id_getter()).cog(s).cog(Collect {
-        seen: Arc::clone(&seen),
-        until: 4,
-    }));
-    let sender = thread::spawn(move || {
-        drop(connect(port));
-        // A client whose second frame has a bad length: its first arrives,
-        // then it is closed.
-        let mut bad = connect(port);
-        bad.write_all(b"5 first05 x").unwrap();
-        bad.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let closed = matches!(bad.read(&mut [0u8; 1]), Ok(0) | Err(_));
-        let p = port.to_string();
-        // Three lines on stdin: three messages on one connection.
-        let sent = logger(
-            &[
-                "-T",
-                "-n",
-                "127.0.0.1",
-                "-P",
-                &p,
-                "--octet-count",
-                "--rfc5424",
-                "-t",
-                "app",
-                "-i",
-            ],
-            "one\n\u{e9}t\u{e9} [x]\nthree \"quoted\"\n",
-        );
-        (sent, closed)
-    });
-    esc.run().unwrap();
+    let (sender, seen, stats) = loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let s = supply(format!("127.0.0.1:{port}"), Framing::OctetCounting);
+        let stats = s.stats();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut esc = escapement();
+        esc.add_train(Train::new("syslog").ids(Event::id_getter()).cog(s).cog(Collect {
+            seen: Arc::clone(&seen),
+            until: 4,
+        }));
+        let sender = thread::spawn(move || {
+            drop(connect(port));
+            // A client whose second frame has a bad length: its first arrives,
+            // then it is closed.
+            let mut bad = connect(port);
+            bad.write_all(b"5 first05 x").unwrap();
+            bad.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let closed = matches!(bad.read(&mut [0u8; 1]), Ok(0) | Err(_));
+            let p = port.to_string();
+            // Three lines on stdin: three messages on one connection.
+            let sent = logger(
+                &[
+                    "-T",
+                    "-n",
+                    "127.0.0.1",
+                    "-P",
+                    &p,
+                    "--octet-count",
+                    "--rfc5424",
+                    "-t",
+                    "app",
+                    "-i",
+                ],
+                "one\n\u{e9}t\u{e9} [x]\nthree \"quoted\"\n",
+            );
+            (sent, closed)
+        });
+        if ran(&mut esc) {
+            break (sender, seen, stats);
+        }
+    };
     let (sent, closed) = sender.join().unwrap();
     assert!(closed, "the client with a bad length was closed");
     let seen = seen.lock().unwrap().clone();
@@ -283,27 +301,31 @@ fn logger_over_tcp_with_newlines() {
         return;
     }
     let _g = exclusive();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut esc = escapement();
-    esc.add_train(
-        Train::new("syslog")
-            .ids(Event::id_getter())
-            .cog(supply(format!("127.0.0.1:{port}"), Framing::Newline))
-            .cog(Collect {
-                seen: Arc::clone(&seen),
-                until: 2,
-            }),
-    );
-    let sender = thread::spawn(move || {
-        drop(connect(port));
-        let p = port.to_string();
-        logger(
-            &["-T", "-n", "127.0.0.1", "-P", &p, "--rfc3164", "-t", "sshd", "-i"],
-            "a\nb c\n",
-        )
-    });
-    esc.run().unwrap();
+    let (sender, seen) = loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut esc = escapement();
+        esc.add_train(
+            Train::new("syslog")
+                .ids(Event::id_getter())
+                .cog(supply(format!("127.0.0.1:{port}"), Framing::Newline))
+                .cog(Collect {
+                    seen: Arc::clone(&seen),
+                    until: 2,
+                }),
+        );
+        let sender = thread::spawn(move || {
+            drop(connect(port));
+            let p = port.to_string();
+            logger(
+                &["-T", "-n", "127.0.0.1", "-P", &p, "--rfc3164", "-t", "sshd", "-i"],
+                "a\nb c\n",
+            )
+        });
+        if ran(&mut esc) {
+            break (sender, seen);
+        }
+    };
     let sent = sender.join().unwrap();
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen, sent.lines().collect::<Vec<_>>());

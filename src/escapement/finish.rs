@@ -21,6 +21,11 @@ pub enum Exit {
     /// The finish deadline passed; these cogs (`train NAME cog N (description)`,
     /// counting from 1) had not finished. `done` was still delivered to every cog.
     Deadline(Vec<String>),
+    /// A cog failed in a way the process cannot run on (a socket it could
+    /// not listen on) and said so with [`Context::fail`](crate::Context::fail);
+    /// these are the reasons (`train NAME cog N (description): why`). The
+    /// trains were finished in order and every cog got `done`.
+    Failed(Vec<String>),
 }
 
 impl Escapement {

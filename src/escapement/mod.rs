@@ -210,6 +210,24 @@ impl Escapement {
         }
     }
 
+    /// What cogs said failed, taken: `train NAME cog N (description): why`.
+    fn failures(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.core.failures)
+            .into_iter()
+            .map(|(t, cog, why)| match self.trains.get(t as usize) {
+                Some(train) => {
+                    let text = train
+                        .cogs()
+                        .get(cog as usize)
+                        .map_or("", |c| c.text.as_str())
+                        .to_owned();
+                    format!("train {} cog {} ({text}): {why}", train.name(), cog + 1)
+                }
+                None => format!("cog {}: {why}", cog + 1),
+            })
+            .collect()
+    }
+
     fn close_recorder(&mut self) {
         if let Some(mut recorder) = self.core.recorder.take() {
             recorder.close();
@@ -279,7 +297,11 @@ impl Escapement {
             }
             if self.core.phase == Phase::Done {
                 self.close_recorder();
-                return Ok(std::mem::replace(&mut self.exit, Exit::Clean));
+                let exit = std::mem::replace(&mut self.exit, Exit::Clean);
+                return Ok(match exit {
+                    Exit::Clean if !self.core.failures.is_empty() => Exit::Failed(self.failures()),
+                    exit => exit,
+                });
             }
             let (timeout, step) = self.plan()?;
             self.poll(timeout)?;

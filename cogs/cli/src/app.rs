@@ -940,6 +940,10 @@ fn run_with(sources: Sources, registry: &Registry, mode: Mode, progress: Option<
     ready.report(true);
     match esc.run() {
         Ok(Exit::Clean) => 0,
+        Ok(Exit::Failed(why)) => {
+            log::error!("stopped: failed: {}", why.join("; "));
+            1
+        }
         Ok(exit) => {
             log::error!("stopped: {exit:?}");
             1

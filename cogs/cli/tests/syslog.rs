@@ -95,3 +95,33 @@ fn logger_over_udp_to_listen_and_parse_syslog() {
     assert!(!d.join("bad.jsonl").exists() || fs::read_to_string(d.join("bad.jsonl")).unwrap().is_empty());
     assert!(!text(err.as_bytes()).contains("ERROR"), "{err}");
 }
+
+/// A `listen` that cannot bind its port stops the daemon with an error
+/// naming the address, and a non-zero status a service manager acts on.
+#[test]
+fn a_port_already_taken_is_a_failure_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    fs::write(
+        d.join("c.toml"),
+        format!(
+            "[trains.syslog]\ncogs = [\n  {{ kind = \"listen\", listen = \"tcp:127.0.0.1:{port}\" }},\n  \
+             {{ kind = \"file\", path = \"out.jsonl\" }},\n]\n"
+        ),
+    )
+    .unwrap();
+    let out = tourbillon(d, &["run", "--no-state", "c.toml"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("stopped: failed"))
+        .unwrap_or_else(|| panic!("no failure reported: {err}"));
+    assert!(
+        line.contains(&format!("127.0.0.1:{port}: cannot listen")) && line.contains("train syslog cog 1"),
+        "{line}"
+    );
+    drop(taken);
+}

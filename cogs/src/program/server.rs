@@ -494,12 +494,12 @@ impl Cog<Event> for ProgramServer {
                 Ok(()) => log::info!("serving programs on {}", self.addr),
                 Err(e) => {
                     log::error!("{}: cannot watch the listener: {e}; finishing", self.addr);
-                    ctx.finish_all();
+                    ctx.fail(format_args!("{}: cannot watch the listener: {e}", self.addr));
                 }
             },
             Err(e) => {
                 log::error!("{}: cannot listen: {e}; finishing", self.addr);
-                ctx.finish_all();
+                ctx.fail(format_args!("{}: cannot listen: {e}", self.addr));
             }
         }
         if self.settings.idle_timeout_ms > 0 {

@@ -425,7 +425,7 @@ impl Cog<Event> for NetSupply {
     fn start<N: Next<Event> + ?Sized>(&mut self, ctx: &mut Context<'_, Event, N>) {
         if let Err(e) = self.bind(ctx) {
             log::error!("{}: {e}; finishing", self.addr);
-            ctx.finish_all();
+            ctx.fail(format_args!("{}: {e}", self.addr));
             return;
         }
         log::info!("{}: listening", self.addr);
