@@ -200,13 +200,6 @@ impl Lazy {
     /// [`index`](Self::index), built where it is kept: a `Lazy` is a few
     /// hundred bytes (its index inline), not worth moving per event.
     pub fn index_boxed(bytes: &[u8]) -> Result<Box<Lazy>, NotIndexed> {
-        let start = bytes.iter().position(|&b| !is_ws(b)).unwrap_or(bytes.len());
-        let end = bytes.iter().rposition(|&b| !is_ws(b)).map_or(start, |e| e + 1);
-        let text = &bytes[start..end];
-        if text.first() != Some(&b'{') {
-            // Valid or not, serde_json decides.
-            return Err(NotIndexed::Other);
-        }
         let mut lazy = Box::new(Lazy {
             bytes: SmallVec::new(),
             fields: SmallVec::new(),
@@ -217,8 +210,7 @@ impl Lazy {
             more: OnceLock::new(),
             tree: OnceLock::new(),
         });
-        scan(text, Some(&mut lazy.fields))?;
-        lazy.bytes.extend_from_slice(text);
+        lazy.fill(bytes)?;
         Ok(lazy)
     }
 
@@ -229,20 +221,31 @@ impl Lazy {
         let Some(mut lazy) = SPARES.try_with(|s| s.borrow_mut().pop()).ok().flatten() else {
             return Lazy::index_boxed(bytes).map(|b| Pooled(ManuallyDrop::new(b)));
         };
+        match lazy.fill(bytes) {
+            Ok(()) => Ok(Pooled(ManuallyDrop::new(lazy))),
+            Err(e) => {
+                spare(lazy);
+                Err(e)
+            }
+        }
+    }
+
+    /// Indexes `bytes` into this empty `Lazy` (left empty when they are
+    /// not indexed).
+    fn fill(&mut self, bytes: &[u8]) -> Result<(), NotIndexed> {
         let start = bytes.iter().position(|&b| !is_ws(b)).unwrap_or(bytes.len());
         let end = bytes.iter().rposition(|&b| !is_ws(b)).map_or(start, |e| e + 1);
         let text = &bytes[start..end];
         if text.first() != Some(&b'{') {
-            spare(lazy);
+            // Valid or not, serde_json decides.
             return Err(NotIndexed::Other);
         }
-        if let Err(e) = scan(text, Some(&mut lazy.fields)) {
-            lazy.fields.clear();
-            spare(lazy);
+        if let Err(e) = scan(text, Some(&mut self.fields)) {
+            self.fields.clear();
             return Err(e);
         }
-        lazy.bytes.extend_from_slice(text);
-        Ok(Pooled(ManuallyDrop::new(lazy)))
+        self.bytes.extend_from_slice(text);
+        Ok(())
     }
 
     /// Empties it for reuse; false when it holds too much to keep.
