@@ -112,7 +112,7 @@ pub struct Lazy {
 /// The most spare boxes a thread keeps (see [`Lazy::index_pooled`]):
 /// an event is usually dropped before the next one is read.
 const MAX_SPARES: usize = 32;
-/// A box whose bytes or index grew past these is freed, not kept.
+/// A box whose bytes, index or edits grew past these is freed, not kept.
 const MAX_SPARE_BYTES: usize = 4096;
 const MAX_SPARE_FIELDS: usize = 256;
 
@@ -250,7 +250,8 @@ impl Lazy {
 
     /// Empties it for reuse; false when it holds too much to keep.
     fn reset(&mut self) -> bool {
-        if self.bytes.capacity() > MAX_SPARE_BYTES || self.fields.capacity() > MAX_SPARE_FIELDS {
+        let fields = [self.fields.capacity(), self.sets.capacity(), self.added.capacity()];
+        if self.bytes.capacity() > MAX_SPARE_BYTES || fields.iter().any(|&n| n > MAX_SPARE_FIELDS) {
             return false;
         }
         self.bytes.clear();
@@ -1167,6 +1168,12 @@ mod tests {
         let before = held();
         drop(c);
         assert_eq!(held(), before, "not kept");
+        let mut many = Lazy::index_pooled(b"{}").unwrap();
+        for k in 0..=MAX_SPARE_FIELDS {
+            many.set(&k.to_string(), json!(k));
+        }
+        drop(many);
+        assert_eq!(held(), before, "too many edits: not kept");
         drop(b);
         assert_eq!(held(), before + 1, "kept");
     }
