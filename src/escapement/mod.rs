@@ -298,8 +298,11 @@ impl Escapement {
             if self.core.phase == Phase::Done {
                 self.close_recorder();
                 let exit = std::mem::replace(&mut self.exit, Exit::Clean);
+                // A deadline passed says more than the failure that led
+                // to it (logged when it happened).
+                let failures = self.failures();
                 return Ok(match exit {
-                    Exit::Clean if !self.core.failures.is_empty() => Exit::Failed(self.failures()),
+                    Exit::Clean if !failures.is_empty() => Exit::Failed(failures),
                     exit => exit,
                 });
             }
