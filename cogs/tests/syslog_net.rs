@@ -93,6 +93,18 @@ fn supply(listen: String, framing: Framing) -> NetSupply {
     .unwrap()
 }
 
+/// An escapement whose one train passes what `supply` brings to a
+/// [`Collect`] that finishes everything at `until` frames; and what it saw.
+fn collecting(supply: NetSupply, until: usize) -> (Escapement, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut esc = escapement();
+    esc.add_train(Train::new("syslog").ids(Event::id_getter()).cog(supply).cog(Collect {
+        seen: Arc::clone(&seen),
+        until,
+    }));
+    (esc, seen)
+}
+
 fn fields(line: &str) -> Value {
     Value::Object(syslog::parse(line).unwrap_or_else(|e| panic!("{line}: {e}")))
 }
@@ -104,17 +116,7 @@ fn logger_over_udp_one_message_per_datagram() {
     }
     let _g = exclusive();
     let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut esc = escapement();
-    esc.add_train(
-        Train::new("syslog")
-            .ids(Event::id_getter())
-            .cog(supply(format!("udp:127.0.0.1:{port}"), Framing::Length))
-            .cog(Collect {
-                seen: Arc::clone(&seen),
-                until: 2,
-            }),
-    );
+    let (mut esc, seen) = collecting(supply(format!("udp:127.0.0.1:{port}"), Framing::Length), 2);
     let sender = thread::spawn(move || {
         // The supply has bound once the port is taken.
         while UdpSocket::bind(("127.0.0.1", port)).is_ok() {
@@ -201,11 +203,14 @@ fn logger_over_udp_one_message_per_datagram() {
 
 /// Runs `esc`, whose supply listens on a port picked free beforehand:
 /// false when another socket took the port first (the supply could not
-/// listen, and the run failed saying so), for the test to try another.
-fn ran(esc: &mut Escapement) -> bool {
+/// listen, and the run failed saying so), for the test to try another; a
+/// third port taken in a row fails the test. `tries` counts them.
+fn ran(esc: &mut Escapement, tries: &mut u32) -> bool {
     match esc.run().unwrap() {
         Exit::Clean => true,
         Exit::Failed(why) if why.iter().all(|w| w.contains("cannot listen")) => {
+            *tries += 1;
+            assert!(*tries < 3, "{tries} ports taken before the supply bound them: {why:?}");
             eprintln!("{why:?}: trying another port");
             false
         }
@@ -230,16 +235,12 @@ fn logger_over_tcp_with_octet_counting_and_a_bad_count_closes_only_its_client() 
         return;
     }
     let _g = exclusive();
+    let mut tries = 0;
     let (sender, seen, stats) = loop {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let s = supply(format!("127.0.0.1:{port}"), Framing::OctetCounting);
         let stats = s.stats();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut esc = escapement();
-        esc.add_train(Train::new("syslog").ids(Event::id_getter()).cog(s).cog(Collect {
-            seen: Arc::clone(&seen),
-            until: 4,
-        }));
+        let (mut esc, seen) = collecting(s, 4);
         let sender = thread::spawn(move || {
             drop(connect(port));
             // A client whose second frame has a bad length: its first arrives,
@@ -267,7 +268,7 @@ fn logger_over_tcp_with_octet_counting_and_a_bad_count_closes_only_its_client() 
             );
             (sent, closed)
         });
-        if ran(&mut esc) {
+        if ran(&mut esc, &mut tries) {
             break (sender, seen, stats);
         }
     };
@@ -301,19 +302,10 @@ fn logger_over_tcp_with_newlines() {
         return;
     }
     let _g = exclusive();
+    let mut tries = 0;
     let (sender, seen) = loop {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut esc = escapement();
-        esc.add_train(
-            Train::new("syslog")
-                .ids(Event::id_getter())
-                .cog(supply(format!("127.0.0.1:{port}"), Framing::Newline))
-                .cog(Collect {
-                    seen: Arc::clone(&seen),
-                    until: 2,
-                }),
-        );
+        let (mut esc, seen) = collecting(supply(format!("127.0.0.1:{port}"), Framing::Newline), 2);
         let sender = thread::spawn(move || {
             drop(connect(port));
             let p = port.to_string();
@@ -322,7 +314,7 @@ fn logger_over_tcp_with_newlines() {
                 "a\nb c\n",
             )
         });
-        if ran(&mut esc) {
+        if ran(&mut esc, &mut tries) {
             break (sender, seen);
         }
     };
