@@ -141,12 +141,9 @@ fn spare(mut lazy: Box<Lazy>) {
 pub(crate) struct Pooled(ManuallyDrop<Box<Lazy>>);
 
 impl Pooled {
-    /// The whole value, taken.
+    /// The whole value, taken (the box goes back to the spares).
     pub(crate) fn into_value(mut self) -> Value {
-        match self.tree.take() {
-            Some(v) => v,
-            None => self.build(),
-        }
+        self.take_value()
     }
 }
 
@@ -420,6 +417,11 @@ impl Lazy {
 
     /// The whole value, taken.
     pub fn into_value(mut self) -> Value {
+        self.take_value()
+    }
+
+    /// The whole value: the tree if it was built, else built now.
+    fn take_value(&mut self) -> Value {
         match self.tree.take() {
             Some(v) => v,
             None => self.build(),

@@ -260,25 +260,31 @@ impl fmt::Display for Test {
     }
 }
 
+/// How a condition reads its field.
+enum Field<D> {
+    /// As a value.
+    Value(Getter<D, Value>),
+    /// As text, when every test is on strings: read without building the
+    /// value.
+    Text(Getter<D, str>),
+}
+
 struct Compiled<D> {
     path: String,
-    field: Getter<D, Value>,
-    /// The field as text, when every test is on strings: read without
-    /// building the value.
-    text: Option<Getter<D, str>>,
+    field: Field<D>,
     tests: Vec<Test>,
     not: bool,
 }
 
 impl<D> Compiled<D> {
     fn holds(&self, datum: &D) -> bool {
-        let held = match &self.text {
-            Some(text) => {
+        let held = match &self.field {
+            Field::Text(text) => {
                 let s = text.get(datum);
                 self.tests.iter().all(|t| t.holds_str(s))
             }
-            None => {
-                let v = self.field.get(datum);
+            Field::Value(value) => {
+                let v = value.get(datum);
                 self.tests.iter().all(|t| t.holds(v))
             }
         };
@@ -299,8 +305,10 @@ impl<D: 'static> Conditions<D> {
         let compiled = compile_all(key, conditions)?
             .into_iter()
             .map(|(path, tests, not)| Compiled {
-                field: access.getter(&path),
-                text: tests.iter().all(Test::on_strings).then(|| access.text_getter(&path)),
+                field: match tests.iter().all(Test::on_strings) {
+                    true => Field::Text(access.text_getter(&path)),
+                    false => Field::Value(access.getter(&path)),
+                },
                 path,
                 tests,
                 not,
